@@ -1,0 +1,152 @@
+"""The normalised rule model every other part of sgwatch speaks.
+
+Values arrive from the cloud in several spellings (``Accept``/``accept``, ``TCP``/``6``, ``""``
+for absent); :mod:`sgwatch.core.normalize` turns them into these frozen values once, so the
+diff and the evaluator compare like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+Direction = Literal["ingress", "egress"]
+Policy = Literal["accept", "drop"]
+GroupType = Literal["normal", "enterprise"]
+NicType = Literal["intranet", "internet"]
+
+DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
+
+# Protocols with ports; every other protocol is matched on the protocol alone.
+PORTED = frozenset({"tcp", "udp"})
+ALL_PORTS = (1, 65535)
+NO_PORTS = (-1, -1)
+
+
+class PeerKind(StrEnum):
+    CIDR4 = "cidr4"
+    CIDR6 = "cidr6"
+    GROUP = "group"
+    PREFIX_LIST = "prefix_list"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Peer:
+    """The other side of a rule: an address block, a security group or a prefix list."""
+
+    kind: PeerKind
+    value: str  # canonical CIDR ("0.0.0.0/0", "2001:db8::/32"), group id or prefix-list id
+    owner: str = ""  # owner account of a referenced group, "" when it is the same account
+
+    def __str__(self) -> str:
+        if self.kind is PeerKind.GROUP and self.owner:
+            return f"{self.owner}/{self.value}"
+        return self.value
+
+    @property
+    def is_cidr(self) -> bool:
+        return self.kind in (PeerKind.CIDR4, PeerKind.CIDR6)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RuleKey:
+    """A rule's identity for the diff: its content, without id or description."""
+
+    direction: Direction
+    protocol: str  # tcp, udp, icmp, icmpv6, gre, all, or an IANA number as text
+    from_port: int
+    to_port: int
+    src_from_port: int  # -1/-1 when no SourcePortRange is set
+    src_to_port: int
+    peer: Peer
+    policy: Policy
+    priority: int
+    nic_type: NicType
+    port_list: str = ""  # PortRangeListId, when the rule's ports come from a port list
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    key: RuleKey
+    description: str = ""
+    rule_id: str = ""
+
+    # Shorthands: the evaluator and the renderers read these a great deal.
+    @property
+    def direction(self) -> Direction:
+        return self.key.direction
+
+    @property
+    def protocol(self) -> str:
+        return self.key.protocol
+
+    @property
+    def policy(self) -> Policy:
+        return self.key.policy
+
+    @property
+    def priority(self) -> int:
+        return self.key.priority
+
+    @property
+    def peer(self) -> Peer:
+        return self.key.peer
+
+    @property
+    def ports(self) -> str:
+        return f"{self.key.from_port}/{self.key.to_port}"
+
+
+GroupKey = tuple[str, str, str]  # (account, region, security_group_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    account: str
+    region: str
+    id: str
+    name: str = ""
+    type: GroupType = "normal"
+    vpc_id: str = ""
+    inner_access_policy: Policy = "accept"
+    description: str = ""
+    rules: tuple[Rule, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> GroupKey:
+        return (self.account, self.region, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanError:
+    """Something a source could not read. It makes a report incomplete, never empty."""
+
+    account: str
+    region: str
+    code: str
+    message: str
+    security_group_id: str = ""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The live state as one source saw it.
+
+    ``listed`` holds, per (account, region), the group ids the region's DescribeSecurityGroups
+    listing named. Only a region with a listing can prove that a group is gone; without one a
+    missing group is unknown, not removed.
+    """
+
+    groups: dict[GroupKey, Group] = field(default_factory=dict)
+    listed: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    errors: list[ScanError] = field(default_factory=list)
+
+    @property
+    def regions(self) -> set[tuple[str, str]]:
+        return {(g.account, g.region) for g in self.groups.values()} | set(self.listed)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors

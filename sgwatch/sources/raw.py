@@ -1,0 +1,54 @@
+"""What every source hands the engine: the cloud's own responses, untouched.
+
+An offline snapshot directory and a live scan both end as a :class:`RawScan`; one parser
+(:func:`sgwatch.sources.snapshot.parse_scan`) turns it into a :class:`~sgwatch.core.model.Snapshot`.
+Keeping the raw JSON is what lets ``sgwatch snapshot save`` replay any live state offline.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sgwatch.core.model import ScanError
+
+Action = Literal["DescribeRegions", "DescribeSecurityGroups", "DescribeSecurityGroupAttribute"]
+
+DEFAULT_ACCOUNT = "default"
+
+
+@dataclass(slots=True)
+class RawResponse:
+    account: str
+    action: Action
+    body: dict[str, Any]  # the response JSON exactly as the API returned it
+
+
+@dataclass(slots=True)
+class ScanStats:
+    # (action, result) -> count; result is "ok", "throttled", "error"
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retries: int = 0
+    throttles: int = 0
+    duration_seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class RawScan:
+    responses: list[RawResponse] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    # (account, region) pairs the source was asked to cover, read or not
+    regions: list[tuple[str, str]] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+
+
+def classify(body: dict[str, Any]) -> Action | None:
+    """Tell which API produced a response body, from its shape."""
+    if "Permissions" in body and "SecurityGroupId" in body:
+        return "DescribeSecurityGroupAttribute"
+    if "SecurityGroups" in body:
+        return "DescribeSecurityGroups"
+    if "Regions" in body:
+        return "DescribeRegions"
+    return None
