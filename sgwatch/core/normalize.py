@@ -1,0 +1,203 @@
+"""Turn the cloud's spellings of a rule into one :class:`~sgwatch.core.model.Rule`.
+
+Raises :class:`NormalizeError` with the field at fault; callers add the file and entry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from sgwatch.core.model import (
+    NO_PORTS,
+    PORTED,
+    Direction,
+    GroupType,
+    NicType,
+    Peer,
+    PeerKind,
+    Policy,
+    Rule,
+    RuleKey,
+)
+
+# IANA numbers some regions accept in IpProtocol.
+_PROTOCOL_NUMBERS = {"-1": "all", "1": "icmp", "6": "tcp", "17": "udp", "47": "gre", "58": "icmpv6"}
+_PROTOCOL_NAMES = {"all", "tcp", "udp", "icmp", "icmpv6", "gre"}
+
+
+class NormalizeError(ValueError):
+    """A value the cloud (or a baseline) gave that no rule can hold."""
+
+
+def protocol(value: object) -> str:
+    text = str(value).strip().lower()
+    if text in _PROTOCOL_NAMES:
+        return text
+    if text in _PROTOCOL_NUMBERS:
+        return _PROTOCOL_NUMBERS[text]
+    if text.isdigit() and 0 <= int(text) <= 255:
+        return str(int(text))
+    raise NormalizeError(f"unknown protocol {value!r} (expected tcp, udp, icmp, icmpv6, gre, all or 0-255)")
+
+
+def policy(value: object) -> Policy:
+    text = str(value or "accept").strip().lower()
+    if text == "accept":
+        return "accept"
+    if text == "drop":
+        return "drop"
+    raise NormalizeError(f"unknown policy {value!r} (expected accept or drop)")
+
+
+def priority(value: object) -> int:
+    if value is None or value == "":
+        return 1  # the API's default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise NormalizeError(f"priority {value!r} is not a whole number") from None
+    if not 1 <= number <= 1000:
+        raise NormalizeError(f"priority {number} is out of range (1-100, up to 1000 where raised)")
+    return number
+
+
+def nic_type(value: object) -> NicType:
+    text = str(value or "intranet").strip().lower()
+    if text in ("intranet", "internet"):
+        return text  # type: ignore[return-value]
+    raise NormalizeError(f"unknown NicType {value!r} (expected intranet or internet)")
+
+
+def group_type(value: object) -> GroupType:
+    text = str(value or "normal").strip().lower()
+    if text in ("normal", "basic"):
+        return "normal"
+    if text in ("enterprise", "advanced"):
+        return "enterprise"
+    raise NormalizeError(f"unknown security group type {value!r} (expected normal or enterprise)")
+
+
+def port_range(value: object, proto: str, *, source: bool = False) -> tuple[int, int]:
+    """Parse ``"22/22"``; ``-1/-1`` means "every port" and is how portless protocols say it."""
+    text = str(value or "").strip()
+    if not text:
+        if source:
+            return NO_PORTS
+        return NO_PORTS if proto not in PORTED else (1, 65535)
+    sep = "/" if "/" in text else ("-" if text.count("-") == 1 and not text.startswith("-") else None)
+    parts = text.split(sep) if sep else [text, text]
+    try:
+        low, high = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        raise NormalizeError(f"port range {value!r} is not 'from/to'") from None
+    if (low, high) == NO_PORTS:
+        return NO_PORTS
+    if not (1 <= low <= high <= 65535):
+        raise NormalizeError(f"port range {value!r} is out of 1-65535 or reversed")
+    if proto not in PORTED and proto != "all" and not source:
+        # The API answers -1/-1 for these; a stray range carries no meaning.
+        return NO_PORTS
+    return low, high
+
+
+def cidr(value: str) -> Peer:
+    try:
+        net = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise NormalizeError(f"{value!r} is not an IP address or CIDR block") from None
+    kind = PeerKind.CIDR4 if net.version == 4 else PeerKind.CIDR6
+    return Peer(kind, str(net))
+
+
+def peer_from_text(value: str) -> Peer:
+    """The baseline's one-string peer: a CIDR, ``sg-…``, ``account/sg-…`` or ``pl-…``."""
+    text = value.strip()
+    if text.startswith("sg-"):
+        return Peer(PeerKind.GROUP, text)
+    if "/sg-" in text:
+        owner, _, group = text.partition("/")
+        return Peer(PeerKind.GROUP, group, owner)
+    if text.startswith("pl-"):
+        return Peer(PeerKind.PREFIX_LIST, text)
+    return cidr(text)
+
+
+def _s(raw: Mapping[str, Any], name: str) -> str:
+    value = raw.get(name)
+    return "" if value is None else str(value).strip()
+
+
+def _peer(raw: Mapping[str, Any], direction: Direction, account: str) -> Peer:
+    side = "Source" if direction == "ingress" else "Dest"
+    v4, v6 = _s(raw, f"{side}CidrIp"), _s(raw, f"Ipv6{side}CidrIp")
+    group, owner = _s(raw, f"{side}GroupId"), _s(raw, f"{side}GroupOwnerAccount")
+    prefix = _s(raw, f"{side}PrefixListId")
+    if group:
+        # The owner is "" for the same account; the API sometimes echoes our own id.
+        return Peer(PeerKind.GROUP, group, "" if owner == account else owner)
+    if v4:
+        return cidr(v4)
+    if v6:
+        return cidr(v6)
+    if prefix:
+        return Peer(PeerKind.PREFIX_LIST, prefix)
+    raise NormalizeError(f"rule has no {side.lower()} peer (CIDR, IPv6 CIDR, group or prefix list)")
+
+
+def rule_from_api(raw: Mapping[str, Any], account: str = "") -> Rule:
+    """One ``Permission`` of a DescribeSecurityGroupAttribute response."""
+    direction_text = _s(raw, "Direction").lower()
+    if direction_text not in ("ingress", "egress"):
+        raise NormalizeError(f"unknown Direction {raw.get('Direction')!r}")
+    direction: Direction = "ingress" if direction_text == "ingress" else "egress"
+    proto = protocol(raw.get("IpProtocol", ""))
+    from_port, to_port = port_range(raw.get("PortRange"), proto)
+    src_from, src_to = port_range(raw.get("SourcePortRange"), proto, source=True)
+    key = RuleKey(
+        direction=direction,
+        protocol=proto,
+        from_port=from_port,
+        to_port=to_port,
+        src_from_port=src_from,
+        src_to_port=src_to,
+        peer=_peer(raw, direction, account),
+        policy=policy(raw.get("Policy")),
+        priority=priority(raw.get("Priority")),
+        nic_type=nic_type(raw.get("NicType")),
+        port_list=_s(raw, "PortRangeListId"),
+    )
+    return Rule(key, _s(raw, "Description"), _s(raw, "SecurityGroupRuleId"))
+
+
+def rule_to_api(rule: Rule) -> dict[str, Any]:
+    """The inverse of :func:`rule_from_api`, in the API's field names (used by snapshot tools)."""
+    k = rule.key
+    side = "Source" if k.direction == "ingress" else "Dest"
+    out: dict[str, Any] = {
+        "SecurityGroupRuleId": rule.rule_id,
+        "Direction": k.direction,
+        "IpProtocol": k.protocol.upper() if not k.protocol.isdigit() else k.protocol,
+        "PortRange": f"{k.from_port}/{k.to_port}",
+        "SourcePortRange": "" if (k.src_from_port, k.src_to_port) == NO_PORTS
+        else f"{k.src_from_port}/{k.src_to_port}",
+        "Policy": k.policy.capitalize(),
+        "Priority": str(k.priority),
+        "NicType": k.nic_type,
+        "Description": rule.description,
+        "PortRangeListId": k.port_list,
+    }
+    for field in ("CidrIp", "GroupId", "GroupOwnerAccount", "PrefixListId"):
+        out[f"{side}{field}"] = ""
+    out[f"Ipv6{side}CidrIp"] = ""
+    if k.peer.kind is PeerKind.CIDR4:
+        out[f"{side}CidrIp"] = k.peer.value
+    elif k.peer.kind is PeerKind.CIDR6:
+        out[f"Ipv6{side}CidrIp"] = k.peer.value
+    elif k.peer.kind is PeerKind.GROUP:
+        out[f"{side}GroupId"] = k.peer.value
+        out[f"{side}GroupOwnerAccount"] = k.peer.owner
+    else:
+        out[f"{side}PrefixListId"] = k.peer.value
+    return out
