@@ -7,11 +7,32 @@ from hypothesis import strategies as st
 from sgwatch.core import normalize
 from sgwatch.core.model import Group, Peer, PeerKind, Rule, RuleKey
 
-CIDRS4 = ["0.0.0.0/0", "1.2.3.0/24", "1.2.3.4/32", "8.0.0.0/6", "10.0.0.0/8", "100.64.0.0/10",
-          "192.168.1.0/24", "47.96.0.0/12", "0.0.0.0/1", "128.0.0.0/1", "203.0.113.7/32"]
+CIDRS4 = [
+    "0.0.0.0/0",
+    "1.2.3.0/24",
+    "1.2.3.4/32",
+    "8.0.0.0/6",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "192.168.1.0/24",
+    "47.96.0.0/12",
+    "0.0.0.0/1",
+    "128.0.0.0/1",
+    "203.0.113.7/32",
+]
 CIDRS6 = ["::/0", "2001:db8::/32", "2400:cb00::/32", "fc00::/7", "2000::/3", "2400::/12"]
-PORTS = [(-1, -1), (1, 65535), (22, 22), (80, 80), (443, 443), (3306, 3306), (20, 30), (1000, 5000),
-         (3300, 3310), (8080, 8090)]
+PORTS = [
+    (-1, -1),
+    (1, 65535),
+    (22, 22),
+    (80, 80),
+    (443, 443),
+    (3306, 3306),
+    (20, 30),
+    (1000, 5000),
+    (3300, 3310),
+    (8080, 8090),
+]
 SPORTS = [(-1, -1), (-1, -1), (-1, -1), (1024, 65535), (53, 53)]
 PROTOCOLS = ["tcp", "tcp", "udp", "icmp", "icmpv6", "gre", "all", "132"]
 
@@ -24,8 +45,9 @@ def peers(draw: st.DrawFn) -> Peer:
     if kind == "v6":
         return normalize.cidr(draw(st.sampled_from(CIDRS6)))
     if kind == "group":
-        return Peer(PeerKind.GROUP, draw(st.sampled_from(["sg-app", "sg-db"])),
-                    draw(st.sampled_from(["", "", "1234567890"])))
+        return Peer(
+            PeerKind.GROUP, draw(st.sampled_from(["sg-app", "sg-db"])), draw(st.sampled_from(["", "", "1234567890"]))
+        )
     return Peer(PeerKind.PREFIX_LIST, "pl-office")
 
 
@@ -37,8 +59,10 @@ def rules(draw: st.DrawFn, direction: str | None = None) -> Rule:
     key = RuleKey(
         direction=direction or draw(st.sampled_from(["ingress", "egress"])),  # type: ignore[arg-type]
         protocol=proto,
-        from_port=ports[0], to_port=ports[1],
-        src_from_port=sports[0], src_to_port=sports[1],
+        from_port=ports[0],
+        to_port=ports[1],
+        src_from_port=sports[0],
+        src_to_port=sports[1],
         peer=draw(peers()),
         policy=draw(st.sampled_from(["accept", "drop"])),
         priority=draw(st.sampled_from([1, 1, 2, 50, 100])),
@@ -51,7 +75,9 @@ def rules(draw: st.DrawFn, direction: str | None = None) -> Rule:
 def groups(draw: st.DrawFn, max_rules: int = 12, gid: str = "sg-1") -> Group:
     rs = draw(st.lists(rules(), max_size=max_rules, unique_by=lambda r: r.key))
     return Group(
-        account="default", region="cn-hangzhou", id=gid,
+        account="default",
+        region="cn-hangzhou",
+        id=gid,
         type=draw(st.sampled_from(["normal", "enterprise"])),
         vpc_id=draw(st.sampled_from(["vpc-1", "vpc-1", ""])),
         inner_access_policy=draw(st.sampled_from(["accept", "drop"])),

@@ -63,8 +63,9 @@ SPORT_PROBES = [1, 52, 53, 54, 1023, 1024, 2000, 65535]
     dport=st.sampled_from([1, 21, 22, 23, 80, 443, 3306, 3305, 3311, 5000, 8085, 65535]),
     data=st.data(),
 )
-def test_evaluator_agrees_with_oracle(group: Group, direction: str, family: str, proto: str, dport: int,
-                                      data: st.DataObject) -> None:
+def test_evaluator_agrees_with_oracle(
+    group: Group, direction: str, family: str, proto: str, dport: int, data: st.DataObject
+) -> None:
     result = exposure.evaluate(group, direction)  # type: ignore[arg-type]
     addr = data.draw(st.sampled_from(ADDRS[family]))
     port = dport if proto in ("tcp", "udp") else -1
@@ -77,13 +78,31 @@ def test_evaluator_agrees_with_oracle(group: Group, direction: str, family: str,
 def _rule(spec: str) -> Rule:
     policy, prio, proto, ports, peer = spec.split()
     low, high = normalize.port_range(ports, proto)
-    return Rule(RuleKey("ingress", proto, low, high, -1, -1, normalize.peer_from_text(peer), policy,  # type: ignore[arg-type]
-                        int(prio), "intranet"))
+    return Rule(
+        RuleKey(
+            "ingress",
+            proto,
+            low,
+            high,
+            -1,
+            -1,
+            normalize.peer_from_text(peer),
+            policy,  # type: ignore[arg-type]
+            int(prio),
+            "intranet",
+        )
+    )
 
 
 def _group(*specs: str, type_: str = "normal") -> Group:
-    return Group("default", "cn-hangzhou", "sg-1", type=type_, vpc_id="vpc-1",  # type: ignore[arg-type]
-                 rules=tuple(_rule(s) for s in specs))
+    return Group(
+        "default",
+        "cn-hangzhou",
+        "sg-1",
+        type=type_,
+        vpc_id="vpc-1",  # type: ignore[arg-type]
+        rules=tuple(_rule(s) for s in specs),
+    )
 
 
 def _tcp(group: Group, port: int, addr: str = "8.8.8.8") -> bool:

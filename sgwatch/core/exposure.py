@@ -11,6 +11,7 @@ group of 1,000 public rules costs thousands of box operations, not billions of p
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -125,7 +126,8 @@ def internet_rules(group: Group, direction: Direction) -> list[tuple[int, Rule]]
     """
     classic = not group.vpc_id
     chosen = [
-        r for r in group.rules
+        r
+        for r in group.rules
         if r.direction == direction and r.peer.is_cidr and not (classic and r.key.nic_type != "internet")
     ]
     # Indices must point into group.rules, so re-enumerate against the full tuple.
@@ -206,7 +208,7 @@ def _to_segments(by_ports: dict[tuple[int, int, int], list[Interval]], ported: b
     cuts = sorted({p for (low, high, _) in by_ports for p in (low, high + 1)})
     pieces = sorted(by_ports.items())
     out: list[Segment] = []
-    for low, nxt in zip(cuts, cuts[1:], strict=False):
+    for low, nxt in itertools.pairwise(cuts):
         high = nxt - 1
         addrs: list[Interval] = []
         rules: set[int] = set()

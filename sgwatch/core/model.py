@@ -8,6 +8,7 @@ diff and the evaluator compare like with like.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Literal
 
@@ -150,3 +151,26 @@ class Snapshot:
     @property
     def complete(self) -> bool:
         return not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedExposure:
+    """An internet exposure the team accepts on purpose (a web tier's 80/443), with who and why."""
+
+    direction: Direction
+    protocol: str  # as a rule's protocol: tcp, udp, icmp, all, …
+    from_port: int
+    to_port: int
+    peers: tuple[str, ...]  # public CIDRs it may come from; empty means the whole internet
+    reason: str
+    owner: str
+    expires: date | None = None
+
+    def active(self, today: date) -> bool:
+        return self.expires is None or today <= self.expires
+
+
+@dataclass(slots=True)
+class Baseline:
+    groups: dict[GroupKey, Group] = field(default_factory=dict)
+    accepted: dict[GroupKey, tuple[AcceptedExposure, ...]] = field(default_factory=dict)

@@ -180,8 +180,7 @@ def rule_to_api(rule: Rule) -> dict[str, Any]:
         "Direction": k.direction,
         "IpProtocol": k.protocol.upper() if not k.protocol.isdigit() else k.protocol,
         "PortRange": f"{k.from_port}/{k.to_port}",
-        "SourcePortRange": "" if (k.src_from_port, k.src_to_port) == NO_PORTS
-        else f"{k.src_from_port}/{k.src_to_port}",
+        "SourcePortRange": "" if (k.src_from_port, k.src_to_port) == NO_PORTS else f"{k.src_from_port}/{k.src_to_port}",
         "Policy": k.policy.capitalize(),
         "Priority": str(k.priority),
         "NicType": k.nic_type,

@@ -1,0 +1,366 @@
+"""From (baseline, live snapshot) to a report: diff, exposure, severity, posture.
+
+The one entry point is :func:`assess`. Everything here is pure: the clock comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sgwatch.core import addresses, exposure, posture
+from sgwatch.core.addresses import Family, Interval
+from sgwatch.core.checks import CheckSettings, Severity, worst
+from sgwatch.core.diff import Change, diff_group
+from sgwatch.core.exposure import DEFAULT, ExposureMap
+from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
+from sgwatch.core.model import (
+    DIRECTIONS,
+    AcceptedExposure,
+    Baseline,
+    Direction,
+    Group,
+    PeerKind,
+    Rule,
+    ScanError,
+    Snapshot,
+)
+
+_PUBLIC_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "gre"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One run of ports with one verdict, before it becomes an :class:`Exposure`."""
+
+    family: Family
+    bucket: str
+    from_port: int
+    to_port: int
+    addresses: tuple[Interval, ...]
+    new_addresses: tuple[Interval, ...]
+    rules: frozenset[int]
+
+
+def _allowance(
+    accepted: Sequence[AcceptedExposure], family: Family, bucket: str, low: int, high: int
+) -> list[Interval]:
+    """Public addresses the active exceptions accept for these ports."""
+    out: list[Interval] = []
+    for a in accepted:
+        if a.protocol not in ("all", bucket):
+            continue
+        if low != -1 and (a.from_port, a.to_port) != (-1, -1) and not (a.from_port <= low and high <= a.to_port):
+            continue
+        if not a.peers:
+            out.extend(addresses.public(family))
+            continue
+        for peer in a.peers:
+            fam, part = addresses.public_part(peer)
+            if fam == family:
+                out.extend(part)
+    return addresses.union(out)
+
+
+def compare(live: ExposureMap, base: ExposureMap, accepted: Sequence[AcceptedExposure]) -> list[_Piece]:
+    """Live exposure, port by port, marked with what the baseline and exceptions do not cover."""
+    pieces: list[_Piece] = []
+    for (family, bucket), segments in live.items():
+        if not segments:
+            continue
+        base_segments = base.get((family, bucket))
+        if base_segments is None and bucket not in _PUBLIC_PROTOCOLS:
+            base_segments = base.get((family, "other"))  # the baseline had no rule naming this number
+        base_segments = base_segments or []
+        cuts = sorted(
+            {p for s in (*segments, *base_segments) for p in (s.from_port, s.to_port + 1)}
+            | {p for a in accepted for p in (a.from_port, a.to_port + 1) if a.from_port != -1}
+        )
+        for seg in segments:
+            for low, nxt in itertools.pairwise(cuts):
+                high = nxt - 1
+                if high < seg.from_port or low > seg.to_port:
+                    continue
+                low, high = max(low, seg.from_port), min(high, seg.to_port)
+                base_addrs: list[Interval] = []
+                for b in base_segments:
+                    if b.from_port <= low and high <= b.to_port:
+                        base_addrs.extend(b.addresses)
+                fresh = addresses.subtract(seg.addresses, addresses.union(base_addrs))
+                if fresh:
+                    fresh = addresses.subtract(fresh, _allowance(accepted, family, bucket, low, high))
+                _append(pieces, _Piece(family, bucket, low, high, seg.addresses, tuple(fresh), seg.rules))
+    return pieces
+
+
+def _append(pieces: list[_Piece], piece: _Piece) -> None:
+    last = pieces[-1] if pieces else None
+    if (
+        last
+        and last.family == piece.family
+        and last.bucket == piece.bucket
+        and last.to_port + 1 == piece.from_port
+        and last.addresses == piece.addresses
+        and bool(last.new_addresses) == bool(piece.new_addresses)
+        and last.rules == piece.rules
+    ):
+        merged = addresses.union((*last.new_addresses, *piece.new_addresses))
+        pieces[-1] = _Piece(
+            last.family, last.bucket, last.from_port, piece.to_port, last.addresses, tuple(merged), last.rules
+        )
+    else:
+        pieces.append(piece)
+
+
+def grade(direction: Direction, piece: _Piece, scope: str, settings: CheckSettings) -> str:
+    """The check a new exposure triggers (its severity comes from the settings)."""
+    if direction == "egress":
+        return "egress-opened"
+    if scope == "narrow":
+        return "narrow-public-exposure"
+    if piece.bucket in ("icmp", "icmpv6"):
+        return "internet-icmp"
+    if piece.bucket not in ("tcp", "udp"):
+        return "internet-all-traffic" if piece.bucket == "other" else "internet-unapproved-port"
+    if (piece.from_port, piece.to_port) == (1, 65535):
+        return "internet-all-traffic"
+    if any(piece.from_port <= p <= piece.to_port for p in settings.database_ports):
+        return "internet-database-port"
+    if any(piece.from_port <= p <= piece.to_port for p in settings.admin_ports):
+        return "internet-remote-admin"
+    return "internet-unapproved-port"
+
+
+def _peers(group: Group, rules: Iterable[int]) -> tuple[str, ...]:
+    return tuple(sorted({"default" if i == DEFAULT else str(group.rules[i].peer) for i in rules}))
+
+
+@dataclass(slots=True)
+class _Graded:
+    exposure: Exposure
+    piece: _Piece
+
+
+def group_exposures(
+    group: Group, base: Group | None, accepted: Sequence[AcceptedExposure], settings: CheckSettings
+) -> list[_Graded]:
+    out: list[_Graded] = []
+    for direction in DIRECTIONS:
+        live_map = exposure.evaluate(group, direction)
+        base_map = exposure.evaluate(base, direction) if base is not None else {}
+        mine = [a for a in accepted if a.direction == direction]
+        for piece in compare(live_map, base_map, mine):
+            scope = addresses.scope(piece.family, piece.addresses)
+            new = bool(piece.new_addresses)
+            check = grade(direction, piece, scope, settings) if new else None
+            if check is not None and not settings.enabled(check):
+                check, new = None, False
+            out.append(
+                _Graded(
+                    Exposure(
+                        account=group.account,
+                        region=group.region,
+                        security_group_id=group.id,
+                        direction=direction,
+                        family=piece.family,
+                        protocol=piece.bucket if piece.bucket in _PUBLIC_PROTOCOLS else "other",
+                        from_port=piece.from_port,
+                        to_port=piece.to_port,
+                        scope=scope,
+                        peers=_peers(group, piece.rules),
+                        new=new,
+                        severity=settings.severity(check) if check else None,
+                        check=check,
+                    ),
+                    piece,
+                )
+            )
+    return out
+
+
+def _overlaps(rule: Rule, graded: _Graded) -> bool:
+    """Could this (removed or weakened) rule have been what blocked the new exposure?"""
+    e, piece = graded.exposure, graded.piece
+    k = rule.key
+    if k.direction != e.direction or not k.peer.is_cidr:
+        return False
+    if (k.peer.kind is PeerKind.CIDR4) != (e.family == "ipv4"):
+        return False
+    if not exposure.matches_bucket(k.protocol, piece.bucket):
+        return False
+    if (
+        e.from_port != -1
+        and (k.from_port, k.to_port) != (-1, -1)
+        and (k.to_port < e.from_port or k.from_port > e.to_port)
+    ):
+        return False
+    _, part = addresses.public_part(k.peer.value)
+    return bool(addresses.intersect(part, piece.new_addresses))
+
+
+def _attribute(changes: list[Change], new: list[_Graded], live: Group) -> dict[int, list[_Graded]]:
+    """Which change caused which new exposure. Every new exposure lands on some change."""
+    index_of = {r.key: i for i, r in enumerate(live.rules)}
+    by_change: dict[int, list[_Graded]] = {}
+    for g in new:
+        owners = (
+            [
+                n
+                for n, c in enumerate(changes)
+                if c.live is not None and c.live.policy == "accept" and index_of.get(c.live.key) in g.piece.rules
+            ]
+            or [
+                n
+                for n, c in enumerate(changes)
+                if c.baseline is not None and c.baseline.policy == "drop" and _overlaps(c.baseline, g)
+            ]
+            or [n for n, c in enumerate(changes) if c.kind == "group_changed"]
+            or [n for n, c in enumerate(changes) if c.direction == g.exposure.direction][:1]
+        )
+        for n in owners:
+            by_change.setdefault(n, []).append(g)
+    return by_change
+
+
+def _base_check(change: Change, live: Group | None, base: Group | None) -> str:
+    if change.kind == "group_changed":
+        opened = "inner_access_policy" in change.fields and live is not None and live.inner_access_policy == "accept"
+        return "inner-access-opened" if opened else "group-attribute-changed"
+    if change.kind == "rule_changed" and change.live and change.baseline and change.live.key == change.baseline.key:
+        return "description-changed"
+    rule = change.live if change.kind == "rule_added" else None
+    if rule is not None and rule.policy == "accept" and not rule.peer.is_cidr:
+        if rule.peer.kind is PeerKind.GROUP and rule.peer.owner:
+            return "cross-account-reference"
+        return "private-peer-rule"
+    if rule is not None and rule.policy == "accept" and not addresses.public_part(rule.peer.value)[1]:
+        return "private-peer-rule"
+    if change.kind == "rule_removed" and change.baseline and change.baseline.policy == "accept":
+        return "accept-removed"
+    return "no-exposure-change"
+
+
+def _message(change: Change, exposures: list[Exposure]) -> str:
+    sg = change.group[2]
+    what = {
+        "rule_added": lambda: f"rule added: {describe_rule(change.live)}" if change.live else "",
+        "rule_removed": lambda: f"rule removed: {describe_rule(change.baseline)}" if change.baseline else "",
+        "rule_changed": lambda: (
+            f"rule changed: {describe_rule(change.baseline)} -> {describe_rule(change.live)}"
+            if change.live and change.baseline and change.live.key != change.baseline.key
+            else "rule description changed"
+        ),
+        "group_changed": lambda: "group changed: " + ", ".join(change.fields),
+    }[change.kind]()
+    direction = f" {change.direction}" if change.direction else ""
+    tail = ""
+    if exposures:
+        top = max(exposures, key=lambda e: (e.severity is not None, e.scope == "any"))
+        more = f" (+{len(exposures) - 1} more)" if len(exposures) > 1 else ""
+        tail = f"; new exposure: {top.describe()}{more}"
+    return f"{sg}{direction} {what}{tail}"
+
+
+def _finding(
+    change: Change, check: str | None, exposures: list[Exposure], settings: CheckSettings, message: str
+) -> Finding:
+    checks = [check] if check and settings.enabled(check) else []
+    severities: list[Severity] = [settings.severity(c) for c in checks]
+    for e in exposures:
+        if e.check and e.severity:
+            checks.append(e.check)
+            severities.append(e.severity)
+    account, region, sg = change.group
+    return Finding(
+        kind=change.kind,
+        severity=worst(*severities) if severities else "info",
+        account=account,
+        region=region,
+        security_group_id=sg,
+        direction=change.direction,
+        live=change.live,
+        baseline=change.baseline,
+        new_exposures=exposures,
+        checks=list(dict.fromkeys(checks)),
+        message=message,
+        fields=change.fields,
+    )
+
+
+def assess_group(
+    live: Group | None, base: Group | None, accepted: Sequence[AcceptedExposure], settings: CheckSettings
+) -> tuple[list[Finding], list[Exposure]]:
+    """Findings and live exposures of one group (live None: removed; base None: added)."""
+    if live is None:
+        assert base is not None
+        change = Change("group_removed", base.key)
+        return [_finding(change, "group-removed", [], settings, f"{base.id} group removed")], []
+    graded = group_exposures(live, base, accepted, settings)
+    new = [g for g in graded if g.exposure.new]
+    exposures = [g.exposure for g in graded]
+    if base is None:
+        change = Change("group_added", live.key)
+        news = [g.exposure for g in new]
+        tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
+        return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
+    changes = diff_group(base, live)
+    owners = _attribute(changes, new, live)
+    findings = []
+    for n, change in enumerate(changes):
+        caused = [g.exposure for g in owners.get(n, [])]
+        check: str | None = _base_check(change, live, base)
+        if caused and check == "no-exposure-change":
+            check = None  # the exposure's own checks say it all
+        findings.append(_finding(change, check, caused, settings, _message(change, caused)))
+    return findings, exposures
+
+
+def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime) -> Report:
+    """The whole estate: every drift finding, every live exposure, every posture result."""
+    today = now.date()
+    errors = list(live.errors)
+    unreadable_regions = {(e.account, e.region) for e in errors if not e.security_group_id}
+    unreadable_groups = {(e.account, e.region, e.security_group_id) for e in errors if e.security_group_id}
+    report = Report(generated_at=now, groups=0, errors=errors)
+    seen_regions = live.regions
+    for key in sorted(live.groups.keys() | baseline.groups.keys()):
+        account, region, _ = key
+        lgroup, bgroup = live.groups.get(key), baseline.groups.get(key)
+        if lgroup is None:
+            if key in unreadable_groups or (account, region) in unreadable_regions:
+                continue  # could not be read: never "removed"
+            listing = live.listed.get((account, region))
+            if listing is None:
+                if (account, region) not in seen_regions:
+                    continue  # the region error below covers it
+                errors.append(
+                    ScanError(
+                        account,
+                        region,
+                        "NotInSnapshot",
+                        "group is in the baseline but the snapshot has no listing of the region",
+                        key[2],
+                    )
+                )
+                continue
+            if key[2] in listing:
+                continue  # listed but unread: the parser has recorded the error
+        report.groups += 1
+        accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
+        findings, exposures = assess_group(lgroup, bgroup, accepted, settings)
+        report.findings.extend(findings)
+        report.exposures.extend(exposures)
+        if lgroup is not None:
+            report.posture.extend(posture.check_group(lgroup, exposures, settings))
+        report.posture.extend(posture.expired(key, baseline.accepted.get(key, ()), today, settings))
+    missing = sorted({(g.account, g.region) for g in baseline.groups.values()} - seen_regions - unreadable_regions)
+    errors.extend(
+        ScanError(a, r, "RegionNotInSnapshot", "baseline covers this region but the live state has no data for it")
+        for a, r in missing
+    )
+    return report
+
+
+__all__ = ["assess", "assess_group", "compare", "grade"]

@@ -1,0 +1,201 @@
+"""What the engine concludes: exposures, drift findings, posture results, the report.
+
+These are the JSON contract's objects (see schemas/report.schema.json); ``to_dict`` gives
+exactly the published shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sgwatch.core.addresses import Family
+from sgwatch.core.checks import RANK, SEVERITIES, Severity
+from sgwatch.core.diff import ChangeKind
+from sgwatch.core.model import NO_PORTS, Direction, Rule, ScanError
+
+REPORT_VERSION = "1"
+
+
+def rule_dict(rule: Rule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    k = rule.key
+    return {
+        "direction": k.direction,
+        "policy": k.policy,
+        "priority": k.priority,
+        "protocol": k.protocol,
+        "ports": f"{k.from_port}/{k.to_port}",
+        "source_ports": None if (k.src_from_port, k.src_to_port) == NO_PORTS else f"{k.src_from_port}/{k.src_to_port}",
+        "peer": str(k.peer),
+        "peer_kind": k.peer.kind.value,
+        "nic_type": k.nic_type,
+        "port_list": k.port_list or None,
+        "description": rule.description,
+        "rule_id": rule.rule_id or None,
+    }
+
+
+def describe_rule(rule: Rule) -> str:
+    k = rule.key
+    ports = "" if (k.from_port, k.to_port) == NO_PORTS else f" {k.from_port}/{k.to_port}"
+    word = "from" if k.direction == "ingress" else "to"
+    return f"{k.policy} {k.protocol}{ports} {word} {k.peer} (priority {k.priority})"
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    account: str
+    region: str
+    security_group_id: str
+    direction: Direction
+    family: Family
+    protocol: str  # tcp, udp, icmp, icmpv6, gre, other
+    from_port: int
+    to_port: int
+    scope: str  # any, wide, narrow
+    peers: tuple[str, ...]
+    new: bool
+    severity: Severity | None  # only new exposures are graded
+    check: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "region": self.region,
+            "security_group_id": self.security_group_id,
+            "direction": self.direction,
+            "family": self.family,
+            "protocol": self.protocol,
+            "from_port": self.from_port,
+            "to_port": self.to_port,
+            "scope": self.scope,
+            "peers": list(self.peers),
+            "new": self.new,
+            "severity": self.severity,
+            "check": self.check,
+        }
+
+    def describe(self) -> str:
+        ports = (
+            ""
+            if self.from_port == -1
+            else (f" {self.from_port}" if self.from_port == self.to_port else f" {self.from_port}-{self.to_port}")
+        )
+        word = "from" if self.direction == "ingress" else "to"
+        return f"{self.protocol}{ports} {word} {self.scope} {self.family} internet"
+
+
+@dataclass(slots=True)
+class Finding:
+    kind: ChangeKind
+    severity: Severity
+    account: str
+    region: str
+    security_group_id: str
+    direction: Direction | None
+    live: Rule | None
+    baseline: Rule | None
+    new_exposures: list[Exposure]
+    checks: list[str]
+    message: str
+    fields: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        # Stable across runs for the same drift: made of what the drift is, not when it was seen.
+        parts = [self.kind, self.account, self.region, self.security_group_id, ",".join(self.fields)]
+        for rule in (self.baseline, self.live):
+            parts.append(repr(rule.key) if rule else "-")
+        if self.kind == "rule_changed" and self.live and self.baseline and self.live.key == self.baseline.key:
+            parts.append(self.live.description)
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "severity": self.severity,
+            "account": self.account,
+            "region": self.region,
+            "security_group_id": self.security_group_id,
+            "direction": self.direction,
+            "live": rule_dict(self.live),
+            "baseline": rule_dict(self.baseline),
+            "new_exposures": [e.to_dict() for e in self.new_exposures],
+            "checks": list(self.checks),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PostureResult:
+    check: str
+    severity: Severity
+    account: str
+    region: str
+    security_group_id: str
+    rule: Rule | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "account": self.account,
+            "region": self.region,
+            "security_group_id": self.security_group_id,
+            "rule": rule_dict(self.rule),
+            "message": self.message,
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    generated_at: datetime
+    groups: int
+    findings: list[Finding] = field(default_factory=list)
+    exposures: list[Exposure] = field(default_factory=list)
+    posture: list[PostureResult] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+    @property
+    def groups_drifted(self) -> int:
+        return len({(f.account, f.region, f.security_group_id) for f in self.findings})
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = dict.fromkeys(reversed(SEVERITIES), 0)
+        for f in self.findings:
+            counts[f.severity] += 1
+        return counts
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), key=RANK.__getitem__, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": REPORT_VERSION,
+            "generated_at": self.generated_at.isoformat().replace("+00:00", "Z"),
+            "complete": self.complete,
+            "summary": {"groups": self.groups, "groups_drifted": self.groups_drifted, "findings": self.counts()},
+            "findings": [f.to_dict() for f in self.findings],
+            "exposures": [e.to_dict() for e in self.exposures],
+            "posture": [p.to_dict() for p in self.posture],
+            "errors": [
+                {
+                    "account": e.account,
+                    "region": e.region,
+                    "security_group_id": e.security_group_id or None,
+                    "code": e.code,
+                    "message": e.message,
+                }
+                for e in self.errors
+            ],
+        }
