@@ -1,0 +1,78 @@
+"""A small client for the emulator's control API (``/_emulator/...``), for tests and scripts.
+
+It talks to the emulator over plain HTTP with proxies disabled: the control API sits on
+loopback and an inherited HTTP_PROXY would otherwise swallow the request.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+from sgwatch.sources.raw import DEFAULT_ACCOUNT
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class EmulatorControl:
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _call(self, method: str, path: str, body: Any = None, account: str = DEFAULT_ACCOUNT) -> Any:
+        url = f"{self.base_url}/_emulator/{path}"
+        if account != DEFAULT_ACCOUNT:
+            url += f"?account={quote(account)}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise ControlError(f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "stats")
+        return result
+
+    def reset_stats(self) -> None:
+        self._call("DELETE", "stats")
+
+    def faults(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "faults")
+        return result
+
+    def set_faults(self, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PUT", "faults", changes)
+        return result
+
+    def add_group(
+        self, region: str, group_id: str, listing: dict[str, Any] | None = None, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PUT", f"groups/{region}/{group_id}", listing or {}, account)
+        return result
+
+    def remove_group(self, region: str, group_id: str, account: str = DEFAULT_ACCOUNT) -> None:
+        self._call("DELETE", f"groups/{region}/{group_id}", account=account)
+
+    def permissions(self, region: str, group_id: str, account: str = DEFAULT_ACCOUNT) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"groups/{region}/{group_id}/permissions", account=account)
+        return result
+
+    def add_permission(
+        self, region: str, group_id: str, permission: dict[str, Any], account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        """Add a rule; missing fields become "" and a rule id is assigned. Returns the stored rule."""
+        result: dict[str, Any] = self._call("POST", f"groups/{region}/{group_id}/permissions", permission, account)
+        return result
+
+    def remove_permission(self, region: str, group_id: str, rule_id: str, account: str = DEFAULT_ACCOUNT) -> None:
+        self._call("DELETE", f"groups/{region}/{group_id}/permissions/{rule_id}", account=account)

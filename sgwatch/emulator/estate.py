@@ -1,0 +1,330 @@
+"""The emulated cloud's contents: accounts -> regions -> security groups with their rules.
+
+An estate comes from a snapshot directory of raw API responses (the same layout
+:mod:`sgwatch.sources.snapshot_writer` writes) or from a seeded synthetic generator, so the
+emulator can replay a real estate or produce a large realistic one for benchmarks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sgwatch.sources.raw import DEFAULT_ACCOUNT, classify
+
+PERMISSION_FIELDS: tuple[str, ...] = (
+    "SecurityGroupRuleId",
+    "Direction",
+    "IpProtocol",
+    "PortRange",
+    "SourcePortRange",
+    "SourceCidrIp",
+    "Ipv6SourceCidrIp",
+    "DestCidrIp",
+    "Ipv6DestCidrIp",
+    "SourceGroupId",
+    "SourceGroupName",
+    "SourceGroupOwnerAccount",
+    "DestGroupId",
+    "DestGroupName",
+    "DestGroupOwnerAccount",
+    "SourcePrefixListId",
+    "SourcePrefixListName",
+    "DestPrefixListId",
+    "DestPrefixListName",
+    "PortRangeListId",
+    "PortRangeListName",
+    "Policy",
+    "Priority",
+    "NicType",
+    "Description",
+    "CreateTime",
+)
+
+LISTING_FIELDS: tuple[str, ...] = (
+    "SecurityGroupId",
+    "SecurityGroupName",
+    "Description",
+    "VpcId",
+    "SecurityGroupType",
+    "ResourceGroupId",
+    "ServiceManaged",
+    "RuleCount",
+    "GroupToGroupRuleCount",
+    "CreationTime",
+    "EcsCount",
+    "Tags",
+)
+
+REGION_NAMES: dict[str, str] = {
+    "cn-hangzhou": "China (Hangzhou)",
+    "cn-shanghai": "China (Shanghai)",
+    "cn-beijing": "China (Beijing)",
+    "cn-shenzhen": "China (Shenzhen)",
+    "ap-southeast-1": "Singapore",
+    "eu-central-1": "Germany (Frankfurt)",
+    "us-west-1": "US (Silicon Valley)",
+    "ap-northeast-1": "Japan (Tokyo)",
+    "eu-west-1": "UK (London)",
+    "us-east-1": "US (Virginia)",
+}
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def random_id(rng: random.Random, prefix: str) -> str:
+    return prefix + "".join(rng.choice(_ALNUM) for _ in range(20))
+
+
+def full_permission(partial: dict[str, Any]) -> dict[str, Any]:
+    """A permission with every documented field present; absent ones as "" like the API."""
+    perm: dict[str, Any] = {name: "" for name in PERMISSION_FIELDS}
+    perm.update(partial)
+    return perm
+
+
+@dataclass
+class SecurityGroup:
+    group_id: str
+    listing: dict[str, Any]  # the DescribeSecurityGroups entry, without RuleCount kept in sync
+    vpc_id: str = ""
+    name: str = ""
+    description: str = ""
+    inner_access_policy: str = "Accept"
+    permissions: list[dict[str, Any]] = field(default_factory=list)
+
+    def listing_entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {name: "" for name in LISTING_FIELDS}
+        entry.update(self.listing)
+        entry["SecurityGroupId"] = self.group_id
+        entry["RuleCount"] = len(self.permissions)
+        entry.setdefault("Tags", {"Tag": []})
+        if entry["Tags"] == "":
+            entry["Tags"] = {"Tag": []}
+        return entry
+
+
+@dataclass
+class Region:
+    region_id: str
+    local_name: str = ""
+    groups: dict[str, SecurityGroup] = field(default_factory=dict)
+
+    def sorted_groups(self) -> list[SecurityGroup]:
+        return [self.groups[k] for k in sorted(self.groups)]
+
+
+class Estate:
+    """Thread-safe container; the control API mutates it while the server reads it."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, dict[str, Region]] = {}
+        self.lock = threading.RLock()
+
+    # -- access -------------------------------------------------------------------------------
+    def regions(self, account: str) -> dict[str, Region]:
+        return self.accounts.setdefault(account, {})
+
+    def region(self, account: str, region_id: str, create: bool = False) -> Region | None:
+        regions = self.regions(account)
+        if region_id not in regions and create:
+            regions[region_id] = Region(region_id, REGION_NAMES.get(region_id, region_id))
+        return regions.get(region_id)
+
+    def group(self, account: str, region_id: str, group_id: str) -> SecurityGroup | None:
+        region = self.region(account, region_id)
+        return None if region is None else region.groups.get(group_id)
+
+    def group_count(self) -> int:
+        return sum(len(r.groups) for regions in self.accounts.values() for r in regions.values())
+
+    def rule_count(self) -> int:
+        return sum(
+            len(g.permissions)
+            for regions in self.accounts.values()
+            for r in regions.values()
+            for g in r.groups.values()
+        )
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_snapshot(cls, directory: Path) -> Estate:
+        """Load raw API responses: files in DIR are account "default", DIR/<account>/** that account."""
+        estate = cls()
+        for account, path in _snapshot_files(directory):
+            try:
+                body = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{path}: not a JSON response body ({exc})") from exc
+            if isinstance(body, dict):
+                estate.add_response(account, body)
+        return estate
+
+    def add_response(self, account: str, body: dict[str, Any]) -> None:
+        action = classify(body)
+        if action == "DescribeRegions":
+            for item in body.get("Regions", {}).get("Region", []):
+                region = self.region(account, item["RegionId"], create=True)
+                assert region is not None
+                region.local_name = item.get("LocalName", region.local_name)
+        elif action == "DescribeSecurityGroups":
+            region = self.region(account, body["RegionId"], create=True)
+            assert region is not None
+            for entry in body.get("SecurityGroups", {}).get("SecurityGroup", []):
+                group = region.groups.get(entry["SecurityGroupId"])
+                if group is None:
+                    group = SecurityGroup(entry["SecurityGroupId"], {})
+                    region.groups[group.group_id] = group
+                group.listing = dict(entry)
+                group.vpc_id = entry.get("VpcId", "")
+                group.name = entry.get("SecurityGroupName", "")
+                group.description = entry.get("Description", "")
+        elif action == "DescribeSecurityGroupAttribute":
+            region = self.region(account, body["RegionId"], create=True)
+            assert region is not None
+            gid = body["SecurityGroupId"]
+            group = region.groups.get(gid)
+            if group is None:
+                group = SecurityGroup(gid, {"SecurityGroupType": "normal"})
+                region.groups[gid] = group
+            group.name = body.get("SecurityGroupName", group.name)
+            group.description = body.get("Description", group.description)
+            group.vpc_id = body.get("VpcId", group.vpc_id)
+            group.inner_access_policy = body.get("InnerAccessPolicy", group.inner_access_policy) or "Accept"
+            group.listing.setdefault("SecurityGroupName", group.name)
+            group.listing.setdefault("VpcId", group.vpc_id)
+            group.listing.setdefault("Description", group.description)
+            seen = {p.get("SecurityGroupRuleId") for p in group.permissions if p.get("SecurityGroupRuleId")}
+            for perm in body.get("Permissions", {}).get("Permission", []):
+                rule_id = perm.get("SecurityGroupRuleId")
+                if rule_id and rule_id in seen:
+                    continue  # overlapping pages of the same group
+                seen.add(rule_id)
+                group.permissions.append(full_permission(copy.deepcopy(perm)))
+
+    # -- synthetic ----------------------------------------------------------------------------
+    @classmethod
+    def synthetic(
+        cls,
+        groups: int,
+        regions: int | Iterable[str] = 3,
+        seed: int = 0,
+        account: str = DEFAULT_ACCOUNT,
+        big_group_every: int = 50,
+    ) -> Estate:
+        """N groups spread round-robin over the regions, with a realistic mix of rules.
+
+        Every ``big_group_every``-th group carries a few hundred rules so attribute paging is
+        exercised; the rest hold 3 to 15 rules, like most real groups.
+        """
+        rng = random.Random(seed)
+        names = list(REGION_NAMES)[:regions] if isinstance(regions, int) else list(regions)
+        estate = cls()
+        region_objs = [estate.region(account, name, create=True) for name in names]
+        vpcs = {name: [random_id(rng, "vpc-") for _ in range(3)] for name in names}
+        for i in range(groups):
+            region = region_objs[i % len(region_objs)]
+            assert region is not None
+            gid = random_id(rng, "sg-")
+            vpc = rng.choice(vpcs[region.region_id])
+            enterprise = rng.random() < 0.2
+            n_rules = rng.randint(120, 300) if big_group_every and i % big_group_every == 7 else rng.randint(3, 15)
+            group = SecurityGroup(
+                gid,
+                {
+                    "SecurityGroupName": f"{rng.choice(['web', 'db', 'cache', 'bastion', 'k8s', 'batch'])}-{i}",
+                    "Description": rng.choice(["", "managed by terraform", "legacy"]),
+                    "VpcId": vpc,
+                    "SecurityGroupType": "enterprise" if enterprise else "normal",
+                    "ResourceGroupId": "rg-" + "".join(rng.choice(_ALNUM) for _ in range(15)),
+                    "ServiceManaged": False,
+                    "GroupToGroupRuleCount": 0,
+                    "CreationTime": f"2024-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T0{rng.randint(0, 9)}:00Z",
+                    "EcsCount": rng.randint(0, 40),
+                    "Tags": {"Tag": [{"TagKey": "env", "TagValue": rng.choice(["prod", "staging", "dev"])}]},
+                },
+                vpc_id=vpc,
+            )
+            group.name = group.listing["SecurityGroupName"]
+            group.description = group.listing["Description"]
+            group.inner_access_policy = "Drop" if enterprise else "Accept"
+            group.permissions = [_synthetic_rule(rng, k) for k in range(n_rules)]
+            region.groups[gid] = group
+        return estate
+
+
+def _synthetic_rule(rng: random.Random, index: int) -> dict[str, Any]:
+    created = f"2024-05-{rng.randint(10, 28)}T1{rng.randint(0, 9)}:3{rng.randint(0, 9)}:00Z"
+    base: dict[str, Any] = {
+        "SecurityGroupRuleId": random_id(rng, "sgr-"),
+        "Direction": "ingress",
+        "Policy": "Accept",
+        "Priority": str(rng.choice([1, 1, 1, 10, 50, 100])),
+        "NicType": "intranet",
+        "CreateTime": created,
+        "SourcePortRange": "",
+    }
+    kind = 0 if index == 0 else rng.randrange(10)
+    if kind == 0:
+        base.update(IpProtocol="ALL", PortRange="-1/-1", Direction="egress", DestCidrIp="0.0.0.0/0")
+    elif kind == 1:
+        base.update(
+            IpProtocol="TCP",
+            PortRange="22/22",
+            SourceCidrIp=f"10.{rng.randint(0, 255)}.0.0/16",
+            Description="ssh from office",
+        )
+    elif kind == 2:
+        port = rng.choice([80, 443, 8443])
+        base.update(IpProtocol="TCP", PortRange=f"{port}/{port}", SourceCidrIp="0.0.0.0/0")
+    elif kind == 3:
+        base.update(IpProtocol="TCP", PortRange="3306/3306", SourceGroupId=random_id(rng, "sg-"))
+    elif kind == 4:
+        base.update(IpProtocol="ICMP", PortRange="-1/-1", SourceCidrIp="0.0.0.0/0")
+    elif kind == 5:
+        lo = rng.randint(1024, 60000)
+        base.update(
+            IpProtocol="UDP",
+            PortRange=f"{lo}/{lo + rng.randint(0, 100)}",
+            SourceCidrIp=f"172.{rng.randint(16, 31)}.{rng.randint(0, 255)}.0/24",
+        )
+    elif kind == 6:
+        base.update(IpProtocol="TCP", PortRange="443/443", Ipv6SourceCidrIp="::/0")
+    elif kind == 7:
+        base.update(
+            IpProtocol="TCP",
+            PortRange="6379/6379",
+            SourcePrefixListId=random_id(rng, "pl-"),
+            SourcePrefixListName="office-ranges",
+        )
+    elif kind == 8:
+        base.update(IpProtocol="ALL", PortRange="-1/-1", SourceCidrIp="0.0.0.0/0", Policy="Drop", Priority="100")
+    else:
+        port = rng.randint(1, 65535)
+        base.update(
+            IpProtocol="TCP",
+            PortRange=f"{port}/{port}",
+            SourceCidrIp=f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.0/24",
+        )
+    return full_permission(base)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def _snapshot_files(directory: Path) -> Iterator[tuple[str, Path]]:
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: not a snapshot directory")
+    for path in sorted(directory.glob("*.json"), key=_natural_key):
+        yield DEFAULT_ACCOUNT, path
+    for sub in sorted(p for p in directory.iterdir() if p.is_dir()):
+        for path in sorted(sub.rglob("*.json"), key=_natural_key):
+            yield sub.name, path
