@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal
 
 Family = Literal["ipv4", "ipv6"]
@@ -113,10 +113,11 @@ def is_public_address(family: Family, address: int) -> bool:
     return any(low <= address <= high for low, high in public(family))
 
 
-def public_part(cidr: str) -> tuple[Family, list[Interval]]:
+@lru_cache(maxsize=65536)
+def public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
     """The part of a CIDR block that lies on the public internet (often empty)."""
     family, interval = network_interval(cidr)
-    return family, intersect([interval], public(family))
+    return family, tuple(intersect([interval], public(family)))
 
 
 def scope(family: Family, intervals: Sequence[Interval]) -> Literal["any", "wide", "narrow"]:

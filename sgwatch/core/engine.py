@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sgwatch.core import addresses, exposure, posture
 from sgwatch.core.addresses import Family, Interval
-from sgwatch.core.checks import CheckSettings, Severity, worst
+from sgwatch.core.checks import RANK, CheckSettings, Severity, worst
 from sgwatch.core.diff import Change, diff_group
 from sgwatch.core.exposure import DEFAULT, ExposureMap
 from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
@@ -149,7 +149,7 @@ def group_exposures(
     out: list[_Graded] = []
     for direction in DIRECTIONS:
         live_map = exposure.evaluate(group, direction)
-        base_map = exposure.evaluate(base, direction) if base is not None else {}
+        base_map = exposure.evaluate(base, direction)
         mine = [a for a in accepted if a.direction == direction]
         for piece in compare(live_map, base_map, mine):
             scope = addresses.scope(piece.family, piece.addresses)
@@ -297,7 +297,10 @@ def assess_group(
         assert base is not None
         change = Change("group_removed", base.key)
         return [_finding(change, "group-removed", [], settings, f"{base.id} group removed")], []
-    graded = group_exposures(live, base, accepted, settings)
+    # A new group is measured against an empty group of its type: a basic group's default
+    # egress is the cloud's normal, not a new exposure.
+    reference = base if base is not None else replace(live, rules=())
+    graded = group_exposures(live, reference, accepted, settings)
     new = [g for g in graded if g.exposure.new]
     exposures = [g.exposure for g in graded]
     if base is None:
@@ -328,6 +331,8 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
         lgroup, bgroup = live.groups.get(key), baseline.groups.get(key)
+        if lgroup is not None and bgroup is not None and key in live.untyped:
+            lgroup = replace(lgroup, type=bgroup.type)  # an attribute response does not say the type
         if lgroup is None:
             if key in unreadable_groups or (account, region) in unreadable_regions:
                 continue  # could not be read: never "removed"
@@ -360,6 +365,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
         ScanError(a, r, "RegionNotInSnapshot", "baseline covers this region but the live state has no data for it")
         for a, r in missing
     )
+    report.findings.sort(key=lambda f: (-RANK[f.severity], f.account, f.region, f.security_group_id, f.kind))
     return report
 
 

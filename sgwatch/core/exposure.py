@@ -145,7 +145,7 @@ def evaluate(group: Group, direction: Direction) -> ExposureMap:
     result: ExposureMap = {}
     for family in FAMILIES:
         kind = _FAMILY_KIND[family]
-        fam_rules: list[tuple[int, Rule, list[Interval]]] = []
+        fam_rules: list[tuple[int, Rule, Sequence[Interval]]] = []
         for index, rule in ordered:
             if rule.peer.kind is not kind:
                 continue
@@ -165,7 +165,7 @@ def evaluate(group: Group, direction: Direction) -> ExposureMap:
 
 def _evaluate_bucket(
     family: Family,
-    chosen: list[tuple[int, Rule, list[Interval]]],
+    chosen: list[tuple[int, Rule, Sequence[Interval]]],
     ported: bool,
     default_accept: bool,
 ) -> list[Segment]:

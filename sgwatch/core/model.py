@@ -143,6 +143,8 @@ class Snapshot:
     groups: dict[GroupKey, Group] = field(default_factory=dict)
     listed: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     errors: list[ScanError] = field(default_factory=list)
+    # Groups read without a DescribeSecurityGroups listing: their type is unknown.
+    untyped: set[GroupKey] = field(default_factory=set)
 
     @property
     def regions(self) -> set[tuple[str, str]]:

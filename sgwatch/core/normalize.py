@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from sgwatch.core.model import (
@@ -102,6 +103,7 @@ def port_range(value: object, proto: str, *, source: bool = False) -> tuple[int,
     return low, high
 
 
+@lru_cache(maxsize=65536)
 def cidr(value: str) -> Peer:
     try:
         net = ipaddress.ip_network(value.strip(), strict=False)

@@ -1,0 +1,370 @@
+"""The desired state, as YAML files a team reviews in git: one file per account and region.
+
+```yaml
+account: default
+region: cn-hangzhou
+security_groups:
+  - id: sg-web
+    name: web
+    type: normal            # normal (basic) | enterprise (advanced)
+    vpc_id: vpc-1
+    inner_access_policy: accept
+    accepted_exposures:
+      - {protocol: tcp, ports: 443/443, reason: public web tier, owner: team-web, expires: 2027-06-30}
+    ingress:
+      - {policy: accept, priority: 1, protocol: tcp, ports: 443/443, peer: 0.0.0.0/0, description: https}
+    egress: []
+```
+
+A peer is a CIDR (IPv4 or IPv6), ``sg-…``, ``account/sg-…`` or ``pl-…``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date
+from io import StringIO
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from sgwatch.core import normalize
+from sgwatch.core.model import (
+    NO_PORTS,
+    AcceptedExposure,
+    Baseline,
+    Direction,
+    Group,
+    GroupKey,
+    Rule,
+    RuleKey,
+    Snapshot,
+)
+from sgwatch.core.normalize import NormalizeError
+from sgwatch.errors import InputError
+from sgwatch.sources.raw import DEFAULT_ACCOUNT
+
+HEADER = (
+    "sgwatch baseline: the desired state of these security groups.\n"
+    "Review changes to this file like code. Written by `sgwatch baseline capture`; edit freely.\n"
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ports(value: object) -> str:
+    text = str(value).strip()
+    if text.isdigit():
+        text = f"{text}/{text}"
+    try:
+        normalize.port_range(text, "tcp")
+    except NormalizeError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+class RuleSpec(_Strict):
+    policy: Literal["accept", "drop"] = "accept"
+    priority: int = Field(default=1, ge=1, le=1000)
+    protocol: str
+    ports: str = "-1/-1"
+    peer: str
+    source_ports: str | None = None
+    nic_type: Literal["intranet", "internet"] = "intranet"
+    port_list: str | None = None
+    description: str = ""
+    id: str | None = None
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy(cls, v: object) -> object:
+        return str(v).lower() if isinstance(v, str) else v
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, v: str) -> str:
+        try:
+            return normalize.protocol(v)
+        except NormalizeError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("ports", "source_ports", mode="before")
+    @classmethod
+    def _port_text(cls, v: object) -> object:
+        return None if v is None else _ports(v)
+
+    @field_validator("peer")
+    @classmethod
+    def _peer(cls, v: str) -> str:
+        try:
+            return str(normalize.peer_from_text(v))
+        except NormalizeError as exc:
+            raise ValueError(f"{exc}; a peer is a CIDR, sg-…, account/sg-… or pl-…") from None
+
+    def to_rule(self, direction: Direction) -> Rule:
+        low, high = normalize.port_range(self.ports, self.protocol)
+        slow, shigh = normalize.port_range(self.source_ports, self.protocol, source=True)
+        key = RuleKey(
+            direction,
+            self.protocol,
+            low,
+            high,
+            slow,
+            shigh,
+            normalize.peer_from_text(self.peer),
+            self.policy,
+            self.priority,
+            self.nic_type,
+            self.port_list or "",
+        )
+        return Rule(key, self.description, self.id or "")
+
+
+class ExposureSpec(_Strict):
+    direction: Literal["ingress", "egress"] = "ingress"
+    protocol: str
+    ports: str = "-1/-1"
+    peers: list[str] = Field(default_factory=list)
+    reason: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    expires: date | None = None
+
+    _protocol = field_validator("protocol")(RuleSpec._protocol.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _port_text(cls, v: object) -> object:
+        return _ports(v)
+
+    @field_validator("peers")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        try:
+            return [normalize.cidr(p).value for p in v]
+        except NormalizeError as exc:
+            raise ValueError(str(exc)) from None
+
+    def to_model(self) -> AcceptedExposure:
+        low, high = normalize.port_range(self.ports, self.protocol)
+        return AcceptedExposure(
+            self.direction, self.protocol, low, high, tuple(self.peers), self.reason, self.owner, self.expires
+        )
+
+
+class GroupSpec(_Strict):
+    id: str = Field(pattern=r"^sg-[0-9A-Za-z\-]+$")
+    name: str = ""
+    type: Literal["normal", "enterprise"] = "normal"
+    vpc_id: str = ""
+    inner_access_policy: Literal["accept", "drop"] = "accept"
+    description: str = ""
+    accepted_exposures: list[ExposureSpec] = Field(default_factory=list)
+    ingress: list[RuleSpec] = Field(default_factory=list)
+    egress: list[RuleSpec] = Field(default_factory=list)
+
+    @field_validator("inner_access_policy", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return str(v).lower() if isinstance(v, str) else v
+
+
+class BaselineFile(_Strict):
+    account: str = DEFAULT_ACCOUNT
+    region: str = Field(min_length=1)
+    security_groups: list[GroupSpec] = Field(default_factory=list)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def _line_of(doc: Any, loc: Sequence[int | str]) -> int | None:
+    """The 1-based line of a dotted path in a round-trip YAML document, where it can be found."""
+    node, line = doc, None
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line = node.lc.key(part)[0] + 1
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                line = node.lc.item(part)[0] + 1
+                node = node[part]
+            else:
+                break
+        except (AttributeError, KeyError, TypeError):
+            break
+    return line
+
+
+def _parse_file(path: Path, text: str) -> BaselineFile:
+    try:
+        doc = _yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{where}: YAML syntax error: {exc.problem}") from None
+    except YAMLError as exc:
+        raise InputError(f"{path}: YAML syntax error: {exc}") from None
+    if doc is None:
+        raise InputError(f"{path}: file is empty (expected account, region and security_groups)")
+    try:
+        return BaselineFile.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(doc, loc)
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"{path}{f':{line}' if line else ''}: {dotted}: {msg}{more}") from None
+
+
+def files_of(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"{path}: baseline not found (give a baseline YAML file or a folder of them)")
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    if not files:
+        raise InputError(f"{path}: baseline folder has no .yaml files (write one with `sgwatch baseline capture`)")
+    return files
+
+
+def load(path: Path) -> Baseline:
+    baseline = Baseline()
+    origin: dict[GroupKey, Path] = {}
+    for file in files_of(path):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{file}: cannot read: {exc}") from None
+        spec = _parse_file(file, text)
+        for n, g in enumerate(spec.security_groups):
+            key = (spec.account, spec.region, g.id)
+            if key in origin:
+                raise InputError(f"{file}: security_groups.{n}: {g.id} is already defined in {origin[key]}")
+            origin[key] = file
+            rules: dict[RuleKey, Rule] = {}
+            for direction, specs in (("ingress", g.ingress), ("egress", g.egress)):
+                for i, r in enumerate(specs):
+                    rule = r.to_rule(direction)  # type: ignore[arg-type]
+                    if rule.key in rules:
+                        raise InputError(f"{file}: security_groups.{n}.{direction}.{i}: duplicate rule")
+                    rules[rule.key] = rule
+            baseline.groups[key] = Group(
+                account=spec.account,
+                region=spec.region,
+                id=g.id,
+                name=g.name,
+                type=g.type,
+                vpc_id=g.vpc_id,
+                inner_access_policy=g.inner_access_policy,
+                description=g.description,
+                rules=tuple(rules.values()),
+            )
+            if g.accepted_exposures:
+                baseline.accepted[key] = tuple(e.to_model() for e in g.accepted_exposures)
+    return baseline
+
+
+# -- capture -----------------------------------------------------------------------------------
+
+
+def _flow(items: dict[str, Any]) -> CommentedMap:
+    m = CommentedMap(items)
+    m.fa.set_flow_style()
+    return m
+
+
+def rule_spec(rule: Rule) -> CommentedMap:
+    k = rule.key
+    out: dict[str, Any] = {"policy": k.policy, "priority": k.priority, "protocol": k.protocol}
+    if (k.from_port, k.to_port) != NO_PORTS:
+        out["ports"] = f"{k.from_port}/{k.to_port}"
+    out["peer"] = str(k.peer)
+    if (k.src_from_port, k.src_to_port) != NO_PORTS:
+        out["source_ports"] = f"{k.src_from_port}/{k.src_to_port}"
+    if k.nic_type != "intranet":
+        out["nic_type"] = k.nic_type
+    if k.port_list:
+        out["port_list"] = k.port_list
+    if rule.description:
+        out["description"] = rule.description
+    if rule.rule_id:
+        out["id"] = rule.rule_id
+    return _flow(out)
+
+
+def _exposure_spec(a: AcceptedExposure) -> CommentedMap:
+    out: dict[str, Any] = {"protocol": a.protocol}
+    if a.direction != "ingress":
+        out["direction"] = a.direction
+    if (a.from_port, a.to_port) != NO_PORTS:
+        out["ports"] = f"{a.from_port}/{a.to_port}"
+    if a.peers:
+        out["peers"] = list(a.peers)
+    out.update({"reason": a.reason, "owner": a.owner})
+    if a.expires:
+        out["expires"] = a.expires
+    return _flow(out)
+
+
+def render(groups: Iterable[Group], accepted: dict[GroupKey, tuple[AcceptedExposure, ...]]) -> dict[Path, str]:
+    """Baseline files (relative path -> YAML text) for these groups, one per account and region."""
+    by_region: dict[tuple[str, str], list[Group]] = defaultdict(list)
+    for g in groups:
+        by_region[(g.account, g.region)].append(g)
+    out: dict[Path, str] = {}
+    for (account, region), members in sorted(by_region.items()):
+        specs = CommentedSeq()
+        for g in sorted(members, key=lambda g: g.id):
+            spec = CommentedMap({"id": g.id})
+            if g.name:
+                spec["name"] = g.name
+            spec["type"] = g.type
+            if g.vpc_id:
+                spec["vpc_id"] = g.vpc_id
+            spec["inner_access_policy"] = g.inner_access_policy
+            if g.description:
+                spec["description"] = g.description
+            if accepted.get(g.key):
+                spec["accepted_exposures"] = CommentedSeq(_exposure_spec(a) for a in accepted[g.key])
+            for direction in ("ingress", "egress"):
+                chosen = sorted((r for r in g.rules if r.direction == direction), key=lambda r: r.key)
+                spec[direction] = CommentedSeq(rule_spec(r) for r in chosen)
+            specs.append(spec)
+        doc = CommentedMap({"account": account, "region": region, "security_groups": specs})
+        doc.yaml_set_start_comment(HEADER)
+        buf = StringIO()
+        yaml = _yaml()
+        yaml.width = 4096  # one rule per line keeps git diffs readable
+        yaml.indent(mapping=2, sequence=4, offset=2)
+        yaml.dump(doc, buf)
+        out[Path(account) / f"{region}.yaml"] = buf.getvalue()
+    return out
+
+
+def capture(snapshot: Snapshot, output: Path) -> list[Path]:
+    """Write the snapshot as a baseline, keeping accepted exposures already recorded there."""
+    accepted: dict[GroupKey, tuple[AcceptedExposure, ...]] = {}
+    if output.exists() and any(output.rglob("*.yaml")):
+        accepted = load(output).accepted
+    written = []
+    for rel, text in render(snapshot.groups.values(), accepted).items():
+        target = output / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write baseline: {exc}") from None
+        written.append(target)
+    return written

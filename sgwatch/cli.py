@@ -1,0 +1,198 @@
+"""The ``sgwatch`` command line. Every user error ends as one line on stderr and an exit code:
+
+0 in sync, 1 drift at or above ``--fail-on``, 2 usage/config/baseline/snapshot/credential error,
+3 incomplete (something could not be read; what could be assessed is still printed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from sgwatch import __version__, baseline, config
+from sgwatch.core import engine
+from sgwatch.core.checks import CATALOGUE, RANK, SEVERITIES
+from sgwatch.core.findings import Report
+from sgwatch.core.model import Snapshot
+from sgwatch.errors import EXIT_DRIFT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, SgwatchError
+from sgwatch.render import json as json_render
+from sgwatch.render import markdown, table
+from sgwatch.sources import snapshot as snapshot_source
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def exit_code(report: Report, fail_on: str) -> int:
+    """1 for drift at or above ``fail_on`` wins over 3 for incomplete: both fail a pipeline."""
+    worst = report.worst()
+    if fail_on != "none" and worst is not None and RANK[worst] >= RANK[fail_on]:
+        return EXIT_DRIFT
+    return EXIT_OK if report.complete else EXIT_INCOMPLETE
+
+
+def _render(report: Report, fmt: str, color: bool) -> str:
+    if fmt == "json":
+        return json_render.render(report)
+    if fmt == "markdown":
+        return markdown.render(report)
+    return table.render(report, color=color)
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SgwatchError(f"{output}: cannot write report: {exc.strerror or exc}") from None
+
+
+def _live_snapshot(regions: tuple[str, ...], endpoint: str | None, cfg: config.Config) -> Snapshot:
+    from sgwatch.sources import livescan
+
+    return livescan.snapshot(cfg, regions=regions, endpoint=endpoint)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sgwatch")
+def cli() -> None:
+    """Watch Alibaba Cloud ECS security groups for drift and new internet exposure."""
+
+
+_config_opt = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="SGWATCH_CONFIG",
+    help="Config YAML (default: none; SGWATCH_CONFIG).",
+)
+_region_opt = click.option("--region", "regions", multiple=True, help="Region to scan live (repeatable).")
+_endpoint_opt = click.option(
+    "--endpoint",
+    default=None,
+    envvar="SGWATCH_ECS_ENDPOINT",
+    help="ECS API endpoint URL for every region (SGWATCH_ECS_ENDPOINT).",
+)
+
+
+@cli.command()
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Baseline YAML file or folder (or `baseline:` in the config).",
+)
+@click.option(
+    "--snapshot",
+    "snapshot_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Offline snapshot folder of API JSON; without it, scan the cloud live.",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write the report here, not stdout.")
+@click.option(
+    "--fail-on",
+    type=click.Choice([*SEVERITIES, "none"]),
+    default="info",
+    show_default=True,
+    help="Exit 1 when a finding is at or above this severity.",
+)
+@_region_opt
+@_endpoint_opt
+@_config_opt
+def report(
+    baseline_path: Path | None,
+    snapshot_dir: Path | None,
+    fmt: str,
+    output: Path | None,
+    fail_on: str,
+    regions: tuple[str, ...],
+    endpoint: str | None,
+    config_path: Path | None,
+) -> None:
+    """Compare the live state (or a snapshot) with the baseline and report drift."""
+    cfg = config.load(config_path)
+    path = baseline_path or cfg.baseline
+    if path is None:
+        raise click.UsageError("give --baseline PATH (or `baseline:` in the config)")
+    desired = baseline.load(path)
+    live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
+    result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
+    color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    _write(_render(result, fmt, color), output)
+    sys.exit(exit_code(result, fail_on))
+
+
+@cli.group(name="baseline")
+def baseline_group() -> None:
+    """Write and check baseline files."""
+
+
+@baseline_group.command()
+@click.option(
+    "--snapshot",
+    "snapshot_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Capture from this snapshot folder; without it, from the live cloud.",
+)
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Baseline folder to write.")
+@_region_opt
+@_endpoint_opt
+@_config_opt
+def capture(
+    snapshot_dir: Path | None, output: Path, regions: tuple[str, ...], endpoint: str | None, config_path: Path | None
+) -> None:
+    """Write the current state as a baseline (accepted exposures already there are kept)."""
+    cfg = config.load(config_path)
+    live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
+    written = baseline.capture(live, output)
+    click.echo(f"wrote {len(live.groups)} groups to {len(written)} file(s) under {output}", err=True)
+    if not live.complete:
+        for e in live.errors:
+            target = f" {e.security_group_id}" if e.security_group_id else ""
+            click.echo(f"not captured: {e.account} {e.region}{target}: {e.code}: {e.message}", err=True)
+        sys.exit(EXIT_INCOMPLETE)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def checks(fmt: str) -> None:
+    """List the check catalogue: ids, default severities, guidelines."""
+    if fmt == "json":
+        click.echo(json.dumps([dataclasses.asdict(c) for c in CATALOGUE], indent=2))
+        return
+    for c in CATALOGUE:
+        guide = f"g{c.guideline}" if c.guideline else "-"
+        click.echo(f"{c.id:32} {c.area:8} {c.severity:9} {guide:4} {c.title}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turn every known error into one line and a documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="sgwatch", standalone_mode=False)
+    except SgwatchError as exc:
+        click.echo(f"sgwatch: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("sgwatch: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"sgwatch: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except BrokenPipeError:
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,141 @@
+"""sgwatch's configuration: one YAML file, every key overridable from ``SGWATCH_…`` variables.
+
+Nested keys join with ``__``: ``SGWATCH_SCAN__CONCURRENCY=16`` sets ``scan.concurrency``;
+list values are comma-separated (``SGWATCH_REGIONS=cn-hangzhou,cn-shanghai``) or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
+from sgwatch.errors import InputError
+
+ENV_PREFIX = "SGWATCH_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChecksConfig(_Strict):
+    """Tune the catalogue: replace or extend port sets, change severities, disable checks."""
+
+    database_ports: list[int] = Field(default_factory=lambda: sorted(DATABASE_PORTS))
+    extra_database_ports: list[int] = Field(default_factory=list)
+    admin_ports: list[int] = Field(default_factory=lambda: sorted(ADMIN_PORTS))
+    extra_admin_ports: list[int] = Field(default_factory=list)
+    severities: dict[str, Severity] = Field(default_factory=dict)
+    disabled: list[str] = Field(default_factory=list)
+    rule_limit: int = Field(default=200, ge=1)
+    rule_limit_ratio: float = Field(default=0.8, gt=0, le=1)
+
+    @field_validator("severities", "disabled")
+    @classmethod
+    def _known(cls, v: Any) -> Any:
+        unknown = sorted(set(v) - BY_ID.keys())
+        if unknown:
+            raise ValueError(f"unknown check id(s) {', '.join(unknown)}; `sgwatch checks` lists them")
+        return v
+
+    def to_settings(self) -> CheckSettings:
+        return CheckSettings(
+            database_ports=frozenset(self.database_ports) | frozenset(self.extra_database_ports),
+            admin_ports=frozenset(self.admin_ports) | frozenset(self.extra_admin_ports),
+            severities=dict(self.severities),
+            disabled=frozenset(self.disabled),
+            rule_limit=self.rule_limit,
+            rule_limit_ratio=self.rule_limit_ratio,
+        )
+
+
+class Config(_Strict):
+    baseline: Path | None = None
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+
+
+def _coerce(text: str) -> Any:
+    stripped = text.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+    return text
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("SGWATCH_ECS_ENDPOINT",):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = _coerce(value)
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _split_lists(data: Any, model: type[BaseModel]) -> Any:
+    """Comma-separated env text for list fields becomes a list."""
+    if not isinstance(data, dict):
+        return data
+    for key, value in list(data.items()):
+        field = model.model_fields.get(key)
+        if field is None:
+            continue
+        annotation = str(field.annotation)
+        if isinstance(value, str) and annotation.startswith("list["):
+            data[key] = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, dict) and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            data[key] = _split_lists(value, field.annotation)
+    return data
+
+
+def load(path: Path | None, environ: Mapping[str, str] | None = None, model: type[Config] = Config) -> Config:
+    """Read the config file (if any), apply ``SGWATCH_…`` overrides, validate. Raises InputError."""
+    data: dict[str, Any] = {}
+    where = str(path) if path else "configuration"
+    if path is not None:
+        try:
+            doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{path}: config file not found") from None
+        except MarkedYAMLError as exc:
+            line = f":{exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
+            raise InputError(f"{path}{line}: YAML syntax error: {exc.problem}") from None
+        except (YAMLError, OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read config: {exc}") from None
+        if doc is not None and not isinstance(doc, dict):
+            raise InputError(f"{path}: expected a mapping of settings at the top level")
+        data = doc or {}
+        if data.get("baseline") and not Path(str(data["baseline"])).is_absolute():
+            data["baseline"] = str(path.parent / str(data["baseline"]))
+    env = env_overrides(os.environ if environ is None else environ)
+    data = _merge(data, _split_lists(env, model))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        dotted = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"{where}: {dotted}: {msg}") from None
