@@ -1,0 +1,702 @@
+"""Live scans of Alibaba Cloud ECS security groups through the official SDK.
+
+``scan(settings)`` lists every security group of every (account, region) and reads each one's
+rules, keeping the raw response bodies in a :class:`~sgwatch.sources.raw.RawScan`. It makes no
+call that is not needed, bounds its concurrency, spaces calls per (account, region), retries
+throttling, 5xx and network failures with exponential backoff and jitter inside one deadline,
+and turns anything it could not read into a :class:`~sgwatch.core.model.ScanError` so a report
+is incomplete rather than silently short. Credential and permission problems stop the scan at
+once with one :class:`~sgwatch.errors.AuthError` line: retrying them only burns quota.
+
+The SDK's own retry (``RuntimeOptions(autoretry=...)``) is ignored by this SDK line, so the
+retry loop lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, Literal, NoReturn
+from urllib.parse import urlsplit
+
+import structlog
+from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_credentials.exceptions import CredentialException
+from alibabacloud_credentials.http import HttpOptions
+from alibabacloud_credentials.models import Config as CredentialConfig
+from alibabacloud_credentials.provider import (
+    DefaultCredentialsProvider,
+    RamRoleArnCredentialsProvider,
+    StaticAKCredentialsProvider,
+    StaticSTSCredentialsProvider,
+)
+from alibabacloud_ecs20140526 import models as ecs_models
+from alibabacloud_ecs20140526.client import Client as EcsClient
+from alibabacloud_tea_openapi import models as open_api_models
+from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
+from darabonba.exceptions import UnretryableException
+from darabonba.runtime import RuntimeOptions
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from sgwatch.core.model import ScanError
+from sgwatch.errors import AuthError
+from sgwatch.sources.ratelimit import DeadlinePassed, RateLimiters
+from sgwatch.sources.raw import DEFAULT_ACCOUNT, Action, RawResponse, RawScan, classify
+
+log = structlog.get_logger()
+
+ENDPOINT_ENV = "SGWATCH_ECS_ENDPOINT"
+LIST_PAGE_SIZE = 100  # DescribeSecurityGroups accepts at most 100
+RULE_PAGE_SIZE = 1000  # DescribeSecurityGroupAttribute accepts 10..1000
+# DescribeRegions needs an endpoint even though its answer covers every region
+REGIONS_ENDPOINT_REGION = "cn-hangzhou"
+READ_PERMISSIONS = "ecs:DescribeRegions, ecs:DescribeSecurityGroups and ecs:DescribeSecurityGroupAttribute"
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# -- settings ---------------------------------------------------------------------------------
+class DefaultChainCredentials(BaseModel):
+    """The Alibaba Cloud default credential chain (env, ~/.aliyun, RRSA, ECS RAM role...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["default"] = "default"
+
+
+class AccessKeyCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["access_key"] = "access_key"
+    id: str = Field(min_length=1)
+    secret: SecretStr
+    security_token: SecretStr | None = None  # STS credentials carry one
+
+
+class RamRoleArnCredentials(BaseModel):
+    """Assume a RAM role (usually in another account) through STS, from a source identity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["ram_role_arn"] = "ram_role_arn"
+    role_arn: str = Field(pattern=r"^acs:ram::\d+:role/.+$")
+    session_name: str = "sgwatch"
+    external_id: SecretStr | None = None
+    duration_seconds: int = Field(default=3600, ge=900, le=43200)
+    sts_region: str | None = None
+    sts_endpoint: str | None = None
+    source: Annotated[DefaultChainCredentials | AccessKeyCredentials, Field(discriminator="type")] = Field(
+        default_factory=DefaultChainCredentials
+    )
+
+
+Credentials = Annotated[
+    DefaultChainCredentials | AccessKeyCredentials | RamRoleArnCredentials, Field(discriminator="type")
+]
+
+
+def _normalise_credentials(value: Any) -> Any:
+    # Accept the shorthands a YAML config naturally uses: "default",
+    # {"access_key": {"id", "secret"}} and {"ram_role_arn": "acs:ram::..."}.
+    if value is None or value == "default":
+        return {"type": "default"}
+    if isinstance(value, dict) and "type" not in value and len(value) == 1:
+        ((kind, inner),) = value.items()
+        if kind == "access_key" and isinstance(inner, dict):
+            return {"type": "access_key", **inner}
+        if kind == "ram_role_arn":
+            return {"type": "ram_role_arn", **(inner if isinstance(inner, dict) else {"role_arn": inner})}
+        if kind == "default":
+            return {"type": "default"}
+    return value
+
+
+class AccountSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # the name becomes a snapshot folder, so keep it a plain path segment
+    name: str = Field(default=DEFAULT_ACCOUNT, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    credentials: Credentials = Field(default_factory=DefaultChainCredentials)
+    regions: list[str] = Field(default_factory=list)  # overrides LiveSettings.regions
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _normalise_credentials(value)
+
+
+class LiveSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
+    regions: list[str] = Field(default_factory=list)  # empty: every region DescribeRegions names
+    endpoint: str | None = None  # URL; the scheme picks http/https. Else env SGWATCH_ECS_ENDPOINT
+    concurrency: int = Field(default=8, ge=1, le=128)
+    requests_per_second: float = Field(default=10.0, ge=0)  # per (account, region); 0 = no client limit
+    connect_timeout_ms: int = Field(default=5_000, ge=50)
+    read_timeout_ms: int = Field(default=10_000, ge=50)
+    max_retries: int = Field(default=4, ge=0, le=20)  # for 5xx, timeouts and connection errors
+    max_throttle_retries: int = Field(default=10, ge=0, le=100)  # throttling gets a separate, larger budget
+    backoff_base_ms: int = Field(default=200, ge=1)
+    backoff_cap_ms: int = Field(default=20_000, ge=1)
+    deadline_seconds: float = Field(default=900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> LiveSettings:
+        names = [a.name for a in self.accounts]
+        if len(names) != len(set(names)):
+            raise ValueError("account names must be unique")
+        return self
+
+    def resolved_endpoint(self) -> tuple[str, str] | None:
+        """(host[:port], protocol) of the endpoint override, or None for the public endpoints."""
+        url = self.endpoint or os.environ.get(ENDPOINT_ENV) or ""
+        if not url:
+            return None
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"endpoint {url!r} is not an http(s) URL")
+        return parts.netloc, parts.scheme
+
+
+# -- failures inside the scan -----------------------------------------------------------------
+class _ApiFailure(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+class _Aborted(Exception):
+    """Another task hit an auth error; stop quietly."""
+
+
+_AUTH_CODES = frozenset(
+    {
+        "InvalidCredentials",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "NoPermission",
+        "UnauthorizedOperation",
+        "MissingAuthorization",
+        "InvalidAccessKeySecret",
+    }
+)
+_AUTH_PREFIXES = ("InvalidAccessKeyId", "InvalidSecurityToken", "Forbidden")
+_RETRYABLE_CODES = frozenset({"ServiceUnavailable", "InternalError", "UnknownError", "RequestTimeout"})
+
+
+def _is_throttle(code: str) -> bool:
+    return code.startswith("Throttling") or code in ("ServiceUnavailable.Throttling", "Throttled")
+
+
+def _is_auth(code: str) -> bool:
+    return code in _AUTH_CODES or code.startswith(_AUTH_PREFIXES)
+
+
+def _mask(access_key_id: str) -> str:
+    return access_key_id[:4] + "****" + access_key_id[-4:] if len(access_key_id) > 10 else "****"
+
+
+# -- the scanner ------------------------------------------------------------------------------
+class _Scanner:
+    def __init__(self, settings: LiveSettings, progress: ProgressCallback | None) -> None:
+        self.settings = settings
+        self.progress = progress
+        self.endpoint = settings.resolved_endpoint()
+        self.started = time.monotonic()
+        self.deadline = self.started + settings.deadline_seconds
+        self.raw = RawScan()
+        self.limiters = RateLimiters(settings.requests_per_second)
+        self.rng = random.Random()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._outstanding = 0
+        self._stop = threading.Event()  # set on auth failure; wakes every backoff sleep
+        self.auth_error: AuthError | None = None
+        self._clients: dict[tuple[str, str], EcsClient] = {}
+        self._credentials: dict[str, CredentialClient] = {}
+        self._responses: list[tuple[tuple[Any, ...], RawResponse]] = []
+        self._secrets = self._collect_secrets()
+        self.groups_total = 0
+        self.groups_done = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- orchestration ------------------------------------------------------------------------
+    def run(self) -> RawScan:
+        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="sgwatch-scan") as executor:
+            self._executor = executor
+            for account in self.settings.accounts:
+                regions = account.regions or self.settings.regions
+                if regions:
+                    for region in dict.fromkeys(regions):
+                        self.raw.regions.append((account.name, region))
+                        self._submit(self._list_page, account, region, None, [], set())
+                else:
+                    self._submit(self._describe_regions, account)
+            with self._idle:
+                while self._outstanding:
+                    self._idle.wait()
+        self.raw.stats.duration_seconds = time.monotonic() - self.started
+        if self.auth_error is not None:
+            raise self.auth_error
+        self._responses.sort(key=lambda item: item[0])
+        self.raw.responses = [resp for _, resp in self._responses]
+        self.raw.errors.sort(key=lambda e: (e.account, e.region, e.security_group_id, e.code))
+        return self.raw
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._executor is not None
+        with self._lock:
+            self._outstanding += 1
+        self._executor.submit(self._run_task, fn, *args)
+
+    def _run_task(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            if not self._stop.is_set():
+                fn(*args)
+        except _Aborted:
+            pass
+        except Exception as exc:  # a bug must not hang the scan nor drop a region silently
+            log.exception("scan task failed", task=fn.__name__)
+            account = args[0].name if args and isinstance(args[0], AccountSettings) else "?"
+            region = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+            self._error(account, region, "InternalError", f"unexpected {type(exc).__name__} in the scanner")
+        finally:
+            with self._idle:
+                self._outstanding -= 1
+                if not self._outstanding:
+                    self._idle.notify_all()
+
+    # -- tasks --------------------------------------------------------------------------------
+    def _describe_regions(self, account: AccountSettings) -> None:
+        client = self._client(account, "")
+        try:
+            body = self._call(
+                account,
+                "",
+                "DescribeRegions",
+                lambda rt: client.describe_regions_with_options(
+                    ecs_models.DescribeRegionsRequest(accept_language="en-US"), rt
+                ),
+            )
+        except _ApiFailure as failure:
+            self._error(account.name, "", failure.code, f"DescribeRegions failed: {failure.message}")
+            return
+        except _DeadlineExceeded:
+            self._error(account.name, "", "DeadlineExceeded", "the scan deadline passed before DescribeRegions")
+            return
+        self._keep(account.name, "DescribeRegions", ("", "", 0), body)
+        regions = [r["RegionId"] for r in body.get("Regions", {}).get("Region", []) if r.get("RegionId")]
+        for region in dict.fromkeys(regions):
+            with self._lock:
+                self.raw.regions.append((account.name, region))
+            self._submit(self._list_page, account, region, None, [], set())
+
+    def _list_page(
+        self,
+        account: AccountSettings,
+        region: str,
+        token: str | None,
+        pages: list[dict[str, Any]],
+        seen: set[str],
+    ) -> None:
+        client = self._client(account, region)
+        request = ecs_models.DescribeSecurityGroupsRequest(
+            region_id=region, max_results=LIST_PAGE_SIZE, next_token=token
+        )
+        try:
+            body = self._call(
+                account,
+                region,
+                "DescribeSecurityGroups",
+                lambda rt: client.describe_security_groups_with_options(request, rt),
+            )
+        except _ApiFailure as failure:
+            self._region_failed(account, region, failure.code, f"DescribeSecurityGroups failed: {failure.message}")
+            return
+        except _DeadlineExceeded:
+            self._region_failed(account, region, "DeadlineExceeded", "the scan deadline passed during the listing")
+            return
+        pages.append(body)
+        next_token = body.get("NextToken") or None
+        if next_token is not None and next_token == token:
+            self._region_failed(account, region, "MalformedResponse", "DescribeSecurityGroups repeated its NextToken")
+            return
+        fresh = []
+        for entry in body.get("SecurityGroups", {}).get("SecurityGroup", []):
+            gid = entry.get("SecurityGroupId")
+            if gid and gid not in seen:  # a group may shift across pages while we list
+                seen.add(gid)
+                fresh.append(gid)
+        with self._lock:
+            self.groups_total += len(fresh)
+        self._report_progress()
+        # Queue the next listing page before the reads so discovery keeps ahead of the workers.
+        if next_token is not None:
+            self._submit(self._list_page, account, region, next_token, pages, seen)
+        for gid in fresh:
+            self._submit(self._read_group, account, region, gid)
+        if next_token is None:
+            # The listing is kept only once complete: a partial one would let the parser
+            # conclude that groups on the unread pages were deleted.
+            for index, page in enumerate(pages):
+                self._keep(account.name, "DescribeSecurityGroups", (region, "", index), page)
+
+    def _read_group(self, account: AccountSettings, region: str, gid: str) -> None:
+        client = self._client(account, region)
+        pages: list[dict[str, Any]] = []
+        token: str | None = None
+        try:
+            while True:
+                request = ecs_models.DescribeSecurityGroupAttributeRequest(
+                    region_id=region,
+                    security_group_id=gid,
+                    direction="all",
+                    max_results=RULE_PAGE_SIZE,
+                    next_token=token,
+                )
+                body = self._call(
+                    account,
+                    region,
+                    "DescribeSecurityGroupAttribute",
+                    functools.partial(_read_attribute, client, request),
+                )
+                if body.get("SecurityGroupId") != gid:
+                    raise _ApiFailure("MalformedResponse", f"the answer names group {body.get('SecurityGroupId')!r}")
+                pages.append(body)
+                next_token = body.get("NextToken") or None
+                if next_token is not None and next_token == token:
+                    raise _ApiFailure("MalformedResponse", "DescribeSecurityGroupAttribute repeated its NextToken")
+                if next_token is None:
+                    break
+                token = next_token
+        except _ApiFailure as failure:
+            if failure.code == "InvalidSecurityGroupId.NotFound":
+                # deleted between the listing and this read: gone, not unreadable
+                log.debug("security group vanished during the scan", account=account.name, region=region, group=gid)
+            else:
+                self._error(
+                    account.name, region, failure.code, f"DescribeSecurityGroupAttribute failed: {failure.message}", gid
+                )
+            return
+        except _DeadlineExceeded:
+            self._error(
+                account.name, region, "DeadlineExceeded", "the scan deadline passed before this group was read", gid
+            )
+            return
+        finally:
+            with self._lock:
+                self.groups_done += 1
+            self._report_progress()
+        for index, page in enumerate(pages):
+            self._keep(account.name, "DescribeSecurityGroupAttribute", (region, gid, index), page)
+
+    # -- one API call with retries ------------------------------------------------------------
+    def _call(
+        self,
+        account: AccountSettings,
+        region: str,
+        action: Action,
+        invoke: Callable[[RuntimeOptions], Any],
+    ) -> dict[str, Any]:
+        s = self.settings
+        limiter = self.limiters.get((account.name, region))
+        failures = 0
+        throttles = 0
+        while True:
+            if self._stop.is_set():
+                raise _Aborted
+            try:
+                self._sleep(limiter.reserve(self.deadline))
+            except DeadlinePassed:
+                raise _DeadlineExceeded from None
+            remaining_ms = int((self.deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                raise _DeadlineExceeded
+            # every call carries its own timeouts, never longer than what is left of the deadline
+            runtime = RuntimeOptions(
+                connect_timeout=max(1, min(s.connect_timeout_ms, remaining_ms)),
+                read_timeout=max(1, min(s.read_timeout_ms, remaining_ms)),
+            )
+            wait: float | None = None
+            try:
+                response = invoke(runtime)
+            except AlibabaCloudException as exc:
+                code = str(exc.code or "")
+                retry_after = getattr(exc, "retry_after", None)
+                if _is_throttle(code) or isinstance(exc, ThrottlingException):
+                    self._count(action, "throttled", throttle=True)
+                    if throttles >= s.max_throttle_retries:
+                        raise _ApiFailure(code, f"still throttled after {throttles} retries") from None
+                    throttles += 1
+                    wait = retry_after / 1000 if retry_after else self._backoff(throttles)
+                    # the region's quota is spent: hold back every caller of it, not only this one
+                    limiter.penalize(wait)
+                elif _is_auth(code):
+                    self._count(action, "error")
+                    self._fail_auth(account, region, action, code, exc)
+                elif (exc.status_code or 0) >= 500 or code in _RETRYABLE_CODES:
+                    self._count(action, "error")
+                    if failures >= s.max_retries:
+                        raise _ApiFailure(code, self._describe(exc)) from None
+                    failures += 1
+                    wait = self._backoff(failures)
+                else:
+                    self._count(action, "error")
+                    raise _ApiFailure(code or "UnknownError", self._describe(exc)) from None
+                code_for_log = code
+            except UnretryableException as exc:
+                inner = exc.inner_exception
+                if isinstance(inner, CredentialException):
+                    self._count(action, "error")
+                    self._fail_credentials(account, inner)
+                self._count(action, "error")
+                code_for_log = (
+                    "Timeout"
+                    if "timeout" in type(inner).__name__.lower() or "timed out" in str(inner).lower()
+                    else "ConnectionError"
+                )
+                if failures >= s.max_retries:
+                    raise _ApiFailure(code_for_log, f"{code_for_log} after {failures + 1} attempts") from None
+                failures += 1
+                wait = self._backoff(failures)
+            except (AttributeError, TypeError, ValueError, KeyError):
+                # the SDK could not map a wrong-shaped 200 body onto its model
+                self._count(action, "error")
+                raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape") from None
+            else:
+                body = response.body
+                if body is None:
+                    self._count(action, "error")
+                    raise _ApiFailure("MalformedResponse", f"{action} returned 200 without a usable body")
+                raw: dict[str, Any] = body.to_map()
+                if classify(raw) != action:
+                    self._count(action, "error")
+                    raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape")
+                self._count(action, "ok")
+                return raw
+            with self._lock:
+                self.raw.stats.retries += 1
+            log.info(
+                "retrying ECS call",
+                account=account.name,
+                region=region,
+                action=action,
+                code=code_for_log,
+                wait_s=round(wait, 3),
+                throttles=throttles,
+                failures=failures,
+            )
+            if time.monotonic() + wait >= self.deadline:
+                raise _DeadlineExceeded
+            self._sleep(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        # exponential with equal jitter: never less than half the step, never in lockstep
+        step = min(self.settings.backoff_cap_ms, self.settings.backoff_base_ms * (1 << max(0, attempt - 1))) / 1000
+        with self._lock:
+            return step / 2 + self.rng.uniform(0, step / 2)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and self._stop.wait(seconds):
+            raise _Aborted
+
+    # -- auth: stop everything with one line ---------------------------------------------------
+    def _fail_auth(
+        self, account: AccountSettings, region: str, action: str, code: str, exc: AlibabaCloudException
+    ) -> NoReturn:
+        where = f"account '{account.name}'" + (f" region {region}" if region else "")
+        key = self._key_hint(account)
+        if code.startswith("Forbidden") or code in ("NoPermission", "UnauthorizedOperation"):
+            denied = getattr(exc, "access_denied_detail", None) or {}
+            needed = denied.get("AuthAction") if isinstance(denied, dict) else None
+            fix = f"grant {needed or 'ecs:' + action} to the RAM identity{key} (a scan needs {READ_PERMISSIONS})"
+        elif code.startswith("InvalidAccessKeyId"):
+            fix = f"the AccessKey{key} is unknown or disabled; configure a valid AccessKey for this account"
+        elif code in ("SignatureDoesNotMatch", "IncompleteSignature", "InvalidAccessKeySecret"):
+            fix = f"the AccessKey secret does not match the AccessKey{key}; correct the secret"
+        elif code.startswith("InvalidSecurityToken"):
+            fix = "the STS security token is expired or invalid; refresh it or the role session"
+        else:
+            fix = "configure credentials (env ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, ~/.aliyun/config.json, or the config)"
+        self._abort(AuthError(self._scrub(f"{where}: {action} refused with {code}: {fix}")))
+
+    def _fail_credentials(self, account: AccountSettings, exc: BaseException) -> NoReturn:
+        detail = self._scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
+        kind = account.credentials.type
+        self._abort(
+            AuthError(
+                f"account '{account.name}': could not obtain credentials ({kind}): {detail}; "
+                "check the credential configuration of this account"
+            )
+        )
+
+    def _abort(self, error: AuthError) -> NoReturn:
+        with self._lock:
+            if self.auth_error is None:
+                self.auth_error = error
+                log.error("scan stopped: authentication failed", error=str(error))
+        self._stop.set()
+        raise _Aborted
+
+    def _key_hint(self, account: AccountSettings) -> str:
+        creds = account.credentials
+        if isinstance(creds, RamRoleArnCredentials):
+            return f" of role {creds.role_arn}"
+        if isinstance(creds, AccessKeyCredentials):
+            return f" {_mask(creds.id)}"
+        return " from the default credential chain"
+
+    def _collect_secrets(self) -> list[str]:
+        found: list[str] = []
+        for account in self.settings.accounts:
+            creds: Any = account.credentials
+            if isinstance(creds, RamRoleArnCredentials):
+                if creds.external_id:
+                    found.append(creds.external_id.get_secret_value())
+                creds = creds.source
+            if isinstance(creds, AccessKeyCredentials):
+                found.append(creds.secret.get_secret_value())
+                if creds.security_token:
+                    found.append(creds.security_token.get_secret_value())
+        return [s for s in found if s]
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        # whatever the default chain loaded we never saw; strip anything that looks like a token
+        return re.sub(r"(?i)(security[_-]?token|secret)([\"':= ]+)[^\s,\"'}]+", r"\1\2***", text)
+
+    def _describe(self, exc: AlibabaCloudException) -> str:
+        message = str(exc.message or exc.code or type(exc).__name__)
+        return self._scrub(f"{exc.code}: {message}".splitlines()[0])[:300]
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _count(self, action: str, result: str, throttle: bool = False) -> None:
+        with self._lock:
+            self.raw.stats.requests[(action, result)] += 1
+            if throttle:
+                self.raw.stats.throttles += 1
+
+    def _keep(self, account: str, action: Action, where: tuple[str, str, int], body: dict[str, Any]) -> None:
+        order = {"DescribeRegions": 0, "DescribeSecurityGroups": 1, "DescribeSecurityGroupAttribute": 2}[action]
+        with self._lock:
+            self._responses.append(((account, order, *where), RawResponse(account, action, body)))
+
+    def _error(self, account: str, region: str, code: str, message: str, group: str = "") -> None:
+        error = ScanError(
+            account=account, region=region, code=code, message=self._scrub(message), security_group_id=group
+        )
+        log.warning("could not read", account=account, region=region, group=group or None, code=code)
+        with self._lock:
+            self.raw.errors.append(error)
+
+    def _region_failed(self, account: AccountSettings, region: str, code: str, message: str) -> None:
+        self._error(account.name, region, code, message)
+
+    def _report_progress(self) -> None:
+        if self.progress is not None:
+            with self._lock:
+                done, total = self.groups_done, self.groups_total
+            self.progress(done, total)
+
+    # -- SDK clients --------------------------------------------------------------------------
+    def _credential(self, account: AccountSettings) -> CredentialClient:
+        with self._lock:
+            client = self._credentials.get(account.name)
+            if client is None:
+                client = self._credentials[account.name] = _credential_client(account.credentials, self.settings)
+            return client
+
+    def _client(self, account: AccountSettings, region: str) -> EcsClient:
+        # With an endpoint override one client serves every region (region_id goes on each
+        # request); otherwise the SDK derives the endpoint from the client's region.
+        key = (account.name, "*" if self.endpoint else region)
+        credential = self._credential(account)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                config = open_api_models.Config(
+                    credential=credential,
+                    region_id=region or REGIONS_ENDPOINT_REGION,
+                    connect_timeout=self.settings.connect_timeout_ms,
+                    read_timeout=self.settings.read_timeout_ms,
+                    # one pooled connection per worker; a smaller pool reconnects on every call
+                    max_idle_conns=self.settings.concurrency,
+                )
+                if self.endpoint is not None:
+                    config.endpoint, config.protocol = self.endpoint
+                client = self._clients[key] = EcsClient(config)
+            return client
+
+
+def _credential_client(
+    creds: DefaultChainCredentials | AccessKeyCredentials | RamRoleArnCredentials, settings: LiveSettings
+) -> CredentialClient:
+    if isinstance(creds, AccessKeyCredentials):
+        if creds.security_token is not None:
+            return CredentialClient(
+                CredentialConfig(
+                    type="sts",
+                    access_key_id=creds.id,
+                    access_key_secret=creds.secret.get_secret_value(),
+                    security_token=creds.security_token.get_secret_value(),
+                )
+            )
+        return CredentialClient(
+            CredentialConfig(
+                type="access_key", access_key_id=creds.id, access_key_secret=creds.secret.get_secret_value()
+            )
+        )
+    if isinstance(creds, RamRoleArnCredentials):
+        source = creds.source
+        if isinstance(source, AccessKeyCredentials):
+            provider: Any = (
+                StaticSTSCredentialsProvider(
+                    access_key_id=source.id,
+                    access_key_secret=source.secret.get_secret_value(),
+                    security_token=source.security_token.get_secret_value(),
+                )
+                if source.security_token is not None
+                else StaticAKCredentialsProvider(
+                    access_key_id=source.id, access_key_secret=source.secret.get_secret_value()
+                )
+            )
+        else:
+            provider = DefaultCredentialsProvider()
+        return CredentialClient(
+            provider=RamRoleArnCredentialsProvider(
+                credentials_provider=provider,
+                role_arn=creds.role_arn,
+                role_session_name=creds.session_name,
+                duration_seconds=creds.duration_seconds,
+                external_id=creds.external_id.get_secret_value() if creds.external_id else None,
+                sts_region_id=creds.sts_region,
+                sts_endpoint=creds.sts_endpoint,
+                http_options=HttpOptions(
+                    connect_timeout=settings.connect_timeout_ms, read_timeout=settings.read_timeout_ms
+                ),
+            )
+        )
+    return CredentialClient()
+
+
+def _read_attribute(client: EcsClient, request: Any, runtime: RuntimeOptions) -> Any:
+    return client.describe_security_group_attribute_with_options(request, runtime)
+
+
+def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> RawScan:
+    """Read every security group the settings cover; see the module docstring for the rules.
+
+    ``progress(done, total)`` counts security groups read against groups listed so far (the
+    total grows while listings page in); it is called from worker threads.
+
+    Raises :class:`~sgwatch.errors.AuthError` when credentials or permissions are refused.
+    """
+    return _Scanner(settings, progress).run()
