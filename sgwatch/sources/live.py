@@ -232,13 +232,7 @@ class _Scanner:
         with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="sgwatch-scan") as executor:
             self._executor = executor
             for account in self.settings.accounts:
-                regions = account.regions or self.settings.regions
-                if regions:
-                    for region in dict.fromkeys(regions):
-                        self.raw.regions.append((account.name, region))
-                        self._submit(self._list_page, account, region, None, [], set())
-                else:
-                    self._submit(self._describe_regions, account)
+                self._submit(self._start_account, account)
             with self._idle:
                 while self._outstanding:
                     self._idle.wait()
@@ -248,6 +242,7 @@ class _Scanner:
         self._responses.sort(key=lambda item: item[0])
         self.raw.responses = [resp for _, resp in self._responses]
         self.raw.errors.sort(key=lambda e: (e.account, e.region, e.security_group_id, e.code))
+        self.raw.regions.sort()
         return self.raw
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
@@ -274,6 +269,26 @@ class _Scanner:
                     self._idle.notify_all()
 
     # -- tasks --------------------------------------------------------------------------------
+    def _start_account(self, account: AccountSettings) -> None:
+        # Resolve the identity once, before any ECS call: an STS or credential-chain failure
+        # surfacing inside the SDK would look like a connection error and be retried.
+        credential = self._credential(account)
+        try:
+            model = credential.get_credential()
+        except Exception as exc:
+            self._fail_credentials(account, exc)
+        with self._lock:
+            # the default chain may have loaded a secret we never saw: scrub it from messages too
+            self._secrets.extend(v for v in (model.access_key_secret, model.security_token) if v)
+        regions = account.regions or self.settings.regions
+        if not regions:
+            self._describe_regions(account)
+            return
+        for region in dict.fromkeys(regions):
+            with self._lock:
+                self.raw.regions.append((account.name, region))
+            self._submit(self._list_page, account, region, None, [], set())
+
     def _describe_regions(self, account: AccountSettings) -> None:
         client = self._client(account, "")
         try:
