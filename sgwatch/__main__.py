@@ -1,0 +1,3 @@
+from sgwatch.cli import main
+
+main()

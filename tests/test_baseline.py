@@ -1,0 +1,90 @@
+"""Baseline files: capture then report is empty; bad input names the file, line and path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sgwatch import baseline
+from sgwatch.core.checks import CheckSettings
+from sgwatch.core.engine import assess
+from sgwatch.core.model import Group, Snapshot
+from sgwatch.errors import InputError
+from sgwatch.sources import snapshot as snapshot_source
+from tests.strategies import groups
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+DEMO = Path(__file__).resolve().parent.parent / "config" / "demo"
+
+
+def snapshot_of(members: list[Group]) -> Snapshot:
+    snap = Snapshot(groups={g.key: g for g in members})
+    for g in members:
+        snap.listed[(g.account, g.region)] = snap.listed.get((g.account, g.region), frozenset()) | {g.id}
+    return snap
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=4, unique=True).flatmap(
+    lambda ids: st.tuples(*(groups(gid=f"sg-{i}") for i in ids))))
+def test_capture_then_report_is_empty(tmp_path: Path, members: tuple[Group, ...]) -> None:
+    snap = snapshot_of(list(members))
+    out = tmp_path / f"b{abs(hash(members))}"
+    baseline.capture(snap, out)
+    report = assess(baseline.load(out), snap, CheckSettings(), NOW)
+    assert report.findings == []
+    assert report.complete
+
+
+def test_capture_then_report_on_the_demo_snapshot(tmp_path: Path) -> None:
+    snap = snapshot_source.load(DEMO / "snapshot")
+    baseline.capture(snap, tmp_path / "b")
+    assert assess(baseline.load(tmp_path / "b"), snap, CheckSettings(), NOW).findings == []
+
+
+def test_recapture_keeps_accepted_exposures(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    for f in baseline.files_of(DEMO / "baseline"):
+        (out / f.relative_to(DEMO / "baseline")).parent.mkdir(parents=True, exist_ok=True)
+        (out / f.relative_to(DEMO / "baseline")).write_text(f.read_text())
+    before = baseline.load(out).accepted
+    baseline.capture(snapshot_source.load(DEMO / "snapshot"), out)
+    assert baseline.load(out).accepted == before and before
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cn-hangzhou.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("region: r\nsecurity_groups: [\n", ":3: YAML syntax error"),
+    ("region: r\nsecurity_groups:\n  - id: sg-1\n    ingress:\n      - {protocol: tcp, ports: 22/99999, peer: 0.0.0.0/0}\n",
+     ":5: security_groups.0.ingress.0.ports: port range '22/99999' is out of 1-65535"),
+    ("region: r\nsecurity_groups:\n  - id: sg-1\n    ingress:\n      - {protocol: tcp, ports: 22/22, peer: nowhere}\n",
+     "security_groups.0.ingress.0.peer: 'nowhere' is not an IP address or CIDR block"),
+    ("region: r\nsecurity_groups:\n  - id: sg-1\n    colour: blue\n", ":4: security_groups.0.colour: Extra inputs"),
+    ("security_groups: []\n", "region: Field required"),
+    ("region: r\nsecurity_groups:\n  - id: sg-1\n    accepted_exposures:\n      - {protocol: tcp, ports: 80}\n",
+     "security_groups.0.accepted_exposures.0.reason: Field required"),
+    ("", "file is empty"),
+])
+def test_errors_name_file_line_and_path(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as info:
+        baseline.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_duplicate_groups_across_files(tmp_path: Path) -> None:
+    body = "region: r\nsecurity_groups:\n  - id: sg-1\n"
+    (tmp_path / "a.yaml").write_text(body)
+    (tmp_path / "b.yaml").write_text(body)
+    with pytest.raises(InputError, match=r"b.yaml: security_groups.0: sg-1 is already defined in .*a.yaml"):
+        baseline.load(tmp_path)

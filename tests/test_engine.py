@@ -1,0 +1,167 @@
+"""Severity and completeness: a dangerous change is loud, a harmless one is quiet, a gap is never 'removed'."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+
+from sgwatch.core.checks import CheckSettings
+from sgwatch.core.engine import assess
+from sgwatch.core.findings import Report
+from sgwatch.core.model import AcceptedExposure, Baseline, Group, Rule, ScanError, Snapshot
+from tests.test_exposure import _group, _rule
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+KEY = ("default", "cn-hangzhou", "sg-1")
+
+
+def run(base: Group | None, live: Group | None, *, accepted: tuple[AcceptedExposure, ...] = (),
+        listed: bool = True, errors: list[ScanError] | None = None, settings: CheckSettings | None = None) -> Report:
+    baseline = Baseline(groups={KEY: base} if base else {}, accepted={KEY: accepted} if accepted else {})
+    snap = Snapshot(groups={KEY: live} if live else {}, errors=errors or [])
+    if listed:
+        snap.listed[("default", "cn-hangzhou")] = frozenset({KEY[2]} if live else set())
+    return assess(baseline, snap, settings or CheckSettings(), NOW)
+
+
+def kinds(report: Report) -> list[tuple[str, str, list[str]]]:
+    return sorted((f.kind, f.severity, f.checks) for f in report.findings)
+
+
+def with_rules(*specs: str, **kw: object) -> Group:
+    return _group(*specs, **kw)  # type: ignore[arg-type]
+
+
+def egress(spec: str) -> Rule:
+    r = _rule(spec)
+    return replace(r, key=replace(r.key, direction="egress"))
+
+
+def test_removing_the_guard_drop_is_critical_and_adding_a_shadowed_accept_is_quiet() -> None:
+    guarded = with_rules("accept 100 tcp 1/65535 0.0.0.0/0", "drop 1 tcp 3306/3306 0.0.0.0/0")
+    assert kinds(run(guarded, with_rules("accept 100 tcp 1/65535 0.0.0.0/0"))) == [
+        ("rule_removed", "critical", ["internet-database-port"])]
+    quiet = with_rules("drop 1 tcp 3306/3306 0.0.0.0/0")
+    shadowed = with_rules("drop 1 tcp 3306/3306 0.0.0.0/0", "accept 100 tcp 3306/3306 0.0.0.0/0")
+    assert kinds(run(quiet, shadowed)) == [("rule_added", "low", ["no-exposure-change"])]
+
+
+@pytest.mark.parametrize(("spec", "severity", "check"), [
+    ("accept 1 tcp 22/22 0.0.0.0/0", "high", "internet-remote-admin"),
+    ("accept 1 tcp 3389/3389 ::/0", "high", "internet-remote-admin"),
+    ("accept 1 tcp 6379/6379 0.0.0.0/0", "critical", "internet-database-port"),
+    ("accept 1 all -1/-1 0.0.0.0/0", "critical", "internet-all-traffic"),
+    ("accept 1 tcp 1/65535 0.0.0.0/1", "critical", "internet-all-traffic"),
+    ("accept 1 tcp 8443/8443 0.0.0.0/0", "high", "internet-unapproved-port"),
+    ("accept 1 tcp 22/22 47.100.12.0/24", "medium", "narrow-public-exposure"),
+    ("accept 1 tcp 22/22 10.0.0.0/8", "low", "private-peer-rule"),
+    ("accept 1 tcp 22/22 sg-app", "low", "private-peer-rule"),
+    ("accept 1 tcp 22/22 999/sg-app", "medium", "cross-account-reference"),
+    ("drop 1 tcp 22/22 0.0.0.0/0", "low", "no-exposure-change"),
+])
+def test_added_rule_severity(spec: str, severity: str, check: str) -> None:
+    report = run(with_rules(), with_rules(spec))
+    assert [(f.kind, f.severity) for f in report.findings] == [("rule_added", severity)]
+    assert check in report.findings[0].checks
+
+
+def test_new_exposure_objects_carry_scope_family_and_peers() -> None:
+    report = run(with_rules(), with_rules("accept 1 tcp 3306/3306 ::/0"))
+    (e,) = report.findings[0].new_exposures
+    assert (e.family, e.protocol, e.from_port, e.to_port, e.scope, e.peers, e.new) == (
+        "ipv6", "tcp", 3306, 3306, "any", ("::/0",), True)
+
+
+def test_egress_whitelist_drop_removed_is_medium() -> None:
+    whitelist = replace(with_rules(), rules=(egress("drop 2 all -1/-1 0.0.0.0/0"), egress("accept 1 tcp 443/443 1.1.1.1/32")))
+    opened = replace(whitelist, rules=whitelist.rules[1:])
+    assert kinds(run(whitelist, opened)) == [("rule_removed", "medium", ["egress-opened"])]
+
+
+def test_group_changes() -> None:
+    drop = replace(with_rules(), inner_access_policy="drop")
+    assert kinds(run(drop, with_rules())) == [("group_changed", "medium", ["inner-access-opened"])]
+    advanced = with_rules(type_="enterprise")
+    report = run(advanced, with_rules())  # basic: egress default becomes accept
+    assert [(f.kind, f.severity) for f in report.findings] == [("group_changed", "medium")]
+    assert "egress-opened" in report.findings[0].checks
+
+
+def test_priority_change_without_exposure_change_is_low_and_description_is_info() -> None:
+    a = replace(_rule("accept 1 tcp 443/443 0.0.0.0/0"), rule_id="sgr-1")
+    b = replace(a, key=replace(a.key, priority=5))
+    c = replace(a, description="now documented")
+    base = replace(with_rules(), rules=(a,))
+    assert kinds(run(base, replace(base, rules=(b,)))) == [("rule_changed", "low", ["no-exposure-change"])]
+    assert kinds(run(base, replace(base, rules=(c,)))) == [("rule_changed", "info", ["description-changed"])]
+
+
+def test_accept_removed_is_low() -> None:
+    assert kinds(run(with_rules("accept 1 tcp 80/80 0.0.0.0/0"), with_rules())) == [
+        ("rule_removed", "low", ["accept-removed"])]
+
+
+def test_new_group_without_exposure_is_medium_and_with_exposure_takes_its_severity() -> None:
+    assert kinds(run(None, with_rules("accept 1 tcp 22/22 sg-x"))) == [("group_added", "medium", ["new-group"])]
+    assert kinds(run(None, with_rules("accept 1 tcp 22/22 0.0.0.0/0")))[0][1] == "high"
+
+
+def test_accepted_exposure_suppresses_until_it_expires() -> None:
+    live = with_rules("accept 1 tcp 8080/8080 0.0.0.0/0")
+    ok = AcceptedExposure("ingress", "tcp", 8080, 8080, (), "load test", "team-perf", date(2027, 1, 1))
+    assert kinds(run(with_rules(), live, accepted=(ok,))) == [("rule_added", "low", ["no-exposure-change"])]
+    old = replace(ok, expires=date(2026, 1, 1))
+    report = run(with_rules(), live, accepted=(old,))
+    assert kinds(report) == [("rule_added", "high", ["internet-unapproved-port"])]
+    assert [p.check for p in report.posture if p.check == "posture-expired-exception"] == ["posture-expired-exception"]
+
+
+def test_unreadable_group_is_never_removed() -> None:
+    err = ScanError("default", "cn-hangzhou", "AttributesMissing", "could not read", "sg-1")
+    report = run(with_rules("accept 1 tcp 80/80 0.0.0.0/0"), None, errors=[err])
+    assert report.findings == [] and not report.complete
+
+
+def test_failed_region_is_never_emptied() -> None:
+    err = ScanError("default", "cn-hangzhou", "ServiceUnavailable", "503")
+    report = run(with_rules("accept 1 tcp 80/80 0.0.0.0/0"), None, errors=[err], listed=False)
+    assert report.findings == [] and not report.complete
+
+
+def test_region_without_listing_cannot_prove_removal() -> None:
+    other = ("default", "cn-hangzhou", "sg-2")
+    baseline = Baseline(groups={KEY: with_rules(), other: replace(with_rules(), id="sg-2")})
+    snap = Snapshot(groups={KEY: with_rules()})
+    report = assess(baseline, snap, CheckSettings(), NOW)
+    assert report.findings == [] and [e.code for e in report.errors] == ["NotInSnapshot"]
+    region_gone = assess(Baseline(groups={KEY: with_rules()}), Snapshot(), CheckSettings(), NOW)
+    assert [e.code for e in region_gone.errors] == ["RegionNotInSnapshot"] and region_gone.findings == []
+
+
+def test_group_removed_when_the_listing_proves_it() -> None:
+    assert kinds(run(with_rules(), None)) == [("group_removed", "low", ["group-removed"])]
+
+
+def test_settings_override_ports_and_severities() -> None:
+    settings = CheckSettings(database_ports=frozenset({9999}), severities={"internet-unapproved-port": "medium"})
+    report = run(with_rules(), with_rules("accept 1 tcp 9999/9999 0.0.0.0/0"), settings=settings)
+    assert kinds(report) == [("rule_added", "critical", ["internet-database-port"])]
+    report = run(with_rules(), with_rules("accept 1 tcp 3306/3306 0.0.0.0/0"), settings=settings)
+    assert kinds(report) == [("rule_added", "medium", ["internet-unapproved-port"])]
+
+
+def test_finding_ids_are_stable_and_distinct() -> None:
+    live = with_rules("accept 1 tcp 22/22 0.0.0.0/0", "accept 1 tcp 80/80 0.0.0.0/0")
+    first, second = run(with_rules(), live), run(with_rules(), live)
+    assert [f.id for f in first.findings] == [f.id for f in second.findings]
+    assert len({f.id for f in first.findings}) == 2
+
+
+def test_posture_flags_shadowed_rules_and_rule_limit() -> None:
+    live = with_rules("drop 1 tcp 3306/3306 0.0.0.0/0", "accept 50 tcp 3306/3306 10.0.0.0/8")
+    report = run(live, live, settings=CheckSettings(rule_limit=2))
+    checks = sorted(p.check for p in report.posture)
+    assert "posture-shadowed-rule" in checks and "posture-rule-limit" in checks
+    assert report.findings == []
