@@ -317,7 +317,7 @@ def _synthetic_rule(rng: random.Random, index: int) -> dict[str, Any]:
 
 
 def _natural_key(path: Path) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path.with_suffix("")))]
 
 
 def _snapshot_files(directory: Path) -> Iterator[tuple[str, Path]]:
