@@ -14,7 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 FROM base AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# README.m[d]: the readme is optional for the build (the glob matches nothing if it is absent).
+COPY pyproject.toml README.m[d] ./
 COPY sgwatch ./sgwatch
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/sgwatch \
