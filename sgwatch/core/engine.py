@@ -14,7 +14,7 @@ from sgwatch.core import addresses, exposure, posture
 from sgwatch.core.addresses import Family, Interval
 from sgwatch.core.checks import RANK, CheckSettings, Severity, worst
 from sgwatch.core.diff import Change, diff_group
-from sgwatch.core.exposure import DEFAULT, ExposureMap
+from sgwatch.core.exposure import ExposureMap
 from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
 from sgwatch.core.model import (
     DIRECTIONS,
@@ -24,6 +24,7 @@ from sgwatch.core.model import (
     Group,
     PeerKind,
     Rule,
+    RuleKey,
     ScanError,
     Snapshot,
 )
@@ -41,7 +42,7 @@ class _Piece:
     to_port: int
     addresses: tuple[Interval, ...]
     new_addresses: tuple[Interval, ...]
-    rules: frozenset[int]
+    rules: frozenset[RuleKey | None]
 
 
 def _allowance(
@@ -67,6 +68,12 @@ def _allowance(
 def compare(live: ExposureMap, base: ExposureMap, accepted: Sequence[AcceptedExposure]) -> list[_Piece]:
     """Live exposure, port by port, marked with what the baseline and exceptions do not cover."""
     pieces: list[_Piece] = []
+    if live is base:  # the evaluator's cache answered both sides: nothing is new
+        return [
+            _Piece(family, bucket, s.from_port, s.to_port, s.addresses, (), s.rules)
+            for (family, bucket), segments in live.items()
+            for s in segments
+        ]
     for (family, bucket), segments in live.items():
         if not segments:
             continue
@@ -133,8 +140,8 @@ def grade(direction: Direction, piece: _Piece, scope: str, settings: CheckSettin
     return "internet-unapproved-port"
 
 
-def _peers(group: Group, rules: Iterable[int]) -> tuple[str, ...]:
-    return tuple(sorted({"default" if i == DEFAULT else str(group.rules[i].peer) for i in rules}))
+def _peers(rules: Iterable[RuleKey | None]) -> tuple[str, ...]:
+    return tuple(sorted({"default" if k is None else str(k.peer) for k in rules}))
 
 
 @dataclass(slots=True)
@@ -144,7 +151,7 @@ class _Graded:
 
 
 def group_exposures(
-    group: Group, base: Group | None, accepted: Sequence[AcceptedExposure], settings: CheckSettings
+    group: Group, base: Group, accepted: Sequence[AcceptedExposure], settings: CheckSettings
 ) -> list[_Graded]:
     out: list[_Graded] = []
     for direction in DIRECTIONS:
@@ -169,7 +176,7 @@ def group_exposures(
                         from_port=piece.from_port,
                         to_port=piece.to_port,
                         scope=scope,
-                        peers=_peers(group, piece.rules),
+                        peers=_peers(piece.rules),
                         new=new,
                         severity=settings.severity(check) if check else None,
                         check=check,
@@ -200,16 +207,15 @@ def _overlaps(rule: Rule, graded: _Graded) -> bool:
     return bool(addresses.intersect(part, piece.new_addresses))
 
 
-def _attribute(changes: list[Change], new: list[_Graded], live: Group) -> dict[int, list[_Graded]]:
+def _attribute(changes: list[Change], new: list[_Graded]) -> dict[int, list[_Graded]]:
     """Which change caused which new exposure. Every new exposure lands on some change."""
-    index_of = {r.key: i for i, r in enumerate(live.rules)}
     by_change: dict[int, list[_Graded]] = {}
     for g in new:
         owners = (
             [
                 n
                 for n, c in enumerate(changes)
-                if c.live is not None and c.live.policy == "accept" and index_of.get(c.live.key) in g.piece.rules
+                if c.live is not None and c.live.policy == "accept" and c.live.key in g.piece.rules
             ]
             or [
                 n
@@ -309,7 +315,7 @@ def assess_group(
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
         return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
     changes = diff_group(base, live)
-    owners = _attribute(changes, new, live)
+    owners = _attribute(changes, new)
     findings = []
     for n, change in enumerate(changes):
         caused = [g.exposure for g in owners.get(n, [])]

@@ -15,24 +15,24 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from sgwatch.core import addresses
 from sgwatch.core.addresses import Family, Interval
-from sgwatch.core.model import NO_PORTS, PORTED, Direction, Group, PeerKind, Rule
+from sgwatch.core.model import NO_PORTS, PORTED, Direction, Group, PeerKind, Rule, RuleKey
 
 Scope = Literal["any", "wide", "narrow"]
-DEFAULT = -1  # stands in for a rule index when the group type's default decided
 
 _FAMILY_KIND = {"ipv4": PeerKind.CIDR4, "ipv6": PeerKind.CIDR6}
 _PORT_SPACE = (1, 65535)
 FAMILIES: tuple[Family, Family] = ("ipv4", "ipv6")
 
 
-def buckets(family: Family, rules: Iterable[Rule]) -> list[str]:
+def buckets(family: Family, protocols: Iterable[str]) -> list[str]:
     """The protocols worth telling apart: the named ones, any number a rule names, the rest."""
     named = ["tcp", "udp", "icmp" if family == "ipv4" else "icmpv6", "gre"]
-    numbers = sorted({r.protocol for r in rules if r.protocol.isdigit()}, key=int)
+    numbers = sorted({p for p in protocols if p.isdigit()}, key=int)
     return [*named, *numbers, "other"]
 
 
@@ -40,8 +40,8 @@ def matches_bucket(rule_protocol: str, bucket: str) -> bool:
     return rule_protocol == "all" or rule_protocol == bucket
 
 
-def default_accepts(group: Group, direction: Direction) -> bool:
-    return direction == "egress" and group.type == "normal"
+def default_accepts(group_type: str, direction: Direction) -> bool:
+    return direction == "egress" and group_type == "normal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +51,14 @@ class Segment:
     from_port: int
     to_port: int
     addresses: tuple[Interval, ...]
-    rules: frozenset[int]  # indices into the group's rules; DEFAULT for the type's default
+    rules: frozenset[RuleKey | None]  # the rules that grant it; None for the group type's default
 
 
 # (family, protocol bucket) -> sorted, disjoint segments
 ExposureMap = dict[tuple[Family, str], list[Segment]]
 
 _Box = tuple[int, int, int, int]  # dport low, dport high, sport low, sport high
+_Accepted = tuple[int, int, RuleKey | None]  # dport low, dport high, granting rule
 
 
 def _box_minus(box: _Box, cut: _Box) -> list[_Box]:
@@ -78,84 +79,85 @@ def _box_minus(box: _Box, cut: _Box) -> list[_Box]:
     return pieces
 
 
-def _rule_box(rule: Rule, ported: bool) -> _Box:
+def _rule_box(k: RuleKey, ported: bool) -> _Box:
     if not ported:
         return (0, 0, 0, 0)
-    k = rule.key
     dport = _PORT_SPACE if (k.from_port, k.to_port) == NO_PORTS or k.port_list else (k.from_port, k.to_port)
     sport = _PORT_SPACE if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
     return (dport[0], dport[1], sport[0], sport[1])
 
 
-def _paint(ordered: Sequence[tuple[int, Rule]], ported: bool, default_accept: bool) -> list[tuple[int, int, int]]:
-    """Decide one address segment; returns accepted (dport low, dport high, rule index)."""
+def _paint(ordered: Sequence[RuleKey], ported: bool, default_accept: bool) -> list[_Accepted]:
+    """Decide one address segment: the destination ports accepted, and by which rule."""
     space: _Box = (*_PORT_SPACE, *_PORT_SPACE) if ported else (0, 0, 0, 0)
     undecided = [space]
-    accepted: list[tuple[int, int, int]] = []
-    for index, rule in ordered:
+    accepted: list[_Accepted] = []
+    # Rules of equal precedence decide together, so each of them is credited with what it grants.
+    for _, tier in itertools.groupby(ordered, key=lambda k: (k.priority, k.policy)):
         if not undecided:
             break
-        cut = _rule_box(rule, ported)
-        remaining: list[_Box] = []
-        for box in undecided:
-            dl, dh, sl, sh = box
-            il, ih = max(dl, cut[0]), min(dh, cut[1])
-            xl, xh = max(sl, cut[2]), min(sh, cut[3])
-            if il > ih or xl > xh:
-                remaining.append(box)
+        cuts = [(key, _rule_box(key, ported)) for key in tier]
+        for key, cut in cuts:
+            if key.policy != "accept":
                 continue
-            if rule.policy == "accept":
-                accepted.append((il, ih, index))
-            remaining.extend(_box_minus(box, cut))
-        undecided = remaining
+            for dl, dh, sl, sh in undecided:
+                il, ih = max(dl, cut[0]), min(dh, cut[1])
+                if il <= ih and max(sl, cut[2]) <= min(sh, cut[3]):
+                    accepted.append((il, ih, key))
+        for _, cut in cuts:
+            undecided = [piece for box in undecided for piece in _box_minus(box, cut)]
     if default_accept:
-        accepted.extend((dl, dh, DEFAULT) for dl, dh, _, _ in undecided)
+        accepted.extend((dl, dh, None) for dl, dh, _, _ in undecided)
     return accepted
 
 
-def decision_order(rules: Sequence[Rule]) -> list[tuple[int, Rule]]:
-    """Rules in the order the cloud consults them: priority, then drop before accept."""
-    return sorted(enumerate(rules), key=lambda ir: (ir[1].priority, ir[1].policy != "drop", ir[0]))
+def precedence(key: RuleKey) -> tuple[int, bool, RuleKey]:
+    """The order the cloud consults rules in: priority, then drop before accept."""
+    return (key.priority, key.policy != "drop", key)
 
 
-def internet_rules(group: Group, direction: Direction) -> list[tuple[int, Rule]]:
+def decision_order(rules: Sequence[Rule]) -> list[Rule]:
+    return sorted(rules, key=lambda r: precedence(r.key))
+
+
+def internet_rules(group: Group, direction: Direction) -> tuple[RuleKey, ...]:
     """The rules that can match internet traffic, in decision order.
 
     In a VPC every rule governs internet traffic; in the classic network only ``internet``
     NIC rules do. Group and prefix-list peers never match a public address.
     """
     classic = not group.vpc_id
-    chosen = [
-        r
+    chosen = (
+        r.key
         for r in group.rules
         if r.direction == direction and r.peer.is_cidr and not (classic and r.key.nic_type != "internet")
-    ]
-    # Indices must point into group.rules, so re-enumerate against the full tuple.
-    position = {id(r): i for i, r in enumerate(group.rules)}
-    return sorted(
-        ((position[id(r)], r) for r in chosen),
-        key=lambda ir: (ir[1].priority, ir[1].policy != "drop", ir[0]),
     )
+    return tuple(sorted(chosen, key=precedence))
 
 
 def evaluate(group: Group, direction: Direction) -> ExposureMap:
     """Everything the public internet can reach (or be reached at) through this group."""
-    ordered = internet_rules(group, direction)
-    default_accept = default_accepts(group, direction)
+    return _evaluate(internet_rules(group, direction), default_accepts(group.type, direction))
+
+
+@lru_cache(maxsize=8192)
+def _evaluate(ordered: tuple[RuleKey, ...], default_accept: bool) -> ExposureMap:
+    # Cached on content: estates repeat the same public rules (80/443, an office /24) in many
+    # groups, and the baseline and live sides of an unchanged group are the same question.
     result: ExposureMap = {}
     for family in FAMILIES:
         kind = _FAMILY_KIND[family]
-        fam_rules: list[tuple[int, Rule, Sequence[Interval]]] = []
-        for index, rule in ordered:
-            if rule.peer.kind is not kind:
+        fam_rules: list[tuple[RuleKey, Sequence[Interval]]] = []
+        for key in ordered:
+            if key.peer.kind is not kind:
                 continue
-            _, part = addresses.public_part(rule.peer.value)
+            _, part = addresses.public_part(key.peer.value)
             if part:
-                fam_rules.append((index, rule, part))
+                fam_rules.append((key, part))
         if not fam_rules and not default_accept:
             continue
-        for bucket in buckets(family, (r for _, r, _ in fam_rules)):
-            chosen = [(i, r, p) for i, r, p in fam_rules if matches_bucket(r.protocol, bucket)]
+        for bucket in buckets(family, (k.protocol for k, _ in fam_rules)):
+            chosen = [(k, p) for k, p in fam_rules if matches_bucket(k.protocol, bucket)]
             if not chosen and not default_accept:
                 continue
             # Kept even when empty: an evaluated bucket must not fall back to "other".
@@ -165,7 +167,7 @@ def evaluate(group: Group, direction: Direction) -> ExposureMap:
 
 def _evaluate_bucket(
     family: Family,
-    chosen: list[tuple[int, Rule, Sequence[Interval]]],
+    chosen: list[tuple[RuleKey, Sequence[Interval]]],
     ported: bool,
     default_accept: bool,
 ) -> list[Segment]:
@@ -173,15 +175,15 @@ def _evaluate_bucket(
     # covering an address does not change, so one painting decides the whole stretch.
     starts: dict[int, list[int]] = defaultdict(list)
     ends: dict[int, list[int]] = defaultdict(list)
-    for pos, (_, _, part) in enumerate(chosen):
+    for pos, (_, part) in enumerate(chosen):
         for low, high in part:
             starts[low].append(pos)
             ends[high + 1].append(pos)
     public = addresses.public(family)
     points = sorted({*starts, *ends, *(p for low, high in public for p in (low, high + 1))})
     active: set[int] = set()
-    memo: dict[frozenset[int], list[tuple[int, int, int]]] = {}
-    by_ports: dict[tuple[int, int, int], list[Interval]] = defaultdict(list)
+    memo: dict[frozenset[int], list[_Accepted]] = {}
+    by_ports: dict[_Accepted, list[Interval]] = defaultdict(list)
     pub_i = 0
     for n, point in enumerate(points[:-1]):
         for pos in ends.get(point, ()):
@@ -195,27 +197,27 @@ def _evaluate_bucket(
         key = frozenset(active)
         painted = memo.get(key)
         if painted is None:
-            ordered = [(chosen[p][0], chosen[p][1]) for p in sorted(active)]
-            painted = memo[key] = _paint(ordered, ported, default_accept)
+            # `chosen` is in decision order, so sorted positions are too.
+            painted = memo[key] = _paint([chosen[p][0] for p in sorted(active)], ported, default_accept)
         for piece in painted:
             by_ports[piece].append(seg)
     return _to_segments(by_ports, ported)
 
 
-def _to_segments(by_ports: dict[tuple[int, int, int], list[Interval]], ported: bool) -> list[Segment]:
+def _to_segments(by_ports: dict[_Accepted, list[Interval]], ported: bool) -> list[Segment]:
     if not by_ports:
         return []
     cuts = sorted({p for (low, high, _) in by_ports for p in (low, high + 1)})
-    pieces = sorted(by_ports.items())
+    pieces = list(by_ports.items())
     out: list[Segment] = []
     for low, nxt in itertools.pairwise(cuts):
         high = nxt - 1
         addrs: list[Interval] = []
-        rules: set[int] = set()
-        for (pl, ph, index), segs in pieces:
+        rules: set[RuleKey | None] = set()
+        for (pl, ph, key), segs in pieces:
             if pl <= low and high <= ph:
                 addrs.extend(segs)
-                rules.add(index)
+                rules.add(key)
         if not addrs:
             continue
         merged = tuple(addresses.union(addrs))

@@ -63,7 +63,7 @@ def _covers(first: Rule, later: Rule) -> bool:
 
 def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
     """(rule, the higher-precedence rule that covers it) for rules that decide nothing."""
-    ordered = [r for _, r in decision_order(group.rules)]
+    ordered = decision_order(group.rules)
     out: list[tuple[Rule, Rule]] = []
     for n, rule in enumerate(ordered):
         for earlier in ordered[:n]:
