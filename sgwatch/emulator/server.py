@@ -171,7 +171,9 @@ class Emulator:
     def start(self) -> str:
         if self._server is None:
             self._server = _Server((self.host, self.port), _Handler, self)
-            self._thread = threading.Thread(target=self._server.serve_forever, name="ecs-emulator", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ecs-emulator", daemon=True
+            )
             self._thread.start()
         return self.url
 
