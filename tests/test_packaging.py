@@ -92,6 +92,23 @@ def dump_yaml(data: Any) -> str:
     return buf.getvalue()
 
 
+# --- system packages ---------------------------------------------------------------------
+
+
+def test_install_system_deps_is_idempotent_and_quiet() -> None:
+    script = ROOT / "scripts" / "install-system-deps.sh"
+    assert run(["bash", "-n", str(script)]).returncode == 0
+    dpkg_query = shutil.which("dpkg-query")
+    if dpkg_query is None:
+        pytest.skip("not a Debian system")
+    for package in ("prometheus", "prometheus-alertmanager"):
+        status = run([dpkg_query, "-W", "-f=${db:Status-Status}", package]).stdout
+        if status != "installed":
+            pytest.skip(f"{package} is not installed: run scripts/install-system-deps.sh first")
+    result = run(["bash", str(script)], timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
 # --- Dockerfile ----------------------------------------------------------------------------
 
 
