@@ -49,9 +49,6 @@ UID = 10001
 
 def find_tool(name: str) -> str | None:
     """The venv's bin directory first (pip-installed tools), then PATH, then /usr/bin."""
-    env = os.environ.get(f"SGWATCH_{name.upper().replace('-', '_')}")
-    if env:
-        return env
     candidate = Path(sys.executable).parent / name
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return str(candidate)
