@@ -459,7 +459,7 @@ class Emulator:
         }
 
     def _render_listing(self, group: SecurityGroup) -> dict[str, Any]:
-        return json.loads(json.dumps(group.listing_entry()))  # type: ignore[no-any-return]
+        return group.listing_entry()
 
     def _render_permission(self, perm: dict[str, Any]) -> dict[str, Any]:
         out = full_permission(perm)

@@ -450,9 +450,13 @@ class _Scanner:
                     if throttles >= s.max_throttle_retries:
                         raise _ApiFailure(code, f"still throttled after {throttles} retries") from None
                     throttles += 1
-                    wait = retry_after / 1000 if retry_after else self._backoff(throttles)
-                    # the region's quota is spent: hold back every caller of it, not only this one
-                    limiter.penalize(wait)
+                    if retry_after:
+                        wait = retry_after / 1000
+                        # the cloud said when this region's quota refills: hold back every caller
+                        # of the region until then, not only this one
+                        limiter.penalize(wait)
+                    else:
+                        wait = self._backoff(throttles)
                 elif _is_auth(code):
                     self._count(action, "error")
                     self._fail_auth(account, region, action, code, exc)
@@ -498,7 +502,7 @@ class _Scanner:
                 return raw
             with self._lock:
                 self.raw.stats.retries += 1
-            log.info(
+            log.debug(
                 "retrying ECS call",
                 account=account.name,
                 region=region,
