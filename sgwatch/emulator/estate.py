@@ -255,9 +255,26 @@ class Estate:
             group.name = group.listing["SecurityGroupName"]
             group.description = group.listing["Description"]
             group.inner_access_policy = "Drop" if enterprise else "Accept"
-            group.permissions = [_synthetic_rule(rng, k) for k in range(n_rules)]
+            group.permissions = _unique_rules(rng, n_rules)
             region.groups[gid] = group
         return estate
+
+
+def _unique_rules(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    # the cloud refuses a rule identical to an existing one, so a realistic group has none
+    rules: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for index in range(count * 20):
+        if len(rules) == count:
+            break
+        rule = _synthetic_rule(rng, index)
+        content = tuple(
+            v for k, v in sorted(rule.items()) if k not in ("SecurityGroupRuleId", "CreateTime", "Description")
+        )
+        if content not in seen:
+            seen.add(content)
+            rules.append(rule)
+    return rules
 
 
 def _synthetic_rule(rng: random.Random, index: int) -> dict[str, Any]:

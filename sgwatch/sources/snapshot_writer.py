@@ -5,7 +5,6 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
     OUT/
       errors.json                                   only when the scan had errors
       <account>/
-        DescribeRegions.json                        only when regions were discovered
         <region>.DescribeSecurityGroups.json        first listing page
         <region>.DescribeSecurityGroups.2.json      further pages
         <region>.<sg-id>.json                       DescribeSecurityGroupAttribute, first page
@@ -14,7 +13,9 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
 Files sit directly in each account folder (no region sub-folders), so a loader that reads
 ``DIR/<account>/*.json`` and tells the APIs apart with :func:`sgwatch.sources.raw.classify` sees
 everything. The account "default" also gets its own folder; a loader treats files directly in
-``DIR`` as account "default", so both spellings read the same.
+``DIR`` as account "default", so both spellings read the same. DescribeRegions answers are not
+written: the snapshot loader refuses them, and every covered region already has its listing file
+(an empty region's listing is an empty page).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def write_snapshot(raw: RawScan, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     seen: Counter[tuple[str, str]] = Counter()
     for response in raw.responses:
+        if response.action == "DescribeRegions":
+            continue
         account = _segment(response.account, "default")
         stem = _stem(response)
         seen[(account, stem)] += 1
