@@ -269,7 +269,7 @@ def load(path: Path) -> Baseline:
                 vpc_id=g.vpc_id,
                 inner_access_policy=g.inner_access_policy,
                 description=g.description,
-                rules=tuple(rules.values()),
+                rules=tuple(sorted(rules.values(), key=lambda r: r.key)),
             )
             if g.accepted_exposures:
                 baseline.accepted[key] = tuple(e.to_model() for e in g.accepted_exposures)

@@ -33,7 +33,7 @@ def test_a_rule_set_does_not_drift_from_itself(a: list[Rule]) -> None:
 @given(rules())
 def test_same_id_other_content_is_one_change(rule: Rule) -> None:
     before = replace(rule, rule_id="sgr-keep")
-    after = replace(before, key=replace(before.key, priority=before.key.priority + 7))
+    after = replace(before, key=before.key._replace(priority=before.key.priority + 7))
     changes = diff_rules(KEY, [before], [after])
     assert [(c.kind, c.baseline, c.live) for c in changes] == [("rule_changed", before, after)]
 

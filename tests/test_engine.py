@@ -36,7 +36,7 @@ def with_rules(*specs: str, **kw: object) -> Group:
 
 def egress(spec: str) -> Rule:
     r = _rule(spec)
-    return replace(r, key=replace(r.key, direction="egress"))
+    return replace(r, key=r.key._replace(direction="egress"))
 
 
 def test_removing_the_guard_drop_is_critical_and_adding_a_shadowed_accept_is_quiet() -> None:
@@ -91,7 +91,7 @@ def test_group_changes() -> None:
 
 def test_priority_change_without_exposure_change_is_low_and_description_is_info() -> None:
     a = replace(_rule("accept 1 tcp 443/443 0.0.0.0/0"), rule_id="sgr-1")
-    b = replace(a, key=replace(a.key, priority=5))
+    b = replace(a, key=a.key._replace(priority=5))
     c = replace(a, description="now documented")
     base = replace(with_rules(), rules=(a,))
     assert kinds(run(base, replace(base, rules=(b,)))) == [("rule_changed", "low", ["no-exposure-change"])]

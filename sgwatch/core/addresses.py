@@ -41,6 +41,7 @@ WIDE_V4 = 2**24  # a /8
 WIDE_V6 = 2**96  # a /32
 
 
+@lru_cache(maxsize=65536)
 def network_interval(cidr: str) -> tuple[Family, Interval]:
     net = ipaddress.ip_network(cidr, strict=False)
     family: Family = "ipv4" if net.version == 4 else "ipv6"

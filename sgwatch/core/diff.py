@@ -63,4 +63,6 @@ def diff_group(baseline: Group, live: Group) -> list[Change]:
         name for name in ("type", "vpc_id", "inner_access_policy") if getattr(baseline, name) != getattr(live, name)
     )
     changes = [Change("group_changed", live.key, fields=moved)] if moved else []
+    if baseline.rules == live.rules:  # both sides keep rules sorted by key: the common case is one compare
+        return changes
     return changes + diff_rules(live.key, baseline.rules, live.rules)

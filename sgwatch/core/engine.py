@@ -308,7 +308,9 @@ def assess_group(
     reference = base if base is not None else replace(live, rules=())
     graded = group_exposures(live, reference, accepted, settings)
     new = [g for g in graded if g.exposure.new]
-    exposures = [g.exposure for g in graded]
+    # A basic group's default egress to everywhere is listed only when it is new: it is the cloud's
+    # normal, and listing it for every group would bury what rules actually grant.
+    exposures = [g.exposure for g in graded if g.exposure.new or g.exposure.peers != ("default",)]
     if base is None:
         change = Change("group_added", live.key)
         news = [g.exposure for g in new]

@@ -112,7 +112,7 @@ def _paint(ordered: Sequence[RuleKey], ported: bool, default_accept: bool) -> li
 
 
 def precedence(key: RuleKey) -> tuple[int, bool, RuleKey]:
-    """The order the cloud consults rules in: priority, then drop before accept."""
+    """The order the cloud consults rules in: priority, then drop before accept (then content, to be stable)."""
     return (key.priority, key.policy != "drop", key)
 
 

@@ -35,45 +35,69 @@ def _exposure_check(e: Exposure, settings: CheckSettings) -> str | None:
     return None
 
 
-def _covers(first: Rule, later: Rule) -> bool:
-    """Does ``first`` match every packet ``later`` matches?"""
-    a, b = first.key, later.key
-    if a.direction != b.direction or a.nic_type != b.nic_type:
-        return False
-    if a.protocol != "all" and a.protocol != b.protocol:
-        return False
-    if (a.from_port, a.to_port) != NO_PORTS and not (
-        (b.from_port, b.to_port) != NO_PORTS and a.from_port <= b.from_port and b.to_port <= a.to_port
-    ):
-        return False
-    if (a.src_from_port, a.src_to_port) != NO_PORTS and not (
-        (b.src_from_port, b.src_to_port) != NO_PORTS
-        and a.src_from_port <= b.src_from_port
-        and b.src_to_port <= a.src_to_port
-    ):
-        return False
-    if a.peer == b.peer:
-        return True
-    if not (a.peer.is_cidr and b.peer.kind is a.peer.kind):
-        return False
-    _, (al, ah) = addresses.network_interval(a.peer.value)
-    _, (bl, bh) = addresses.network_interval(b.peer.value)
-    return al <= bl and bh <= ah
+_Extent = tuple[str, str, str, int, int, int, int, str, int, int]
+
+
+def _extent(rule: Rule) -> _Extent:
+    """What a rule matches, flattened so that covering is a handful of integer compares."""
+    k = rule.key
+    dports = (0, 65535) if (k.from_port, k.to_port) == NO_PORTS else (k.from_port, k.to_port)
+    sports = (0, 65535) if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
+    if k.peer.is_cidr:
+        _, (low, high) = addresses.network_interval(k.peer.value)
+        peer = k.peer.kind.value
+    else:
+        low = high = 0
+        peer = str(k.peer)
+    return (k.nic_type, k.protocol, peer, dports[0], dports[1], sports[0], sports[1], k.direction, low, high)
+
+
+def _covers(a: _Extent, b: _Extent) -> bool:
+    """Does the rule of extent ``a`` match every packet the rule of extent ``b`` matches?"""
+    return (
+        a[0] == b[0]
+        and (a[1] == "all" or a[1] == b[1])
+        and a[2] == b[2]
+        and a[3] <= b[3]
+        and b[4] <= a[4]
+        and a[5] <= b[5]
+        and b[6] <= a[6]
+        and a[8] <= b[8]
+        and b[9] <= a[9]
+    )
 
 
 def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
-    """(rule, the higher-precedence rule that covers it) for rules that decide nothing."""
-    ordered = decision_order(group.rules)
+    """(rule, the higher-precedence rule that covers it) for rules that decide nothing.
+
+    Only cover by one rule is found; a rule covered by the union of several is not reported.
+    """
     out: list[tuple[Rule, Rule]] = []
-    for n, rule in enumerate(ordered):
-        for earlier in ordered[:n]:
-            # Equal precedence and equal policy decide alike: redundant, not shadowed.
-            if (earlier.priority, earlier.policy) == (rule.priority, rule.policy):
-                continue
-            if _covers(earlier, rule):
-                out.append((rule, earlier))
-                break
+    for direction in ("ingress", "egress"):
+        ordered = [(r, _extent(r)) for r in decision_order(group.rules) if r.direction == direction]
+        for n, (rule, ext) in enumerate(ordered):
+            for earlier, eext in ordered[:n]:
+                # Equal precedence and equal policy decide alike: redundant, not shadowed.
+                if earlier.priority == rule.priority and earlier.policy == rule.policy:
+                    continue
+                if _covers(eext, ext):
+                    out.append((rule, earlier))
+                    break
     return out
+
+
+def _database_from_private_cidr(rule: Rule, settings: CheckSettings) -> bool:
+    k = rule.key
+    return (
+        k.direction == "ingress"
+        and k.policy == "accept"
+        and k.peer.is_cidr
+        and not addresses.public_part(k.peer.value)[1]
+        and k.protocol in ("tcp", "all")
+        and (k.from_port, k.to_port) != NO_PORTS
+        and k.to_port - k.from_port < 100
+        and any(k.from_port <= p <= k.to_port for p in settings.database_ports)
+    )
 
 
 def check_group(group: Group, exposures: Iterable[Exposure], settings: CheckSettings) -> list[PostureResult]:
@@ -83,28 +107,19 @@ def check_group(group: Group, exposures: Iterable[Exposure], settings: CheckSett
         if check and settings.enabled(check):
             out.append(_result(settings, check, group, None, f"{group.id}: {e.describe()} via {', '.join(e.peers)}"))
     if settings.enabled("posture-cidr-instead-of-group") and group.vpc_id:
-        for rule in group.rules:
-            k = rule.key
-            if (
-                k.direction == "ingress"
-                and k.policy == "accept"
-                and k.peer.is_cidr
-                and not addresses.public_part(k.peer.value)[1]
-                and k.protocol in ("tcp", "all")
-                and (k.from_port, k.to_port) != NO_PORTS
-                and k.to_port - k.from_port < 100
-                and any(k.from_port <= p <= k.to_port for p in settings.database_ports)
-            ):
-                out.append(
-                    _result(
-                        settings,
-                        "posture-cidr-instead-of-group",
-                        group,
-                        rule,
-                        f"{group.id}: {describe_rule(rule)}: authorise the application tier's "
-                        "security group instead of a CIDR",
-                    )
+        flagged = [r for r in group.rules if _database_from_private_cidr(r, settings)]
+        if flagged:
+            more = f" (and {len(flagged) - 1} more such rules)" if len(flagged) > 1 else ""
+            out.append(
+                _result(
+                    settings,
+                    "posture-cidr-instead-of-group",
+                    group,
+                    flagged[0],
+                    f"{group.id}: {describe_rule(flagged[0])}{more}: authorise the application tier's "
+                    "security group instead of a CIDR",
                 )
+            )
     if settings.enabled("posture-shadowed-rule"):
         for rule, by in shadowed(group):
             out.append(

@@ -8,4 +8,5 @@ from sgwatch.core.findings import Report
 
 
 def render(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    # Compact: large estates give large reports, and the C encoder is used only without indent.
+    return json.dumps(report.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"

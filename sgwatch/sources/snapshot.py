@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sgwatch.core import normalize
-from sgwatch.core.model import Group, GroupKey, Policy, Rule, ScanError, Snapshot
+from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
@@ -57,42 +57,62 @@ def _inner(value: object) -> Policy:
     return "drop" if str(value or "").strip().lower() == "drop" else "accept"
 
 
-def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapshot:
-    """Turn raw responses into a snapshot. ``origins`` maps response index to its file name."""
-    origins = origins or {}
-    snap = Snapshot(errors=list(raw.errors))
-    partial: dict[GroupKey, _Partial] = {}
-    listed: dict[tuple[str, str], set[str]] = defaultdict(set)
-    meta: dict[GroupKey, Mapping[str, Any]] = {}
-    for n, resp in enumerate(raw.responses):
-        fault = _Fault(origins.get(n))
+class SnapshotBuilder:
+    """Folds responses into a snapshot one at a time, so a large estate is never all raw JSON at once."""
+
+    def __init__(self, errors: Iterable[ScanError] = ()) -> None:
+        self.snap = Snapshot(errors=list(errors))
+        self._partial: dict[GroupKey, _Partial] = {}
+        self._listed: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._meta: dict[GroupKey, Mapping[str, Any]] = {}
+
+    def add(self, resp: RawResponse, origin: str | None = None) -> None:
+        fault = _Fault(origin)
         body, account = resp.body, resp.account
         region = str(body.get("RegionId") or "")
         if not region:
-            fault(snap.errors, account, "", "", "RegionId", "response has no RegionId")
-            continue
+            fault(self.snap.errors, account, "", "", "RegionId", "response has no RegionId")
+            return
         if resp.action == "DescribeSecurityGroups":
-            listing = listed[(account, region)]
+            listing = self._listed[(account, region)]
             for item in _list(body, "SecurityGroups", "SecurityGroup"):
                 sg = str(item.get("SecurityGroupId") or "")
                 if sg:
                     listing.add(sg)
-                    meta[(account, region, sg)] = item
+                    self._meta[(account, region, sg)] = {k: v for k, v in item.items() if k != "Permissions"}
         elif resp.action == "DescribeSecurityGroupAttribute":
             sg = str(body.get("SecurityGroupId") or "")
-            part = partial.setdefault((account, region, sg), _Partial(account, region, sg))
-            part.attrs.update({k: v for k, v in body.items() if k != "Permissions"})
+            part = self._partial.setdefault((account, region, sg), _Partial(account, region, sg))
+            part.attrs.update({k: v for k, v in body.items() if k not in ("Permissions", "RequestId", "NextToken")})
             part.pages += 1
             for i, perm in enumerate(_list(body, "Permissions", "Permission")):
                 try:
                     part.rules.append(normalize.rule_from_api(perm, account))
                 except NormalizeError as exc:
-                    fault(snap.errors, account, region, sg, f"{sg} Permissions.Permission[{i}]", str(exc))
+                    fault(self.snap.errors, account, region, sg, f"{sg} Permissions.Permission[{i}]", str(exc))
                     part.failed = True
-    for key, part in partial.items():
-        if part.failed:
-            continue  # an unreadable rule makes the whole group unknown, not smaller
-        item = meta.get(key, {})
+
+    def finish(self) -> Snapshot:
+        snap = self.snap
+        for key, part in self._partial.items():
+            if part.failed:
+                continue  # an unreadable rule makes the whole group unknown, not smaller
+            snap.groups[key] = self._group(key, part)
+            if key not in self._meta:
+                snap.untyped.add(key)
+        for (account, region), ids in self._listed.items():
+            snap.listed[(account, region)] = frozenset(ids)
+            for sg in sorted(ids):
+                if (account, region, sg) not in self._partial:
+                    snap.errors.append(
+                        ScanError(
+                            account, region, "AttributesMissing", "group is listed but its rules could not be read", sg
+                        )
+                    )
+        return snap
+
+    def _group(self, key: GroupKey, part: _Partial) -> Group:
+        item = self._meta.get(key, {})
         tags = tuple(
             (str(t.get("TagKey", "")), str(t.get("TagValue", "")))
             for t in _list(item, "Tags", "Tag")
@@ -102,7 +122,7 @@ def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapsh
             gtype = normalize.group_type(item.get("SecurityGroupType"))
         except NormalizeError:
             gtype = "normal"
-        group = Group(
+        return Group(
             account=part.account,
             region=part.region,
             id=part.id,
@@ -114,27 +134,23 @@ def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapsh
             rules=_dedupe(part.rules),
             tags=tags,
         )
-        snap.groups[key] = group
-        if key not in meta:
-            snap.untyped.add(key)
-    for (account, region), ids in listed.items():
-        snap.listed[(account, region)] = frozenset(ids)
-        for sg in sorted(ids):
-            if (account, region, sg) not in snap.groups and (account, region, sg) not in partial:
-                snap.errors.append(
-                    ScanError(
-                        account, region, "AttributesMissing", "group is listed but its rules could not be read", sg
-                    )
-                )
-    return snap
+
+
+def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapshot:
+    """Turn raw responses into a snapshot. ``origins`` maps response index to its file name."""
+    builder = SnapshotBuilder(raw.errors)
+    for n, resp in enumerate(raw.responses):
+        builder.add(resp, (origins or {}).get(n))
+    return builder.finish()
 
 
 def _dedupe(rules: Iterable[Rule]) -> tuple[Rule, ...]:
-    # Overlapping pages can repeat a rule; the same content is one rule.
-    seen: dict[object, Rule] = {}
+    # Overlapping pages can repeat a rule; the same content is one rule. Sorted by content so
+    # that equal groups compare equal in one step.
+    seen: dict[RuleKey, Rule] = {}
     for r in rules:
         seen.setdefault(r.key, r)
-    return tuple(seen.values())
+    return tuple(sorted(seen.values(), key=lambda r: r.key))
 
 
 def _account_for(rel: Path, body: Mapping[str, Any]) -> str:
@@ -143,25 +159,22 @@ def _account_for(rel: Path, body: Mapping[str, Any]) -> str:
     return rel.parts[0]
 
 
-def read_dir(path: Path) -> tuple[RawScan, dict[int, str]]:
-    """Read every JSON file under ``path``; raises InputError naming the file at fault."""
+def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
+    """Each JSON file under ``path`` as a response (or the scan errors file); InputError names the file."""
     if not path.is_dir():
         raise InputError(f"{path}: snapshot directory not found (give the folder of saved API responses)")
-    raw = RawScan()
-    origins: dict[int, str] = {}
     files = sorted(p for p in path.rglob("*.json") if p.is_file())
     if not files:
         raise InputError(f"{path}: snapshot directory has no .json files")
     for file in files:
-        rel = file.relative_to(path)
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            data = json.loads(file.read_bytes())
         except json.JSONDecodeError as exc:
             raise InputError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{file}: cannot read: {exc}") from None
         if file.name == ERRORS_FILE:
-            raw.errors.extend(_errors(file, data))
+            yield str(file), _errors(file, data)
             continue
         if not isinstance(data, dict):
             raise InputError(f"{file}: expected a JSON object (one API response)")
@@ -171,9 +184,18 @@ def read_dir(path: Path) -> tuple[RawScan, dict[int, str]]:
                 f"{file}: not a DescribeSecurityGroups or DescribeSecurityGroupAttribute response "
                 "(no SecurityGroups or Permissions key)"
             )
-        origins[len(raw.responses)] = str(file)
-        raw.responses.append(RawResponse(_account_for(rel, data), action, data))
-    return raw, origins
+        yield str(file), RawResponse(_account_for(file.relative_to(path), data), action, data)
+
+
+def read_dir(path: Path) -> RawScan:
+    """The whole snapshot as raw responses (for replaying it, e.g. through the emulator)."""
+    raw = RawScan()
+    for _, item in iter_dir(path):
+        if isinstance(item, list):
+            raw.errors.extend(item)
+        else:
+            raw.responses.append(item)
+    return raw
 
 
 def _errors(file: Path, data: object) -> list[ScanError]:
@@ -196,5 +218,10 @@ def _errors(file: Path, data: object) -> list[ScanError]:
 
 
 def load(path: Path) -> Snapshot:
-    raw, origins = read_dir(path)
-    return parse_scan(raw, origins)
+    builder = SnapshotBuilder()
+    for origin, item in iter_dir(path):
+        if isinstance(item, list):
+            builder.snap.errors.extend(item)
+        else:
+            builder.add(item, origin)
+    return builder.finish()
