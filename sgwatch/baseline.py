@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sgwatch.core import normalize
@@ -206,8 +207,10 @@ def _line_of(doc: Any, loc: Sequence[int | str]) -> int | None:
 
 
 def _parse_file(path: Path, text: str) -> BaselineFile:
+    # The C-backed safe loader is several times faster; the round-trip loader, which knows
+    # line numbers, is only needed to point at an invalid entry.
     try:
-        doc = _yaml().load(text)
+        doc = YAML(typ="safe").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -222,7 +225,7 @@ def _parse_file(path: Path, text: str) -> BaselineFile:
         err = exc.errors()[0]
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         dotted = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(doc, loc)
+        line = _line_of(_yaml().load(text), loc)
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         msg = err["msg"].removeprefix("Value error, ")
         raise InputError(f"{path}{f':{line}' if line else ''}: {dotted}: {msg}{more}") from None
@@ -233,7 +236,15 @@ def files_of(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise InputError(f"{path}: baseline not found (give a baseline YAML file or a folder of them)")
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    # Hidden entries are skipped: a Kubernetes ConfigMap mount shows every file twice, once
+    # under its "..<timestamp>" folder.
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
         raise InputError(f"{path}: baseline folder has no .yaml files (write one with `sgwatch baseline capture`)")
     return files
@@ -290,7 +301,9 @@ def rule_spec(rule: Rule) -> CommentedMap:
     out: dict[str, Any] = {"policy": k.policy, "priority": k.priority, "protocol": k.protocol}
     if (k.from_port, k.to_port) != NO_PORTS:
         out["ports"] = f"{k.from_port}/{k.to_port}"
-    out["peer"] = str(k.peer)
+    # IPv6 peers are quoted: libyaml (the fast loader) rejects "::/0" as a plain scalar in a flow map.
+    peer = str(k.peer)
+    out["peer"] = SingleQuotedScalarString(peer) if ":" in peer else peer
     if (k.src_from_port, k.src_to_port) != NO_PORTS:
         out["source_ports"] = f"{k.src_from_port}/{k.src_to_port}"
     if k.nic_type != "intranet":
@@ -311,7 +324,7 @@ def _exposure_spec(a: AcceptedExposure) -> CommentedMap:
     if (a.from_port, a.to_port) != NO_PORTS:
         out["ports"] = f"{a.from_port}/{a.to_port}"
     if a.peers:
-        out["peers"] = list(a.peers)
+        out["peers"] = [SingleQuotedScalarString(p) if ":" in p else p for p in a.peers]
     out.update({"reason": a.reason, "owner": a.owner})
     if a.expires:
         out["expires"] = a.expires
