@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sgwatch import __version__, baseline, config
+from sgwatch import __version__, baseline, config, logs
 from sgwatch.core import engine
 from sgwatch.core.checks import CATALOGUE, RANK, SEVERITIES
 from sgwatch.core.findings import Report
@@ -24,6 +26,7 @@ from sgwatch.errors import EXIT_DRIFT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, Sgw
 from sgwatch.render import json as json_render
 from sgwatch.render import markdown, table
 from sgwatch.sources import snapshot as snapshot_source
+from sgwatch.sources.raw import RawScan
 
 
 def utcnow() -> datetime:
@@ -58,9 +61,26 @@ def _write(text: str, output: Path | None) -> None:
 
 
 def _live_snapshot(regions: tuple[str, ...], endpoint: str | None, cfg: config.Config) -> Snapshot:
-    from sgwatch.sources import livescan
+    return snapshot_source.parse_scan(_live_scan(regions, endpoint, cfg))
 
-    return livescan.snapshot(cfg, regions=regions, endpoint=endpoint)
+
+def _live_scan(regions: tuple[str, ...], endpoint: str | None, cfg: config.Config) -> RawScan:
+    from sgwatch.sources import live  # the SDK is heavy to import; offline commands never need it
+
+    settings = cfg.live(regions, endpoint)
+    if not sys.stderr.isatty():
+        return live.scan(settings)
+    # A progress bar only on a terminal: piped output and CI logs stay clean.
+    with Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("groups", total=None)
+        return live.scan(settings, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -168,6 +188,32 @@ def capture(
         sys.exit(EXIT_INCOMPLETE)
 
 
+@cli.group(name="snapshot")
+def snapshot_group() -> None:
+    """Save live state as an offline snapshot."""
+
+
+@snapshot_group.command(name="save")
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="Folder to write the API JSON to.")
+@_region_opt
+@_endpoint_opt
+@_config_opt
+def snapshot_save(output: Path, regions: tuple[str, ...], endpoint: str | None, config_path: Path | None) -> None:
+    """Scan live and write the raw API responses, replayable with `report --snapshot`."""
+    from sgwatch.sources.snapshot_writer import write_snapshot
+
+    raw = _live_scan(regions, endpoint, config.load(config_path))
+    try:
+        write_snapshot(raw, output)
+    except OSError as exc:
+        raise SgwatchError(f"{output}: cannot write snapshot: {exc.strerror or exc}") from None
+    click.echo(f"wrote {len(raw.responses)} responses to {output}", err=True)
+    for e in raw.errors:
+        target = f" {e.security_group_id}" if e.security_group_id else ""
+        click.echo(f"not read: {e.account} {e.region}{target}: {e.code}: {e.message}", err=True)
+    sys.exit(EXIT_OK if not raw.errors else EXIT_INCOMPLETE)
+
+
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def checks(fmt: str) -> None:
@@ -182,6 +228,8 @@ def checks(fmt: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn every known error into one line and a documented exit code."""
+    # One-shot commands log warnings only, to stderr, so stdout stays the report; `run` reconfigures.
+    logs.configure(os.environ.get("SGWATCH_LOG_LEVEL", "warning"), stream=sys.stderr)
     try:
         cli.main(args=argv, prog_name="sgwatch", standalone_mode=False)
     except SgwatchError as exc:

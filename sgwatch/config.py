@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
@@ -18,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
 from sgwatch.errors import InputError
+from sgwatch.sources.live_settings import AccountSettings, LiveSettings, ScanTuning
 
 ENV_PREFIX = "SGWATCH_"
 
@@ -58,8 +60,41 @@ class ChecksConfig(_Strict):
 
 
 class Config(_Strict):
-    baseline: Path | None = None
+    """Everything sgwatch reads from its config file (``sgwatch config schema`` prints the schema)."""
+
+    baseline: Path | None = Field(default=None, description="baseline YAML file or folder")
+    accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
+    regions: list[str] = Field(default_factory=list, description="regions to scan; empty: every region")
+    endpoint: str | None = Field(default=None, description="ECS endpoint URL for every region (tests, VPC)")
+    scan: ScanTuning = Field(default_factory=ScanTuning)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    interval: float = Field(default=300.0, ge=1, description="seconds between scans (daemon)")
+    jitter: float | None = Field(default=None, ge=0, description="seconds of random delay per scan")
+    listen: str = Field(default="0.0.0.0:9108", pattern=r"^[^\s:]*:\d{1,5}$", description="host:port of /metrics")
+    state: Path = Field(default=Path("sgwatch.sqlite"), description="SQLite state file (daemon)")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    notifications: list[dict[str, Any]] = Field(default_factory=list, description="alert channels")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v:
+            parts = urlsplit(v if "://" in v else f"https://{v}")
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://127.0.0.1:8080")
+        return v
+
+    def live(self, regions: Sequence[str] = (), endpoint: str | None = None) -> LiveSettings:
+        """Live-scan settings, with command-line regions and endpoint taking precedence."""
+        try:
+            return LiveSettings(
+                accounts=self.accounts,
+                regions=list(regions) or self.regions,
+                endpoint=self._endpoint(endpoint) or self.endpoint,
+                **self.scan.model_dump(),
+            )
+        except ValueError as exc:
+            raise InputError(f"--endpoint: {exc}") from None
 
 
 def _coerce(text: str) -> Any:

@@ -15,6 +15,8 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_name, None)
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+# The default credential chain would ask the ECS metadata service (a non-loopback address).
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(autouse=True)

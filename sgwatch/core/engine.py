@@ -338,6 +338,8 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     seen_regions = live.regions
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
+        if live.scope is not None and (account, region) not in live.scope:
+            continue
         lgroup, bgroup = live.groups.get(key), baseline.groups.get(key)
         if lgroup is not None and bgroup is not None and key in live.untyped:
             lgroup = replace(lgroup, type=bgroup.type)  # an attribute response does not say the type
@@ -368,7 +370,10 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
         if lgroup is not None:
             report.posture.extend(posture.check_group(lgroup, exposures, settings))
         report.posture.extend(posture.expired(key, baseline.accepted.get(key, ()), today, settings))
-    missing = sorted({(g.account, g.region) for g in baseline.groups.values()} - seen_regions - unreadable_regions)
+    expected = {(g.account, g.region) for g in baseline.groups.values()}
+    if live.scope is not None:
+        expected &= live.scope
+    missing = sorted(expected - seen_regions - unreadable_regions)
     errors.extend(
         ScanError(a, r, "RegionNotInSnapshot", "baseline covers this region but the live state has no data for it")
         for a, r in missing

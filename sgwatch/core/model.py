@@ -145,6 +145,10 @@ class Snapshot:
     errors: list[ScanError] = field(default_factory=list)
     # Groups read without a DescribeSecurityGroups listing: their type is unknown.
     untyped: set[GroupKey] = field(default_factory=set)
+    # The (account, region) pairs the source was asked to cover; None: whatever it holds.
+    # Baseline groups outside the scope are not compared (a scan of one region is not a
+    # report that every other region is empty).
+    scope: frozenset[tuple[str, str]] | None = None
 
     @property
     def regions(self) -> set[tuple[str, str]]:

@@ -8,11 +8,9 @@ emulator can replay a real estate or produce a large realistic one for benchmark
 from __future__ import annotations
 
 import copy
-import json
 import random
-import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,15 +154,17 @@ class Estate:
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def from_snapshot(cls, directory: Path) -> Estate:
-        """Load raw API responses: files in DIR are account "default", DIR/<account>/** that account."""
+        """Load a snapshot folder, read exactly as `sgwatch report --snapshot` reads it."""
+        from sgwatch.errors import InputError
+        from sgwatch.sources.snapshot import iter_dir
+
         estate = cls()
-        for account, path in _snapshot_files(directory):
-            try:
-                body = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{path}: not a JSON response body ({exc})") from exc
-            if isinstance(body, dict):
-                estate.add_response(account, body)
+        try:
+            for _, item in iter_dir(directory):
+                if not isinstance(item, list):  # the scan-errors file has nothing to serve
+                    estate.add_response(item.account, item.body)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
         return estate
 
     def add_response(self, account: str, body: dict[str, Any]) -> None:
@@ -331,17 +331,3 @@ def _synthetic_rule(rng: random.Random, index: int) -> dict[str, Any]:
             SourceCidrIp=f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.0/24",
         )
     return full_permission(base)
-
-
-def _natural_key(path: Path) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path.with_suffix("")))]
-
-
-def _snapshot_files(directory: Path) -> Iterator[tuple[str, Path]]:
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: not a snapshot directory")
-    for path in sorted(directory.glob("*.json"), key=_natural_key):
-        yield DEFAULT_ACCOUNT, path
-    for sub in sorted(p for p in directory.iterdir() if p.is_dir()):
-        for path in sorted(sub.rglob("*.json"), key=_natural_key):
-            yield sub.name, path

@@ -15,15 +15,14 @@ retry loop lives here.
 from __future__ import annotations
 
 import functools
-import os
+import logging
 import random
 import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, Literal, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
 
 import structlog
 from alibabacloud_credentials.client import Client as CredentialClient
@@ -42,16 +41,26 @@ from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
 from darabonba.exceptions import UnretryableException
 from darabonba.runtime import RuntimeOptions
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
+from sgwatch.sources.live_settings import (
+    AccessKeyCredentials,
+    AccountSettings,
+    DefaultChainCredentials,
+    LiveSettings,
+    RamRoleArnCredentials,
+)
 from sgwatch.sources.ratelimit import DeadlinePassed, RateLimiters
-from sgwatch.sources.raw import DEFAULT_ACCOUNT, Action, RawResponse, RawScan, classify
+from sgwatch.sources.raw import Action, RawResponse, RawScan, classify
 
 log = structlog.get_logger()
 
-ENDPOINT_ENV = "SGWATCH_ECS_ENDPOINT"
+# The credentials library gives its logger a handler of its own, which prints tracebacks past our
+# formatting and redaction; send its lines through the root logger like every other library's.
+logging.getLogger("credentials").handlers.clear()
+logging.getLogger("credentials").propagate = True
+
 LIST_PAGE_SIZE = 100  # DescribeSecurityGroups accepts at most 100
 RULE_PAGE_SIZE = 1000  # DescribeSecurityGroupAttribute accepts 10..1000
 # DescribeRegions needs an endpoint even though its answer covers every region
@@ -61,106 +70,6 @@ READ_PERMISSIONS = "ecs:DescribeRegions, ecs:DescribeSecurityGroups and ecs:Desc
 ProgressCallback = Callable[[int, int], None]
 
 
-# -- settings ---------------------------------------------------------------------------------
-class DefaultChainCredentials(BaseModel):
-    """The Alibaba Cloud default credential chain (env, ~/.aliyun, RRSA, ECS RAM role...)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    type: Literal["default"] = "default"
-
-
-class AccessKeyCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    type: Literal["access_key"] = "access_key"
-    id: str = Field(min_length=1)
-    secret: SecretStr
-    security_token: SecretStr | None = None  # STS credentials carry one
-
-
-class RamRoleArnCredentials(BaseModel):
-    """Assume a RAM role (usually in another account) through STS, from a source identity."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    type: Literal["ram_role_arn"] = "ram_role_arn"
-    role_arn: str = Field(pattern=r"^acs:ram::\d+:role/.+$")
-    session_name: str = "sgwatch"
-    external_id: SecretStr | None = None
-    duration_seconds: int = Field(default=3600, ge=900, le=43200)
-    sts_region: str | None = None
-    sts_endpoint: str | None = None
-    source: Annotated[DefaultChainCredentials | AccessKeyCredentials, Field(discriminator="type")] = Field(
-        default_factory=DefaultChainCredentials
-    )
-
-
-Credentials = Annotated[
-    DefaultChainCredentials | AccessKeyCredentials | RamRoleArnCredentials, Field(discriminator="type")
-]
-
-
-def _normalise_credentials(value: Any) -> Any:
-    # Accept the shorthands a YAML config naturally uses: "default",
-    # {"access_key": {"id", "secret"}} and {"ram_role_arn": "acs:ram::..."}.
-    if value is None or value == "default":
-        return {"type": "default"}
-    if isinstance(value, dict) and "type" not in value and len(value) == 1:
-        ((kind, inner),) = value.items()
-        if kind == "access_key" and isinstance(inner, dict):
-            return {"type": "access_key", **inner}
-        if kind == "ram_role_arn":
-            return {"type": "ram_role_arn", **(inner if isinstance(inner, dict) else {"role_arn": inner})}
-        if kind == "default":
-            return {"type": "default"}
-    return value
-
-
-class AccountSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    # the name becomes a snapshot folder, so keep it a plain path segment
-    name: str = Field(default=DEFAULT_ACCOUNT, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    credentials: Credentials = Field(default_factory=DefaultChainCredentials)
-    regions: list[str] = Field(default_factory=list)  # overrides LiveSettings.regions
-
-    @field_validator("credentials", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return _normalise_credentials(value)
-
-
-class LiveSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
-    regions: list[str] = Field(default_factory=list)  # empty: every region DescribeRegions names
-    endpoint: str | None = None  # URL; the scheme picks http/https. Else env SGWATCH_ECS_ENDPOINT
-    concurrency: int = Field(default=8, ge=1, le=128)
-    requests_per_second: float = Field(default=10.0, ge=0)  # per (account, region); 0 = no client limit
-    connect_timeout_ms: int = Field(default=5_000, ge=50)
-    read_timeout_ms: int = Field(default=10_000, ge=50)
-    max_retries: int = Field(default=4, ge=0, le=20)  # for 5xx, timeouts and connection errors
-    max_throttle_retries: int = Field(default=10, ge=0, le=100)  # throttling gets a separate, larger budget
-    backoff_base_ms: int = Field(default=200, ge=1)
-    backoff_cap_ms: int = Field(default=20_000, ge=1)
-    deadline_seconds: float = Field(default=900.0, gt=0)
-
-    @model_validator(mode="after")
-    def _unique_accounts(self) -> LiveSettings:
-        names = [a.name for a in self.accounts]
-        if len(names) != len(set(names)):
-            raise ValueError("account names must be unique")
-        return self
-
-    def resolved_endpoint(self) -> tuple[str, str] | None:
-        """(host[:port], protocol) of the endpoint override, or None for the public endpoints."""
-        url = self.endpoint or os.environ.get(ENDPOINT_ENV) or ""
-        if not url:
-            return None
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"endpoint {url!r} is not an http(s) URL")
-        return parts.netloc, parts.scheme
-
-
-# -- failures inside the scan -----------------------------------------------------------------
 class _ApiFailure(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(code)
@@ -395,6 +304,8 @@ class _Scanner:
             if failure.code == "InvalidSecurityGroupId.NotFound":
                 # deleted between the listing and this read: gone, not unreadable
                 log.debug("security group vanished during the scan", account=account.name, region=region, group=gid)
+                with self._lock:
+                    self.raw.vanished.add((account.name, region, gid))
             else:
                 self._error(
                     account.name, region, failure.code, f"DescribeSecurityGroupAttribute failed: {failure.message}", gid
@@ -544,11 +455,20 @@ class _Scanner:
             fix = "the STS security token is expired or invalid; refresh it or the role session"
         else:
             fix = "configure credentials (env ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, ~/.aliyun/config.json, or the config)"
-        self._abort(AuthError(self._scrub(f"{where}: {action} refused with {code}: {fix}")))
+        # Only our own wording goes out here; the server's message is not quoted, so nothing to scrub.
+        self._abort(AuthError(f"{where}: {action} refused with {code}: {fix}"))
 
     def _fail_credentials(self, account: AccountSettings, exc: BaseException) -> NoReturn:
         detail = self._scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
         kind = account.credentials.type
+        if "any of the providers in the chain" in detail:
+            self._abort(
+                AuthError(
+                    f"account '{account.name}': no credentials found by the default chain; set "
+                    "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, run `aliyun configure`, "
+                    "use RRSA on ACK, or give the account credentials in the config"
+                )
+            )
         self._abort(
             AuthError(
                 f"account '{account.name}': could not obtain credentials ({kind}): {detail}; "
@@ -560,7 +480,8 @@ class _Scanner:
         with self._lock:
             if self.auth_error is None:
                 self.auth_error = error
-                log.error("scan stopped: authentication failed", error=str(error))
+                # The caller prints or logs the error itself; one line, not two.
+                log.debug("scan stopped: authentication failed", error=str(error))
         self._stop.set()
         raise _Aborted
 

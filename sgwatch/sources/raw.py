@@ -41,6 +41,9 @@ class RawScan:
     # (account, region) pairs the source was asked to cover, read or not
     regions: list[tuple[str, str]] = field(default_factory=list)
     stats: ScanStats = field(default_factory=ScanStats)
+    # Groups listed, then gone by the time their rules were read (InvalidSecurityGroupId.NotFound):
+    # deleted, not unreadable.
+    vanished: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 def classify(body: dict[str, Any]) -> Action | None:

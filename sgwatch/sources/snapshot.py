@@ -60,8 +60,9 @@ def _inner(value: object) -> Policy:
 class SnapshotBuilder:
     """Folds responses into a snapshot one at a time, so a large estate is never all raw JSON at once."""
 
-    def __init__(self, errors: Iterable[ScanError] = ()) -> None:
+    def __init__(self, errors: Iterable[ScanError] = (), vanished: Iterable[GroupKey] = ()) -> None:
         self.snap = Snapshot(errors=list(errors))
+        self.vanished = set(vanished)
         self._partial: dict[GroupKey, _Partial] = {}
         self._listed: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._meta: dict[GroupKey, Mapping[str, Any]] = {}
@@ -100,7 +101,8 @@ class SnapshotBuilder:
             snap.groups[key] = self._group(key, part)
             if key not in self._meta:
                 snap.untyped.add(key)
-        for (account, region), ids in self._listed.items():
+        for (account, region), listed in self._listed.items():
+            ids = {sg for sg in listed if (account, region, sg) not in self.vanished}
             snap.listed[(account, region)] = frozenset(ids)
             for sg in sorted(ids):
                 if (account, region, sg) not in self._partial:
@@ -138,10 +140,13 @@ class SnapshotBuilder:
 
 def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapshot:
     """Turn raw responses into a snapshot. ``origins`` maps response index to its file name."""
-    builder = SnapshotBuilder(raw.errors)
+    builder = SnapshotBuilder(raw.errors, raw.vanished)
     for n, resp in enumerate(raw.responses):
         builder.add(resp, (origins or {}).get(n))
-    return builder.finish()
+    snap = builder.finish()
+    if raw.regions:
+        snap.scope = frozenset(raw.regions)
+    return snap
 
 
 def _dedupe(rules: Iterable[Rule]) -> tuple[Rule, ...]:
@@ -163,7 +168,7 @@ def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
     """Each JSON file under ``path`` as a response (or the scan errors file); InputError names the file."""
     if not path.is_dir():
         raise InputError(f"{path}: snapshot directory not found (give the folder of saved API responses)")
-    files = sorted(p for p in path.rglob("*.json") if p.is_file())
+    files = sorted((p for p in path.rglob("*.json") if p.is_file()), key=lambda p: _page_order(p.relative_to(path)))
     if not files:
         raise InputError(f"{path}: snapshot directory has no .json files")
     for file in files:
@@ -185,6 +190,12 @@ def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
                 "(no SecurityGroups or Permissions key)"
             )
         yield str(file), RawResponse(_account_for(file.relative_to(path), data), action, data)
+
+
+def _page_order(rel: Path) -> list[tuple[int, int, str]]:
+    """``sg-1.json`` before ``sg-1.2.json`` before ``sg-1.10.json``: pages in the order they were read."""
+    parts = [*rel.parent.parts, *rel.name.removesuffix(".json").split(".")]
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
 
 
 def read_dir(path: Path) -> RawScan:

@@ -1,0 +1,123 @@
+"""Settings of a live scan: accounts and their credentials, regions, endpoint, tuning.
+
+Kept apart from the scanner so that reading a config does not import the cloud SDK.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from sgwatch.sources.raw import DEFAULT_ACCOUNT
+
+ENDPOINT_ENV = "SGWATCH_ECS_ENDPOINT"
+
+
+# -- settings ---------------------------------------------------------------------------------
+class DefaultChainCredentials(BaseModel):
+    """The Alibaba Cloud default credential chain (env, ~/.aliyun, RRSA, ECS RAM role...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["default"] = "default"
+
+
+class AccessKeyCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["access_key"] = "access_key"
+    id: str = Field(min_length=1)
+    secret: SecretStr
+    security_token: SecretStr | None = None  # STS credentials carry one
+
+
+class RamRoleArnCredentials(BaseModel):
+    """Assume a RAM role (usually in another account) through STS, from a source identity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["ram_role_arn"] = "ram_role_arn"
+    role_arn: str = Field(pattern=r"^acs:ram::\d+:role/.+$")
+    session_name: str = "sgwatch"
+    external_id: SecretStr | None = None
+    duration_seconds: int = Field(default=3600, ge=900, le=43200)
+    sts_region: str | None = None
+    sts_endpoint: str | None = None
+    source: Annotated[DefaultChainCredentials | AccessKeyCredentials, Field(discriminator="type")] = Field(
+        default_factory=DefaultChainCredentials
+    )
+
+
+Credentials = Annotated[
+    DefaultChainCredentials | AccessKeyCredentials | RamRoleArnCredentials, Field(discriminator="type")
+]
+
+
+def _normalise_credentials(value: Any) -> Any:
+    # Accept the shorthands a YAML config naturally uses: "default",
+    # {"access_key": {"id", "secret"}} and {"ram_role_arn": "acs:ram::..."}.
+    if value is None or value == "default":
+        return {"type": "default"}
+    if isinstance(value, dict) and "type" not in value and len(value) == 1:
+        ((kind, inner),) = value.items()
+        if kind == "access_key" and isinstance(inner, dict):
+            return {"type": "access_key", **inner}
+        if kind == "ram_role_arn":
+            return {"type": "ram_role_arn", **(inner if isinstance(inner, dict) else {"role_arn": inner})}
+        if kind == "default":
+            return {"type": "default"}
+    return value
+
+
+class AccountSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # the name becomes a snapshot folder, so keep it a plain path segment
+    name: str = Field(default=DEFAULT_ACCOUNT, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    credentials: Credentials = Field(default_factory=DefaultChainCredentials)
+    regions: list[str] = Field(default_factory=list)  # overrides LiveSettings.regions
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _normalise_credentials(value)
+
+
+class ScanTuning(BaseModel):
+    """How hard and how long a scan may push the API (the config file's ``scan:`` section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    concurrency: int = Field(default=8, ge=1, le=128)
+    requests_per_second: float = Field(default=10.0, ge=0)  # per (account, region); 0 = no client limit
+    connect_timeout_ms: int = Field(default=5_000, ge=50)
+    read_timeout_ms: int = Field(default=10_000, ge=50)
+    max_retries: int = Field(default=4, ge=0, le=20)  # for 5xx, timeouts and connection errors
+    max_throttle_retries: int = Field(default=10, ge=0, le=100)  # throttling gets a separate, larger budget
+    backoff_base_ms: int = Field(default=200, ge=1)
+    backoff_cap_ms: int = Field(default=20_000, ge=1)
+    deadline_seconds: float = Field(default=900.0, gt=0)
+
+
+class LiveSettings(ScanTuning):
+    accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
+    regions: list[str] = Field(default_factory=list)  # empty: every region DescribeRegions names
+    endpoint: str | None = None  # URL; the scheme picks http/https. Else env SGWATCH_ECS_ENDPOINT
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> LiveSettings:
+        names = [a.name for a in self.accounts]
+        if len(names) != len(set(names)):
+            raise ValueError("account names must be unique")
+        return self
+
+    def resolved_endpoint(self) -> tuple[str, str] | None:
+        """(host[:port], protocol) of the endpoint override, or None for the public endpoints."""
+        url = self.endpoint or os.environ.get(ENDPOINT_ENV) or ""
+        if not url:
+            return None
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"endpoint {url!r} is not an http(s) URL")
+        return parts.netloc, parts.scheme
+
+
+# -- failures inside the scan -----------------------------------------------------------------
