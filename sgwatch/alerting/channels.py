@@ -1,0 +1,555 @@
+"""Notification channels: their configuration (pydantic v2) and how each one speaks HTTP.
+
+A channel's config model also knows how to turn queued events into one HTTP request and how to
+read its receiver's answer, so the outbox treats every channel alike. Secrets (webhook URLs,
+tokens, signing secrets) are ``SecretStr``: they never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import quote_plus, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from sgwatch.alerting.escape import clean, defuse_mentions, markdown_text, plain_text, slack_text
+from sgwatch.alerting.message import (
+    DESCRIPTION_LIMIT,
+    FIELD_LIMIT,
+    MESSAGE_LIMIT,
+    Event,
+    TextFormat,
+    fit_bytes,
+    iso,
+    parse_iso,
+    render_item,
+    render_text,
+    title,
+    view,
+)
+from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, redact_url, scrub
+from sgwatch.core.checks import Severity
+
+# --- value types ---------------------------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def _parse_duration(value: Any) -> Any:
+    """``90``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``; anything else goes to pydantic (ISO 8601, ``HH:MM:SS``)."""
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if text and _DURATION.sub("", text) == "":
+            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return timedelta(seconds=float(text))
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration such as 30s, 5m, 4h or 1d")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _from_env(value: Any) -> Any:
+    """``${NAME}`` reads the secret from the environment, so config files can stay in git."""
+    if isinstance(value, str):
+        m = _ENV_REF.fullmatch(value.strip())
+        if m:
+            found = os.environ.get(m.group(1))
+            if not found:
+                raise ValueError(f"environment variable {m.group(1)} is not set")
+            return found
+    return value
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_from_env)]
+
+
+def _check_url(url: str) -> None:
+    # The message names no part of the URL: for chat robots the whole URL is the credential.
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("must be an http(s) URL")
+
+
+def _secret_url(value: SecretStr) -> SecretStr:
+    _check_url(value.get_secret_value())
+    return value
+
+
+SecretUrl = Annotated[SecretStr, BeforeValidator(_from_env), AfterValidator(_secret_url)]
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _app_error(data: Any, code_keys: Sequence[str], retry_codes: frozenset[int], what: str, secrets: list[str]) -> None:
+    """Chat robots answer HTTP 200 with an error code in the body; read it."""
+    if not isinstance(data, dict):
+        return
+    for key in code_keys:
+        code = data.get(key)
+        if code is None:
+            continue
+        try:
+            number = int(code)
+        except (TypeError, ValueError):
+            return
+        if number == 0:
+            return
+        msg = data.get("errmsg") or data.get("msg") or data.get("StatusMessage") or ""
+        raise DeliveryError(
+            f"{what} error {number}: {scrub(str(msg), secrets)}", retryable=number in retry_codes
+        )
+
+
+def _parse_body(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8", "replace") or "null")
+    except ValueError:
+        return None
+
+
+# --- the common part ---------------------------------------------------------------------
+
+
+class ChannelBase(BaseModel):
+    """Settings every channel has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    # Becomes a metric label and a CLI argument: short and tame.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    min_severity: Severity = "high"
+    renotify_interval: Duration | None = timedelta(hours=4)
+    send_resolved: bool = True
+    timeout: Duration = timedelta(seconds=10)
+    max_age: Duration = timedelta(days=1)
+    retry_initial: Duration = timedelta(seconds=10)
+    retry_max: Duration = timedelta(minutes=10)
+    max_findings_per_message: int = Field(default=10, ge=1, le=500)
+
+    # Whether pending messages may be merged into one request at delivery (state-based receivers).
+    coalesce: ClassVar[bool] = False
+
+    def reminder_interval(self) -> timedelta | None:
+        return self.renotify_interval
+
+    def secrets(self) -> list[str]:
+        """Every secret string, to scrub from receiver text before it is logged."""
+        out: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                out.append(value.get_secret_value())
+                out.extend(_url_secrets(value.get_secret_value()))
+            elif isinstance(value, dict):
+                out.extend(v.get_secret_value() for v in value.values() if isinstance(v, SecretStr))
+        return [s for s in out if len(s) >= 4]
+
+    def target(self) -> str:
+        """Where this channel posts, safe to log."""
+        raise NotImplementedError
+
+    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+        raise NotImplementedError
+
+    def check(self, response: HttpResponse) -> None:
+        """Raise DeliveryError if a 2xx answer still reports a failure."""
+
+
+def _url_secrets(url: str) -> list[str]:
+    # Tokens inside a URL (DingTalk's access_token, a Slack hook path) are scrubbed on their own too.
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    out = [p for p in parts.path.split("/") if len(p) >= 8]
+    out += [v for kv in parts.query.split("&") for v in kv.split("=")[1:] if len(v) >= 8]
+    if parts.password:
+        out.append(parts.password)
+    return out
+
+
+# --- Alertmanager ----------------------------------------------------------------------------
+
+
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    username: str
+    password: Secret
+
+
+class AlertmanagerChannel(ChannelBase):
+    """Alertmanager's v2 API: one alert per finding, re-posted so it does not expire, ended on resolution."""
+
+    type: Literal["alertmanager"]
+    url: str
+    min_severity: Severity = "info"  # Alertmanager's own routes decide who hears what
+    renotify_interval: Duration | None = None
+    resolve_timeout: Duration = timedelta(minutes=5)
+    repost_fraction: float = Field(default=0.5, gt=0, le=0.9)
+    labels: dict[str, str] = Field(default_factory=dict)
+    generator_url: str | None = None
+    bearer_token: Secret | None = None
+    basic_auth: BasicAuth | None = None
+    max_findings_per_message: int = Field(default=200, ge=1, le=1000)
+
+    coalesce: ClassVar[bool] = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        _check_url(v)
+        return v.rstrip("/")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
+                raise ValueError(f"label name {key!r} is not a valid Prometheus label name")
+        return v
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> AlertmanagerChannel:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("set bearer_token or basic_auth, not both")
+        return self
+
+    def reminder_interval(self) -> timedelta | None:
+        # Alertmanager resolves an alert it has not heard about for resolve_timeout; it also
+        # dedups, so re-posting often costs nothing and human reminders are its repeat_interval.
+        repost = self.resolve_timeout * self.repost_fraction
+        if self.renotify_interval is None:
+            return repost
+        return min(repost, self.renotify_interval)
+
+    def secrets(self) -> list[str]:
+        out = super().secrets()
+        if self.basic_auth is not None:
+            out.append(self.basic_auth.password.get_secret_value())
+        out.extend(_url_secrets(self.url) if urlsplit(self.url).password else [])
+        return out
+
+    def target(self) -> str:
+        return redact_url(self.url)
+
+    def alert(self, event: Event, now: datetime) -> dict[str, Any]:
+        f = event["finding"]
+        v = view(event)
+        checks = v.checks
+        labels = {k: clean(val, FIELD_LIMIT) for k, val in self.labels.items()}
+        labels.update(
+            {
+                "alertname": "SgwatchTest" if v.event == "test" else "SgwatchDrift",
+                "severity": clean(v.severity, 16),
+                "account": clean(v.account, FIELD_LIMIT),
+                "region": clean(v.region, FIELD_LIMIT),
+                "security_group_id": clean(v.security_group_id, FIELD_LIMIT),
+                "kind": clean(v.kind, 32),
+                "check": clean(checks[0], 64) if checks else "",
+                # Two findings may share every other label (two new rules in one group): the
+                # finding id keeps them apart instead of Alertmanager merging them into one alert.
+                "finding_id": clean(v.finding_id, 64),
+            }
+        )
+        labels = {k: val for k, val in labels.items() if val}
+        start = parse_iso(f.get("first_seen"), parse_iso(event["at"], now))
+        alert: dict[str, Any] = {
+            "labels": labels,
+            "annotations": {
+                "summary": _am_text(v.message or v.headline, MESSAGE_LIMIT),
+                "description": _am_text(_am_description(event), 1000),
+                "first_seen": iso(start),
+            },
+            "startsAt": iso(start),
+        }
+        if v.event == "resolved":
+            alert["endsAt"] = iso(parse_iso(f.get("resolved_at"), parse_iso(event["at"], now)))
+        elif v.event == "test":
+            alert["endsAt"] = iso(now + timedelta(minutes=5))
+        if self.generator_url:
+            alert["generatorURL"] = self.generator_url
+        return alert
+
+    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+        headers: dict[str, str] = {}
+        if self.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {self.bearer_token.get_secret_value()}"
+        elif self.basic_auth is not None:
+            pair = f"{self.basic_auth.username}:{self.basic_auth.password.get_secret_value()}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        alerts = [self.alert(e, now) for e in events]
+        return HttpRequest(f"{self.url}/api/v2/alerts", _json(alerts), headers)
+
+
+def _am_text(text: str, limit: int) -> str:
+    # Annotations end up in Alertmanager's own Slack/DingTalk/e-mail templates, which do not escape.
+    return defuse_mentions(clean(text, limit).replace("<", "‹").replace(">", "›"))
+
+
+def _am_description(event: Event) -> str:
+    v = view(event)
+    parts = []
+    for label, rule, desc in v.rules:
+        parts.append(f"{label}: {rule}" + (f' (description "{clean(desc, DESCRIPTION_LIMIT)}")' if desc else ""))
+    parts += [f"new exposure: {e}" for e in v.exposures[:5]]
+    if v.checks:
+        parts.append("checks: " + ", ".join(v.checks))
+    return "; ".join(parts) or v.message
+
+
+# --- generic JSON webhook ----------------------------------------------------------------------
+
+
+class WebhookChannel(ChannelBase):
+    """POST a JSON document of events; signed with HMAC-SHA256 when a secret is set."""
+
+    type: Literal["webhook"]
+    url: SecretUrl
+    secret: Secret | None = None
+    headers: dict[str, Secret] = Field(default_factory=dict)
+    max_findings_per_message: int = Field(default=50, ge=1, le=1000)
+
+    def target(self) -> str:
+        return redact_url(self.url.get_secret_value())
+
+    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+        stamp = str(int(now.timestamp()))
+        doc = {
+            "source": "sgwatch",
+            "version": 1,
+            "sent_at": iso(now),
+            "timestamp": int(stamp),
+            "title": clean(title(events), 200),
+            "events": [{**e, "finding": _sanitised(e["finding"])} for e in events],
+        }
+        body = _json(doc)
+        headers = {k: v.get_secret_value() for k, v in self.headers.items()}
+        headers["X-Sgwatch-Timestamp"] = stamp
+        if self.secret is not None:
+            digest = hmac.new(self.secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
+            headers["X-Sgwatch-Signature"] = f"sha256={digest}"
+        return HttpRequest(self.url.get_secret_value(), body, headers)
+
+
+def _sanitised(value: Any, key: str = "") -> Any:
+    """The finding as data, but with every string one bounded line: consumers log and display it."""
+    if isinstance(value, dict):
+        return {k: _sanitised(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitised(v, key) for v in value]
+    if isinstance(value, str):
+        return clean(value, DESCRIPTION_LIMIT if key == "description" else 1000)
+    return value
+
+
+# --- Slack -----------------------------------------------------------------------------------
+
+_SLACK = TextFormat(esc=slack_text, bold=lambda s: f"*{s}*", newline="\n", bullet="• ", item_separator="\n")
+
+
+class SlackChannel(ChannelBase):
+    """A Slack incoming webhook, with one section block per finding."""
+
+    type: Literal["slack"]
+    url: SecretUrl
+
+    def target(self) -> str:
+        return redact_url(self.url.get_secret_value())
+
+    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+        head = clean(title(events), 150)
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": False}}
+        ]
+        for e in events[:45]:  # Slack allows 50 blocks
+            text = fit_bytes(render_item(view(e), _SLACK), 2900)  # section text limit is 3000
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        doc = {
+            "text": slack_text(head, 150),
+            "blocks": blocks,
+            # Never turn names in the text into mentions or links.
+            "link_names": False,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        return HttpRequest(self.url.get_secret_value(), _json(doc))
+
+    def check(self, response: HttpResponse) -> None:
+        body = response.body.decode("utf-8", "replace").strip()
+        if body and body != "ok" and not body.startswith("{"):
+            raise DeliveryError(f"Slack answered {scrub(body, self.secrets())}", retryable=False)
+
+
+# --- DingTalk --------------------------------------------------------------------------------
+
+_DING = TextFormat(
+    esc=markdown_text, bold=lambda s: f"**{s}**", newline="\n\n", bullet="- ", item_separator="\n\n---\n\n"
+)
+
+
+class DingTalkChannel(ChannelBase):
+    """A DingTalk custom robot (markdown). ``secret`` is the robot's 加签 secret (SEC…)."""
+
+    type: Literal["dingtalk"]
+    url: SecretUrl
+    secret: Secret | None = None
+
+    # 130101: more than 20 messages a minute; -1: busy.
+    RETRY_CODES: ClassVar[frozenset[int]] = frozenset({130101, -1})
+
+    def target(self) -> str:
+        return redact_url(self.url.get_secret_value())
+
+    def signed_url(self, now: datetime) -> str:
+        url = self.url.get_secret_value()
+        if self.secret is None:
+            return url
+        stamp = str(int(now.timestamp() * 1000))
+        secret = self.secret.get_secret_value()
+        mac = hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest()
+        sign = quote_plus(base64.b64encode(mac).decode())
+        return f"{url}{'&' if '?' in url else '?'}timestamp={stamp}&sign={sign}"
+
+    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+        text = render_text(events, _DING, lambda t: f"### {markdown_text(t, 200)}")
+        doc = {
+            "msgtype": "markdown",
+            "markdown": {"title": clean(title(events), 60), "text": fit_bytes(text, 18000)},
+            "at": {"isAtAll": False, "atMobiles": [], "atUserIds": []},
+        }
+        return HttpRequest(self.signed_url(now), _json(doc))
+
+    def check(self, response: HttpResponse) -> None:
+        _app_error(_parse_body(response.body), ["errcode"], self.RETRY_CODES, "DingTalk", self.secrets())
+
+
+# --- WeCom -----------------------------------------------------------------------------------
+
+_WECOM = TextFormat(esc=markdown_text, bold=lambda s: f"**{s}**", newline="\n", bullet="> ", item_separator="\n\n")
+
+
+class WeComChannel(ChannelBase):
+    """A WeCom (企业微信) group robot, markdown message (4096 bytes at most)."""
+
+    type: Literal["wecom"]
+    url: SecretUrl
+    max_findings_per_message: int = Field(default=5, ge=1, le=100)
+
+    # 45009: over the robot's 20 messages a minute; -1: busy.
+    RETRY_CODES: ClassVar[frozenset[int]] = frozenset({45009, -1})
+
+    def target(self) -> str:
+        return redact_url(self.url.get_secret_value())
+
+    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+        text = render_text(events, _WECOM, lambda t: f"### {markdown_text(t, 200)}")
+        doc = {"msgtype": "markdown", "markdown": {"content": fit_bytes(text, 4000)}}
+        return HttpRequest(self.url.get_secret_value(), _json(doc))
+
+    def check(self, response: HttpResponse) -> None:
+        _app_error(_parse_body(response.body), ["errcode"], self.RETRY_CODES, "WeCom", self.secrets())
+
+
+# --- Lark / Feishu -------------------------------------------------------------------------------
+
+_LARK = TextFormat(esc=plain_text, bold=lambda s: s, newline="\n", bullet="  - ", item_separator="\n\n")
+
+
+class LarkChannel(ChannelBase):
+    """A Lark / Feishu custom bot, plain-text message; ``secret`` enables signature verification."""
+
+    type: Literal["lark"]
+    url: SecretUrl
+    secret: Secret | None = None
+
+    # 11232: frequency limited.
+    RETRY_CODES: ClassVar[frozenset[int]] = frozenset({11232})
+
+    def target(self) -> str:
+        return redact_url(self.url.get_secret_value())
+
+    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+        text = render_text(events, _LARK, lambda t: plain_text(t, 200))
+        doc: dict[str, Any] = {"msg_type": "text", "content": {"text": fit_bytes(text, 18000)}}
+        if self.secret is not None:
+            stamp = str(int(now.timestamp()))
+            key = f"{stamp}\n{self.secret.get_secret_value()}".encode()
+            doc["timestamp"] = stamp
+            doc["sign"] = base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+        return HttpRequest(self.url.get_secret_value(), _json(doc))
+
+    def check(self, response: HttpResponse) -> None:
+        _app_error(_parse_body(response.body), ["code", "StatusCode"], self.RETRY_CODES, "Lark", self.secrets())
+
+
+# --- the union --------------------------------------------------------------------------------
+
+AnyChannel = AlertmanagerChannel | WebhookChannel | SlackChannel | DingTalkChannel | WeComChannel | LarkChannel
+ChannelConfig = Annotated[AnyChannel, Field(discriminator="type")]
+
+
+class AlertingConfig(BaseModel):
+    """The ``alerting:`` section: a list of channels with unique names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    channels: list[ChannelConfig] = Field(default_factory=list)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, v: list[ChannelBase]) -> list[ChannelBase]:
+        seen: set[str] = set()
+        for ch in v:
+            if ch.name in seen:
+                raise ValueError(f"channel name {ch.name!r} is used twice")
+            seen.add(ch.name)
+        return v
+
+    def channel(self, name: str) -> ChannelBase | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+
+class _OneChannel(BaseModel):
+    channel: ChannelConfig
+
+
+def parse_channel(data: Any) -> AnyChannel:
+    """One channel from its YAML mapping (pydantic ValidationError if invalid)."""
+    return _OneChannel.model_validate({"channel": data}).channel
+
+
+def utcnow() -> datetime:
+    return datetime.fromtimestamp(time.time(), UTC)

@@ -1,0 +1,378 @@
+"""Finding lifecycle per channel, and a durable outbox in SQLite.
+
+``Notifier.process`` compares the findings active now with what each channel was told before
+(``alert_state``) and queues what is news: a finding that reached the channel's minimum severity,
+a severity change, a reminder every ``renotify_interval``, a resolution. Queueing and the state
+change happen in one transaction, so a crash or restart neither sends twice nor forgets.
+``Notifier.deliver_pending`` then posts what is due (``alert_outbox``), oldest first per channel,
+and keeps whatever failed for a retry with exponential backoff until it is delivered or older
+than the channel's ``max_age``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from sgwatch.alerting.channels import AlertingConfig, AlertmanagerChannel, ChannelBase, utcnow
+from sgwatch.alerting.message import Event, iso, make_event
+from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, post
+from sgwatch.core.checks import RANK
+
+log = structlog.get_logger()
+
+Transport = Callable[[HttpRequest, float, list[str]], HttpResponse]
+Clock = Callable[[], datetime]
+
+RESULTS = ("sent", "failed", "expired")
+# A backlog drains over several passes rather than in one burst that chat robots rate-limit.
+MAX_REQUESTS_PER_PASS = 20
+# Alertmanager takes any number of alerts per request; merging a backlog bounds the request size.
+MAX_ROWS_PER_COALESCED_REQUEST = 50
+MAX_RETRY_AFTER = timedelta(hours=1)
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS alert_state (
+        channel TEXT NOT NULL,
+        finding_id TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        notified_at REAL NOT NULL,
+        last_notified_at REAL NOT NULL,
+        finding TEXT NOT NULL,
+        PRIMARY KEY (channel, finding_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        events TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS alert_outbox_channel ON alert_outbox (channel, id)",
+)
+
+
+@contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[None]:
+    """A short write transaction; joins the caller's if one is already open (they commit it)."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    with _tx(conn):
+        for statement in SCHEMA:
+            conn.execute(statement)
+
+
+@dataclass
+class NotificationStats:
+    """Counters for ``sgwatch_notifications_total{channel,result}`` and the pending gauge.
+
+    ``totals`` only grows (per process); ``retries`` counts failed attempts that will be tried
+    again; ``pending`` is the outbox size per configured channel after the last pass.
+    """
+
+    totals: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    pending: dict[str, int] = field(default_factory=dict)
+
+    def count(self, channel: str, result: str, n: int = 1) -> None:
+        if n:
+            self.totals[(channel, result)] += n
+
+    def total(self, channel: str, result: str) -> int:
+        return self.totals[(channel, result)]
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``deliver_pending`` pass did: notifications (outbox rows) per channel and result."""
+
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    pending: dict[str, int] = field(default_factory=dict)
+
+    def get(self, channel: str, result: str) -> int:
+        return self.counts[(channel, result)]
+
+
+class Notifier:
+    """Decides what each channel hears about, queues it durably, and delivers the queue.
+
+    Build one per daemon from the channel configs, the daemon's SQLite connection (its tables are
+    prefixed ``alert_``) and a clock returning aware UTC datetimes. Call :meth:`process` after each
+    scan and :meth:`deliver_pending` every few seconds. Safe to call from two threads if the
+    connection allows it (``check_same_thread=False``); delivery passes never overlap.
+    """
+
+    def __init__(
+        self,
+        channels: AlertingConfig | Sequence[ChannelBase],
+        conn: sqlite3.Connection,
+        clock: Clock = utcnow,
+        *,
+        transport: Transport = post,
+    ) -> None:
+        configs = channels.channels if isinstance(channels, AlertingConfig) else list(channels)
+        self.channels: dict[str, ChannelBase] = {c.name: c for c in configs}
+        if len(self.channels) != len(configs):
+            raise ValueError("channel names must be unique")
+        self._conn = conn
+        self._clock = clock
+        self._transport = transport
+        self._db = threading.RLock()
+        self._delivering = threading.Lock()
+        self.stats = NotificationStats()
+        with self._db:
+            ensure_schema(conn)
+            self._refresh_pending()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def process(
+        self,
+        active_findings: Iterable[Mapping[str, Any]],
+        now: datetime | None = None,
+        *,
+        unscanned: Collection[tuple[str, str]] = (),
+    ) -> int:
+        """Queue notifications for the findings active after a scan; returns how many were queued.
+
+        ``unscanned`` lists (account, region) pairs the scan could not read: their findings are
+        absent for lack of data, not resolved, so they are neither resolved nor forgotten.
+        """
+        now = now or self._clock()
+        active: dict[str, dict[str, Any]] = {}
+        for f in active_findings:
+            finding = dict(f)
+            finding.setdefault("first_seen", iso(now))
+            finding.pop("resolved_at", None)
+            active[str(finding["id"])] = finding
+        skip = {(str(a), str(r)) for a, r in unscanned}
+        queued = 0
+        with self._db, _tx(self._conn):
+            for ch in self.channels.values():
+                queued += self._process_channel(ch, active, skip, now)
+            queued += self._enqueue_reminders(now)
+        self._refresh_pending()
+        return queued
+
+    def _process_channel(
+        self, ch: ChannelBase, active: dict[str, dict[str, Any]], skip: set[tuple[str, str]], now: datetime
+    ) -> int:
+        ts = now.timestamp()
+        rows = self._conn.execute(
+            "SELECT finding_id, severity, finding FROM alert_state WHERE channel = ?", (ch.name,)
+        ).fetchall()
+        known = {r[0]: (r[1], r[2]) for r in rows}
+        floor = RANK[ch.min_severity]
+        events: list[Event] = []
+        for fid, finding in active.items():
+            severity = str(finding.get("severity", "info"))
+            snapshot = json.dumps(finding, sort_keys=True)
+            if fid not in known:
+                if RANK.get(severity, 0) < floor:
+                    continue
+                events.append(make_event("new", now, finding))
+                self._conn.execute(
+                    "INSERT INTO alert_state VALUES (?, ?, ?, ?, ?, ?)", (ch.name, fid, severity, ts, ts, snapshot)
+                )
+                continue
+            old_severity, old_snapshot = known[fid]
+            if severity != old_severity:
+                if isinstance(ch, AlertmanagerChannel):
+                    # Severity is a label: the old alert is a different Alertmanager alert, end it.
+                    events.append(make_event("resolved", now, {**json.loads(old_snapshot), "resolved_at": iso(now)}))
+                events.append(make_event("severity_changed", now, finding, previous_severity=old_severity))
+                self._conn.execute(
+                    "UPDATE alert_state SET severity = ?, last_notified_at = ?, finding = ? "
+                    "WHERE channel = ? AND finding_id = ?",
+                    (severity, ts, snapshot, ch.name, fid),
+                )
+            elif snapshot != old_snapshot:
+                # Reminders carry what the finding looks like now.
+                self._conn.execute(
+                    "UPDATE alert_state SET finding = ? WHERE channel = ? AND finding_id = ?",
+                    (snapshot, ch.name, fid),
+                )
+        for fid, (_, old_snapshot) in known.items():
+            if fid in active:
+                continue
+            finding = json.loads(old_snapshot)
+            if (str(finding.get("account")), str(finding.get("region"))) in skip:
+                continue
+            self._conn.execute("DELETE FROM alert_state WHERE channel = ? AND finding_id = ?", (ch.name, fid))
+            if ch.send_resolved:
+                events.append(make_event("resolved", now, {**finding, "resolved_at": iso(now)}))
+        return self._enqueue(ch, events, now)
+
+    def _enqueue_reminders(self, now: datetime) -> int:
+        """Queue reminders that are due, from the stored snapshots (so they run between scans too)."""
+        ts = now.timestamp()
+        queued = 0
+        for ch in self.channels.values():
+            interval = ch.reminder_interval()
+            if interval is None:
+                continue
+            # A channel with a backlog is down or catching up: reminding on top would pile up
+            # copies; the reminder goes out once the backlog is through.
+            backlog = self._conn.execute("SELECT 1 FROM alert_outbox WHERE channel = ? LIMIT 1", (ch.name,)).fetchone()
+            if backlog:
+                continue
+            due = self._conn.execute(
+                "SELECT finding_id, finding FROM alert_state WHERE channel = ? AND last_notified_at <= ? "
+                "ORDER BY finding_id",
+                (ch.name, ts - interval.total_seconds()),
+            ).fetchall()
+            if not due:
+                continue
+            self._conn.executemany(
+                "UPDATE alert_state SET last_notified_at = ? WHERE channel = ? AND finding_id = ?",
+                [(ts, ch.name, fid) for fid, _ in due],
+            )
+            queued += self._enqueue(ch, [make_event("reminder", now, json.loads(s)) for _, s in due], now)
+        return queued
+
+    def _enqueue(self, ch: ChannelBase, events: list[Event], now: datetime) -> int:
+        size = ch.max_findings_per_message
+        ts = now.timestamp()
+        chunks = [events[i : i + size] for i in range(0, len(events), size)]
+        self._conn.executemany(
+            "INSERT INTO alert_outbox (channel, created_at, next_attempt_at, attempts, events) VALUES (?, ?, ?, 0, ?)",
+            [(ch.name, ts, ts, json.dumps(chunk)) for chunk in chunks],
+        )
+        if events:
+            log.info("notifications queued", channel=ch.name, events=len(events), messages=len(chunks))
+        return len(chunks)
+
+    # --- delivery ----------------------------------------------------------------------------
+
+    def deliver_pending(self, now: datetime | None = None) -> DeliveryReport:
+        """Queue due reminders, then post what is due in each channel's outbox, oldest first.
+
+        A retryable failure stops that channel for this pass (its receiver is down; later
+        messages would only fail too, and must not overtake the earlier one).
+        """
+        report = DeliveryReport()
+        if not self._delivering.acquire(blocking=False):
+            return report  # another pass is running; it will deliver what is due
+        try:
+            now = now or self._clock()
+            with self._db, _tx(self._conn):
+                self._enqueue_reminders(now)
+            for ch in self.channels.values():
+                self._deliver_channel(ch, now, report)
+        finally:
+            self._delivering.release()
+        report.pending = self._refresh_pending()
+        return report
+
+    def _deliver_channel(self, ch: ChannelBase, now: datetime, report: DeliveryReport) -> None:
+        ts = now.timestamp()
+        for _ in range(MAX_REQUESTS_PER_PASS):
+            with self._db, _tx(self._conn):
+                expired = self._conn.execute(
+                    "DELETE FROM alert_outbox WHERE channel = ? AND created_at < ?",
+                    (ch.name, ts - ch.max_age.total_seconds()),
+                ).rowcount
+                limit = MAX_ROWS_PER_COALESCED_REQUEST if ch.coalesce else 1
+                rows = self._conn.execute(
+                    "SELECT id, next_attempt_at, attempts, events FROM alert_outbox WHERE channel = ? "
+                    "ORDER BY id LIMIT ?",
+                    (ch.name, limit),
+                ).fetchall()
+            if expired > 0:
+                self._count(report, ch.name, "expired", expired)
+                log.error("notifications expired undelivered", channel=ch.name, count=expired,
+                          max_age_seconds=ch.max_age.total_seconds())
+            if not rows or rows[0][1] > ts:
+                return
+            ids = [r[0] for r in rows]
+            attempts = max(r[2] for r in rows) + 1
+            events: list[Event] = [e for r in rows for e in json.loads(r[3])]
+            if ch.coalesce:
+                events = _coalesce(events)
+            try:
+                request = ch.build(events, now)
+                response = self._transport(request, ch.timeout.total_seconds(), ch.secrets())
+                ch.check(response)
+            except DeliveryError as exc:
+                if exc.retryable:
+                    self._retry(ch, ids, attempts, exc, now, report)
+                    return
+                self._drop(ch, ids, str(exc), report)
+                continue
+            except Exception as exc:  # a bug must not wedge the queue behind one message forever
+                self._drop(ch, ids, f"cannot build the message: {type(exc).__name__}", report)
+                continue
+            with self._db, _tx(self._conn):
+                self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
+            self._count(report, ch.name, "sent", len(ids))
+            log.info("notification sent", channel=ch.name, target=ch.target(), events=len(events), attempts=attempts)
+
+    def _retry(
+        self, ch: ChannelBase, ids: list[int], attempts: int, exc: DeliveryError, now: datetime, report: DeliveryReport
+    ) -> None:
+        delay = min(ch.retry_max, ch.retry_initial * (2 ** min(attempts - 1, 30)))
+        if exc.retry_after is not None:
+            delay = max(delay, min(timedelta(seconds=exc.retry_after), MAX_RETRY_AFTER))
+        with self._db, _tx(self._conn):
+            self._conn.executemany(
+                "UPDATE alert_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                [(attempts, (now + delay).timestamp(), str(exc), i) for i in ids],
+            )
+        report.retries[ch.name] += 1
+        self.stats.retries[ch.name] += 1
+        log.warning("notification delivery failed, will retry", channel=ch.name, error=str(exc),
+                    attempts=attempts, retry_in_seconds=delay.total_seconds())
+
+    def _drop(self, ch: ChannelBase, ids: list[int], error: str, report: DeliveryReport) -> None:
+        with self._db, _tx(self._conn):
+            self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
+        self._count(report, ch.name, "failed", len(ids))
+        log.error("notification dropped: permanent failure", channel=ch.name, error=error)
+
+    def _count(self, report: DeliveryReport, channel: str, result: str, n: int) -> None:
+        report.counts[(channel, result)] += n
+        self.stats.count(channel, result, n)
+
+    def _refresh_pending(self) -> dict[str, int]:
+        with self._db:
+            rows = self._conn.execute("SELECT channel, COUNT(*) FROM alert_outbox GROUP BY channel").fetchall()
+        found = {str(c): int(n) for c, n in rows}
+        # Rows of channels no longer configured are left alone: re-adding the channel delivers them.
+        self.stats.pending = {name: found.get(name, 0) for name in self.channels}
+        return dict(self.stats.pending)
+
+    def pending(self) -> dict[str, int]:
+        return self._refresh_pending()
+
+
+def _coalesce(events: list[Event]) -> list[Event]:
+    """Alertmanager keeps state, not history: only the latest event per alert matters."""
+    latest: dict[tuple[str, str], Event] = {}
+    for e in events:
+        f = e["finding"]
+        latest.pop((str(f.get("id")), str(f.get("severity"))), None)
+        latest[(str(f.get("id")), str(f.get("severity")))] = e
+    return list(latest.values())
