@@ -1,7 +1,8 @@
 """Shared fixtures for the alerting tests: a recording webhook receiver, a settable clock,
 finding factories and a real Alertmanager.
 
-Use with ``from tests.alertfixtures import *  # noqa: F403`` or import names explicitly.
+Fixtures are registered under their ``name=``: import ``receiver_fixture`` (or
+``alertmanager_fixture``) into a test module and ask for ``receiver`` (``alertmanager``).
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ class Receiver:
         self.queued.append((status, body))
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@pytest.fixture(name="receiver")
+def receiver_fixture() -> Iterator[Receiver]:
     r = Receiver().start()
     yield r
     r.down()
@@ -237,8 +238,8 @@ class Alertmanager:
         return result
 
 
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+@pytest.fixture(name="alertmanager", scope="module")
+def alertmanager_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
     binary = find_tool("prometheus-alertmanager") or find_tool("alertmanager")
     if binary is None:
         message = "prometheus-alertmanager not found (scripts/install-system-deps.sh installs it)"

@@ -9,7 +9,7 @@ import pytest
 
 from sgwatch.alerting import Notifier, WebhookChannel
 from sgwatch.alerting.channels import parse_channel
-from tests.alertfixtures import Clock, Receiver, finding, memory_db, receiver  # noqa: F401
+from tests.alertfixtures import Clock, Receiver, finding, memory_db, receiver_fixture  # noqa: F401
 
 
 def webhook(r: Receiver, **kw: Any) -> WebhookChannel:
