@@ -226,6 +226,75 @@ def checks(fmt: str) -> None:
         click.echo(f"{c.id:32} {c.area:8} {c.severity:9} {guide:4} {c.title}")
 
 
+@cli.command()
+@_config_opt
+@click.option(
+    "--baseline", "baseline_path", type=click.Path(path_type=Path), default=None, help="Baseline file or folder."
+)
+@_region_opt
+@_endpoint_opt
+@click.option("--interval", type=click.FloatRange(min=1), default=None, help="Seconds between scans (default 300).")
+@click.option("--listen", default=None, help="host:port for /metrics, /healthz, /readyz (default 0.0.0.0:9108).")
+@click.option("--state", "state_path", type=click.Path(path_type=Path), default=None, help="SQLite state file.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+def run(
+    config_path: Path | None,
+    baseline_path: Path | None,
+    regions: tuple[str, ...],
+    endpoint: str | None,
+    interval: float | None,
+    listen: str | None,
+    state_path: Path | None,
+    log_level: str | None,
+) -> None:
+    """Run the daemon: scan on a schedule, serve metrics, keep state, send alerts."""
+    from sgwatch.daemon import Daemon, RunOptions
+
+    flags = {
+        "baseline": baseline_path,
+        "regions": list(regions) or None,
+        "endpoint": endpoint,
+        "interval": interval,
+        "listen": listen,
+        "state": state_path,
+        "log_level": log_level,
+    }
+    options = RunOptions(config_path, {k: v for k, v in flags.items() if v is not None})
+    level = log_level or config.load(config_path).log_level
+    logs.configure(level, stream=sys.stdout)
+    sys.exit(Daemon(options).run())
+
+
+@cli.command()
+@_config_opt
+@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path), default=None)
+def validate(config_path: Path | None, baseline_path: Path | None) -> None:
+    """Check the config, the baseline and the check overrides; exit 0 or 2."""
+    from sgwatch.daemon import RunOptions, load
+
+    loaded = load(RunOptions(config_path, {"baseline": baseline_path} if baseline_path else {}))
+    channels = loaded.config.notifications
+    if channels:
+        from sgwatch.alerting import parse_channels
+
+        parse_channels(channels)
+    click.echo(
+        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(loaded.config.accounts)} account(s), "
+        f"{len(channels)} notification channel(s)"
+    )
+
+
+@cli.group(name="config")
+def config_group() -> None:
+    """Configuration helpers."""
+
+
+@config_group.command(name="schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the config file."""
+    click.echo(json.dumps(config.Config.model_json_schema(), indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn every known error into one line and a documented exit code."""
     # One-shot commands log warnings only, to stderr, so stdout stays the report; `run` reconfigures.

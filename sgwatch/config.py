@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -163,8 +163,9 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
         if doc is not None and not isinstance(doc, dict):
             raise InputError(f"{path}: expected a mapping of settings at the top level")
         data = doc or {}
-        if data.get("baseline") and not Path(str(data["baseline"])).is_absolute():
-            data["baseline"] = str(path.parent / str(data["baseline"]))
+        for key in ("baseline", "state"):  # paths in a config file are relative to it
+            if data.get(key) and not Path(str(data[key])).is_absolute():
+                data[key] = str(path.parent / str(data[key]))
     env = env_overrides(os.environ if environ is None else environ)
     data = _merge(data, _split_lists(env, model))
     try:
@@ -174,3 +175,30 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
         dotted = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         raise InputError(f"{where}: {dotted}: {msg}") from None
+
+
+_SECRET_KEYS = ("secret", "token", "password", "url", "webhook", "key")
+
+
+def secrets(cfg: Config) -> list[str]:
+    """Every credential the config holds, so the log redactor can blank it wherever it appears."""
+    found: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), name)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and any(word in key.lower() for word in _SECRET_KEYS) and key != "access_key_id":
+            found.append(value)
+
+    walk(cfg.accounts)
+    walk(cfg.notifications, "notifications")
+    return [s for s in found if s]

@@ -75,8 +75,13 @@ def _render_exc(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutabl
     return event_dict
 
 
-def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None,
-              quiet_libraries: Iterable[str] = ("urllib3", "apscheduler.executors.default")) -> None:
+def configure(
+    level: str = "info",
+    *,
+    stream: TextIO | None = None,
+    json: bool | None = None,
+    quiet_libraries: Iterable[str] = ("urllib3", "apscheduler"),
+) -> None:
     """Set up structlog and route the stdlib's loggers through the same processors."""
     stream = stream or sys.stdout
     register_env_secrets()
@@ -107,3 +112,8 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()

@@ -1,0 +1,316 @@
+"""``sgwatch run``: scan on a schedule, keep state, serve metrics, notify, reload, stop cleanly.
+
+One scan at a time (APScheduler ``max_instances=1``): a scan that overruns its slot makes the
+scheduler skip the next run and count it, never stack another. The scan itself is bounded by
+the SDK's per-call timeouts and the scan deadline, since APScheduler has no job timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from sgwatch import baseline as baseline_file
+from sgwatch import config as config_file
+from sgwatch import logs
+from sgwatch.core.engine import assess
+from sgwatch.core.findings import Report
+from sgwatch.core.model import Baseline
+from sgwatch.errors import AuthError, SgwatchError
+from sgwatch.metrics import ScanSummary, Telemetry, registry_for
+from sgwatch.server import Server
+from sgwatch.state import State
+
+log = structlog.get_logger("sgwatch.daemon")
+SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
+WATCH_SECONDS = 5.0
+
+Clock = Callable[[], datetime]
+Scanner = Callable[[config_file.Config], Any]  # returns a Snapshot; injected by tests
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """Where the daemon's inputs are, and the flags that override the config file."""
+
+    config_path: Path | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    config: config_file.Config
+    baseline: Baseline
+    files: dict[Path, float]  # watched files and their mtimes
+
+
+def load(options: RunOptions) -> Loaded:
+    """Config, then flags on top, then the baseline it names. Raises InputError with one line."""
+    cfg = config_file.load(options.config_path)
+    if options.overrides:
+        cfg = config_file.Config.model_validate({**cfg.model_dump(), **options.overrides})
+    if cfg.baseline is None:
+        raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
+    desired = baseline_file.load(cfg.baseline)
+    watched = [*baseline_file.files_of(cfg.baseline), *([options.config_path] if options.config_path else [])]
+    return Loaded(cfg, desired, {p: _mtime(p) for p in watched})
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+def live_snapshot(cfg: config_file.Config) -> Any:
+    from sgwatch.sources import live
+    from sgwatch.sources.snapshot import parse_scan
+
+    raw = live.scan(cfg.live())
+    return raw, parse_scan(raw)
+
+
+class Daemon:
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        clock: Clock = utcnow,
+        scanner: Callable[[config_file.Config], Any] = live_snapshot,
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.scanner = scanner
+        self.loaded = load(options)
+        cfg = self.loaded.config
+        logs.register_secret(*config_file.secrets(cfg))
+        self.state = State(cfg.state)
+        self.telemetry = Telemetry(interval=cfg.interval)
+        self.server = Server(cfg.listen, registry_for(self.telemetry), self.health, self.ready)
+        self.scheduler = BlockingScheduler(
+            timezone=UTC,
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": max(1, int(cfg.interval))},
+        )
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self.scan_attempted = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stopping = threading.Event()
+        self.notifier = self._notifier(cfg)
+
+    # -- scheduling ----------------------------------------------------------------------------
+    def _schedule(self, cfg: config_file.Config, first: bool) -> None:
+        jitter = cfg.jitter if cfg.jitter is not None else min(30.0, cfg.interval / 10)
+        trigger = IntervalTrigger(seconds=cfg.interval, jitter=int(jitter) or None, timezone=UTC)
+        if first:
+            self.scheduler.add_job(self.scan, trigger, id="scan", name="scan", next_run_time=self.clock())
+            self.scheduler.add_job(self.watch, IntervalTrigger(seconds=WATCH_SECONDS), id="watch", name="watch")
+        else:
+            self.scheduler.reschedule_job("scan", trigger=trigger)
+        self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(cfg.interval)))
+
+    def _on_event(self, event: JobEvent) -> None:
+        name = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed", EVENT_JOB_MAX_INSTANCES: "max_instances"}
+        kind = name.get(event.code, "other")
+        with self.telemetry.lock:
+            self.telemetry.scheduler[kind] += 1
+        log.warning("scheduler event", event=kind, job=event.job_id)
+
+    # -- the scan ------------------------------------------------------------------------------
+    def scan(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._idle.clear()
+        scan_id = uuid.uuid4().hex[:12]
+        structlog.contextvars.bind_contextvars(scan_id=scan_id)
+        started, t0 = self.clock(), time.monotonic()
+        loaded = self.loaded
+        try:
+            log.info("scan started")
+            raw, snap = self.scanner(loaded.config)
+            self.telemetry.add_stats(raw.stats)
+            report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
+            self._finish(scan_id, started, time.monotonic() - t0, report)
+        except (AuthError, SgwatchError) as exc:
+            self._failed(scan_id, started, time.monotonic() - t0, str(exc))
+        except Exception as exc:  # a bug must not kill the daemon; the next scan tries again
+            log.exception("scan crashed")
+            self._failed(scan_id, started, time.monotonic() - t0, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.scan_attempted.set()
+            structlog.contextvars.unbind_contextvars("scan_id")
+            self._idle.set()
+
+    def _finish(self, scan_id: str, started: datetime, duration: float, report: Report) -> None:
+        now = self.clock()
+        result = "complete" if report.complete else "incomplete"
+        before = self.state.open_findings()
+        lives = self.state.record(report, now)
+        self.state.add_scan(scan_id=scan_id, started=started, duration=duration, result=result, report=report)
+        for f in report.findings:
+            if f.id not in before:
+                log.warning(
+                    "drift detected",
+                    finding=f.id,
+                    severity=f.severity,
+                    kind=f.kind,
+                    account=f.account,
+                    region=f.region,
+                    security_group_id=f.security_group_id,
+                    message=f.message,
+                )
+        for fid, life in before.items():
+            if fid not in lives:
+                log.info("drift resolved", finding=fid, security_group_id=life.data.get("security_group_id"))
+        for e in report.errors:
+            log.warning(
+                "could not read",
+                account=e.account,
+                region=e.region,
+                security_group_id=e.security_group_id or None,
+                code=e.code,
+                message=e.message,
+            )
+        summary = ScanSummary.of(report, now.timestamp(), duration)
+        with self.telemetry.lock:
+            self.telemetry.last = summary
+            self.telemetry.last_duration = duration
+            self.telemetry.last_success = now.timestamp()
+            if report.complete:
+                self.telemetry.last_complete = now.timestamp()
+            self.telemetry.scans[result] += 1
+        log.info(
+            "scan finished",
+            result=result,
+            duration_seconds=round(duration, 3),
+            groups=report.groups,
+            findings=len(report.findings),
+            **{f"findings_{k}": v for k, v in report.counts().items() if v},
+            errors=len(report.errors),
+        )
+        self._notify(lives, now)
+
+    def _failed(self, scan_id: str, started: datetime, duration: float, message: str) -> None:
+        log.error("scan failed", error=message, duration_seconds=round(duration, 3))
+        self.state.add_scan(
+            scan_id=scan_id, started=started, duration=duration, result="failed", report=None, message=message
+        )
+        with self.telemetry.lock:
+            self.telemetry.scans["failed"] += 1
+            self.telemetry.last_duration = duration
+
+    # -- notifications -------------------------------------------------------------------------
+    def _notifier(self, cfg: config_file.Config) -> Any:
+        if not cfg.notifications:
+            return None
+        from sgwatch.alerting import build_notifier
+
+        return build_notifier(cfg.notifications, cfg.state, self.clock)
+
+    def _notify(self, lives: dict[str, Any], now: datetime) -> None:
+        if self.notifier is None:
+            return
+        try:
+            active = [
+                {**life.data, "first_seen": life.first_seen.isoformat().replace("+00:00", "Z")}
+                for life in lives.values()
+            ]
+            self.notifier.process(active, now)
+            self.notifier.deliver_pending(now)
+            stats = self.notifier.stats()
+            with self.telemetry.lock:
+                self.telemetry.notifications = stats.totals()
+                self.telemetry.outbox_pending = stats.pending()
+        except Exception:  # the outbox keeps what was not sent; the next scan retries
+            log.exception("notification pass failed")
+
+    # -- reload --------------------------------------------------------------------------------
+    def watch(self) -> None:
+        """Reload when a watched file changed (a ConfigMap update, a git pull)."""
+        if any(_mtime(p) != m for p, m in self.loaded.files.items()):
+            self.reload("file changed")
+
+    def reload(self, why: str) -> None:
+        try:
+            fresh = load(self.options)
+        except SgwatchError as exc:
+            # Keep the last good config; record the new mtimes so a bad file is reported once.
+            self.loaded = Loaded(self.loaded.config, self.loaded.baseline, {p: _mtime(p) for p in self.loaded.files})
+            log.error("reload failed, keeping the last good config", reason=why, error=str(exc))
+            return
+        interval_changed = fresh.config.interval != self.loaded.config.interval
+        self.loaded = fresh
+        logs.register_secret(*config_file.secrets(fresh.config))
+        if interval_changed:
+            self.telemetry.interval = fresh.config.interval
+            self._schedule(fresh.config, first=False)
+        log.info("reloaded", reason=why, groups=len(fresh.baseline.groups), interval=fresh.config.interval)
+
+    # -- probes ----------------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        alive = self.scheduler.running and not self._stopping.is_set()
+        return alive, {"scheduler": "running" if alive else "stopped"}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        attempted = self.scan_attempted.is_set()
+        return attempted and not self._stopping.is_set(), {
+            "baseline_groups": len(self.loaded.baseline.groups),
+            "first_scan_attempted": attempted,
+        }
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def _signal(self, signum: int, _: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload("SIGHUP")
+            return
+        log.info("stopping", signal=signal.Signals(signum).name)
+        self._stopping.set()
+        self.scheduler.shutdown(wait=False)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._signal)
+        self.server.start()
+        self._schedule(self.loaded.config, first=True)
+        log.info(
+            "sgwatch started",
+            listen=f"{self.loaded.config.listen}",
+            port=self.server.port,
+            interval=self.loaded.config.interval,
+            baseline_groups=len(self.loaded.baseline.groups),
+        )
+        self.scheduler.start()  # blocks until a signal shuts the scheduler down
+        finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS)
+        self.server.stop()
+        if not finished:
+            # The scan's threads are still in SDK calls; nothing of this scan has been written.
+            log.warning("abandoning the in-flight scan")
+            logs.flush()
+            os._exit(0)
+        self.state.close()
+        log.info("stopped")
+        return 0

@@ -1,0 +1,217 @@
+"""Durable state in one SQLite file (WAL): each finding's life and the scan history.
+
+A restart forgets nothing: first-seen times survive, so a report or an alert can say how long
+a drift has lasted. Findings of groups a scan could not read are left as they were, neither
+refreshed nor resolved: an unreadable group is not a fixed one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sgwatch.core.findings import Finding, Report
+from sgwatch.errors import InputError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scans (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scan_id TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    duration_seconds REAL NOT NULL,
+    result TEXT NOT NULL,              -- complete, incomplete, failed
+    groups INTEGER NOT NULL DEFAULT 0,
+    findings INTEGER NOT NULL DEFAULT 0,
+    counts TEXT NOT NULL DEFAULT '{}', -- findings by severity
+    errors INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS findings (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    security_group_id TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    resolved_at TEXT,
+    data TEXT NOT NULL                 -- the finding's JSON form
+);
+CREATE INDEX IF NOT EXISTS findings_open ON findings (resolved_at);
+"""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True, slots=True)
+class FindingLife:
+    id: str
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None
+    data: dict[str, Any]
+
+
+class State:
+    """The daemon's memory. Thread-safe: the scan job and the HTTP server share it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            if path.parent and not path.parent.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise InputError(f"{path}: state file is from a newer sgwatch (schema {row[0]}); upgrade sgwatch")
+            self.db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(
+                f"{path}: state file is unusable ({exc}); move it aside to start fresh, or fix its permissions"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot create the state file ({exc.strerror or exc}); check --state") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                yield self.db
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise InputError(f"{self.path}: cannot write the state file: {exc}") from None
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    # -- findings ----------------------------------------------------------------------------
+    def record(self, report: Report, now: datetime) -> dict[str, FindingLife]:
+        """Fold one scan's findings into their lives; returns the open findings by id."""
+        unread_regions = {(e.account, e.region) for e in report.errors if not e.security_group_id}
+        unread_groups = {(e.account, e.region, e.security_group_id) for e in report.errors if e.security_group_id}
+        stamp = _iso(now)
+        current = {f.id: f for f in report.findings}
+        with self._tx() as db:
+            open_rows = db.execute(
+                "SELECT id, account, region, security_group_id FROM findings WHERE resolved_at IS NULL"
+            ).fetchall()
+            for fid, account, region, sg in open_rows:
+                if fid in current:
+                    continue
+                if (account, region) in unread_regions or (account, region, sg) in unread_groups:
+                    continue  # not seen because not read: still open
+                db.execute("UPDATE findings SET resolved_at=? WHERE id=?", (stamp, fid))
+            for f in current.values():
+                db.execute(
+                    """INSERT INTO findings (id, kind, severity, account, region, security_group_id,
+                                             first_seen, last_seen, resolved_at, data)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+                       ON CONFLICT(id) DO UPDATE SET
+                           severity=excluded.severity, last_seen=excluded.last_seen, data=excluded.data,
+                           -- a drift that comes back after being resolved starts a new life
+                           first_seen=CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen
+                                           ELSE excluded.first_seen END,
+                           resolved_at=NULL""",
+                    (
+                        f.id,
+                        f.kind,
+                        f.severity,
+                        f.account,
+                        f.region,
+                        f.security_group_id,
+                        stamp,
+                        stamp,
+                        json.dumps(f.to_dict(), separators=(",", ":")),
+                    ),
+                )
+        return self.open_findings()
+
+    def open_findings(self) -> dict[str, FindingLife]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id, first_seen, last_seen, resolved_at, data FROM findings WHERE resolved_at IS NULL"
+            ).fetchall()
+        return {r[0]: FindingLife(r[0], _parse(r[1]), _parse(r[2]), None, json.loads(r[4])) for r in rows}
+
+    def resolved_since(self, since: datetime) -> list[FindingLife]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id, first_seen, last_seen, resolved_at, data FROM findings WHERE resolved_at >= ?",
+                (_iso(since),),
+            ).fetchall()
+        return [FindingLife(r[0], _parse(r[1]), _parse(r[2]), _parse(r[3]), json.loads(r[4])) for r in rows]
+
+    def first_seen(self, findings: Iterable[Finding]) -> dict[str, datetime]:
+        lives = self.open_findings()
+        return {f.id: lives[f.id].first_seen for f in findings if f.id in lives}
+
+    # -- scans -------------------------------------------------------------------------------
+    def add_scan(
+        self, *, scan_id: str, started: datetime, duration: float, result: str, report: Report | None, message: str = ""
+    ) -> None:
+        counts = report.counts() if report else {}
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO scans (scan_id, started_at, duration_seconds, result, groups, findings, counts,
+                                      errors, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    scan_id,
+                    _iso(started),
+                    duration,
+                    result,
+                    report.groups if report else 0,
+                    len(report.findings) if report else 0,
+                    json.dumps(counts),
+                    len(report.errors) if report else 0,
+                    message[:500],
+                ),
+            )
+
+    def scans(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self.db.execute(
+                "SELECT scan_id, started_at, duration_seconds, result, groups, findings, counts, errors, message "
+                "FROM scans ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def last_success(self) -> datetime | None:
+        with self._lock:
+            row = self.db.execute(
+                "SELECT started_at, duration_seconds FROM scans WHERE result != 'failed' ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return _parse(row[0]) + timedelta(seconds=row[1])
