@@ -75,8 +75,7 @@ class State:
         self.path = path
         self._lock = threading.Lock()
         try:
-            if path.parent and not path.parent.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)  # FileExistsError when the parent is a file
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")

@@ -1,0 +1,191 @@
+"""`sgwatch run` end to end: a subprocess against the ECS emulator, scraped like Prometheus would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sgwatch.emulator import Emulator
+from sgwatch.emulator.control import EmulatorControl
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "config" / "demo"
+AK_ID = "LTAIe2eDaemonKey0001"
+AK_SECRET = "e2e-Secret-Must-Never-Appear-7f3a9c"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    _, text = get(base + "/metrics")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float | None:
+    return m.get((name, tuple(sorted(labels.items()))))
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Daemon:
+    def __init__(self, config: Path, log: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SGWATCH_", "HTTP", "http"))}
+        env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
+                   ALIBABA_CLOUD_ECS_METADATA_DISABLED="true")
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, "-m", "sgwatch", "run", "--config", str(config)],
+                                     stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+
+    def stop(self) -> tuple[int, float]:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=15)
+        return code, time.monotonic() - started
+
+    def lines(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def estate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    emulator = Emulator(snapshot=DEMO / "snapshot", keys={AK_ID: AK_SECRET})
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+def write_config(tmp_path: Path, emulator: Emulator, port: int) -> Path:
+    cfg = tmp_path / "sgwatch.yaml"
+    cfg.write_text(
+        f"baseline: {DEMO / 'baseline'}\n"
+        f"endpoint: {emulator.url}\n"
+        "regions: [cn-hangzhou, cn-shanghai]\n"
+        "interval: 1\n"
+        "jitter: 0\n"
+        f"listen: 127.0.0.1:{port}\n"
+        f"state: {tmp_path / 'state.sqlite'}\n"
+        "scan: {concurrency: 4, requests_per_second: 0}\n"
+    )
+    return cfg
+
+
+def test_daemon_scans_serves_metrics_tracks_drift_and_stops_cleanly(tmp_path: Path, estate: Emulator) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    daemon = Daemon(write_config(tmp_path, estate, port), tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: get(base + "/readyz")[0] == 200, what="/readyz")
+        assert get(base + "/healthz")[0] == 200
+        m = metrics(base)
+        assert value(m, "sgwatch_drifted_groups") == 8
+        assert value(m, "sgwatch_findings", severity="critical", kind="rule_removed") == 1
+        assert value(m, "sgwatch_new_exposures", severity="critical") == 2
+        assert value(m, "sgwatch_last_scan_complete") == 1
+        assert value(m, "sgwatch_api_requests_total", action="DescribeSecurityGroupAttribute", result="ok")
+        assert value(m, "sgwatch_group_drift_findings", account="default", region="cn-shanghai",
+                     security_group_id="sg-new-reporting", severity="medium") == 1
+
+        # Someone opens PostgreSQL on the app tier to the world.
+        control = EmulatorControl(estate.url)
+        control.add_permission("cn-hangzhou", "sg-app", {
+            "Direction": "ingress", "IpProtocol": "TCP", "PortRange": "5432/5432", "SourceCidrIp": "0.0.0.0/0",
+            "Policy": "Accept", "Priority": "1", "Description": "oops"})
+        wait_for(lambda: value(metrics(base), "sgwatch_findings", severity="critical", kind="rule_added") == 2,
+                 what="the new critical finding in /metrics")
+        drift = [json.loads(line) for line in daemon.lines() if '"drift detected"' in line]
+        assert any(d["security_group_id"] == "sg-app" and d["severity"] == "critical" for d in drift)
+
+        # A deleted group's series disappear.
+        control.remove_group("cn-shanghai", "sg-new-reporting")
+        wait_for(lambda: value(metrics(base), "sgwatch_group_drift_findings", account="default",
+                               region="cn-shanghai", security_group_id="sg-new-reporting",
+                               severity="medium") is None, what="the deleted group's series to go")
+    finally:
+        code, took = daemon.stop()
+    assert code == 0 and took < 10
+    lines = daemon.lines()
+    for line in lines:
+        json.loads(line)  # every line is JSON when stdout is not a terminal
+    assert AK_SECRET not in daemon.log.read_text()
+    assert any(json.loads(line).get("scan_id") for line in lines if '"scan finished"' in line)
+
+    # A restart remembers: nothing already known is "detected" again.
+    daemon2 = Daemon(tmp_path / "sgwatch.yaml", tmp_path / "daemon2.log")
+    try:
+        wait_for(lambda: get(base + "/readyz")[0] == 200, what="/readyz after restart")
+        wait_for(lambda: '"scan finished"' in daemon2.log.read_text(), what="a scan after restart")
+    finally:
+        assert daemon2.stop()[0] == 0
+    assert '"drift detected"' not in daemon2.log.read_text()
+
+
+def test_a_failing_region_is_incomplete_never_removed(tmp_path: Path, estate: Emulator) -> None:
+    EmulatorControl(estate.url).set_faults(failing_regions=["cn-shanghai"])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    daemon = Daemon(write_config(tmp_path, estate, port), tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: get(base + "/readyz")[0] == 200, what="/readyz")
+        m = metrics(base)
+        assert value(m, "sgwatch_last_scan_complete") == 0
+        assert value(m, "sgwatch_findings", severity="low", kind="group_removed") == 0
+        assert value(m, "sgwatch_scan_errors", account="default", region="cn-shanghai") == 1
+    finally:
+        assert daemon.stop()[0] == 0
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("baseline: nowhere\ninterval: -5\n")
+    result = subprocess.run([sys.executable, "-m", "sgwatch", "run", "--config", str(cfg)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "interval" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_state_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite"
+    state.write_bytes(b"this is not a database" * 100)
+    result = subprocess.run([sys.executable, "-m", "sgwatch", "run", "--baseline", str(DEMO / "baseline"),
+                             "--state", str(state), "--listen", f"127.0.0.1:{free_port()}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "state file is unusable" in result.stderr and "Traceback" not in result.stderr
