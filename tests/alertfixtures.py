@@ -140,7 +140,7 @@ class Receiver:
     body: bytes = b'{"errcode":0,"errmsg":"ok"}'
     delay: float = 0.0
     requests: list[Recorded] = field(default_factory=list)
-    queued: list[tuple[int, bytes]] = field(default_factory=list)
+    queued: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -161,8 +161,12 @@ class Receiver:
                 )
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                status, payload = receiver.queued.pop(0) if receiver.queued else (receiver.status, receiver.body)
+                status, payload, extra = (
+                    receiver.queued.pop(0) if receiver.queued else (receiver.status, receiver.body, {})
+                )
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -189,8 +193,9 @@ class Receiver:
     def up(self) -> None:
         self.start()
 
-    def answer(self, status: int, body: bytes = b"") -> None:
-        self.queued.append((status, body))
+    def answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        """Queue one answer for the next request (later ones get ``status``/``body``)."""
+        self.queued.append((status, body, headers or {}))
 
 
 @pytest.fixture(name="receiver")
