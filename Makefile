@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-deps lint typecheck test demo demo-offline bench clean
+.PHONY: install system-deps lint typecheck test demo bench bench-scan soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,15 +30,18 @@ typecheck: install
 test: install system-deps lint typecheck
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy $(BIN)/pytest -q
 
-# The demo: the offline report on the bundled demo estate (drift is expected: exit 1 is fine).
-demo-offline: install
-	$(BIN)/sgwatch report --baseline config/demo/baseline --snapshot config/demo/snapshot; \
-	  status=$$?; [ $$status -le 1 ] || exit $$status
-
-demo: demo-offline
+# The demo: the drift report of the bundled estate, then the daemon against the ECS emulator.
+demo: install
+	bash scripts/demo.sh
 
 bench: install
 	$(BIN)/python benchmarks/bench_engine.py
+
+bench-scan: install
+	$(BIN)/python benchmarks/bench_scan.py
+
+soak: install
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
