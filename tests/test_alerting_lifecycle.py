@@ -270,3 +270,11 @@ def test_shares_the_connection_with_other_tables(tmp_path: Path, receiver: Recei
 def test_invalid_channel_config_is_rejected(receiver: Receiver, bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         webhook(receiver, **bad)
+
+
+def test_metric_samples_cover_every_channel_and_result(receiver: Receiver) -> None:
+    n = make(receiver, Clock())
+    assert n.stats.samples() == [("hook", "sent", 0), ("hook", "failed", 0), ("hook", "expired", 0)]
+    n.process([finding("f1")])
+    n.deliver_pending()
+    assert ("hook", "sent", 1) in n.stats.samples()

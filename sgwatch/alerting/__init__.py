@@ -16,6 +16,7 @@ from sgwatch.alerting.channels import (
     SlackChannel,
     WebhookChannel,
     WeComChannel,
+    parse_channel,
 )
 from sgwatch.alerting.outbox import DeliveryReport, NotificationStats, Notifier, ensure_schema
 from sgwatch.alerting.testsend import send_test
@@ -35,5 +36,6 @@ __all__ = [
     "WeComChannel",
     "WebhookChannel",
     "ensure_schema",
+    "parse_channel",
     "send_test",
 ]

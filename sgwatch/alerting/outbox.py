@@ -103,6 +103,11 @@ class NotificationStats:
     def total(self, channel: str, result: str) -> int:
         return self.totals[(channel, result)]
 
+    def samples(self) -> list[tuple[str, str, int]]:
+        """(channel, result, total) for every channel in ``pending`` and every result, zeros included,
+        so each series exists from the start (``rate()`` needs a first sample)."""
+        return [(ch, res, self.totals[(ch, res)]) for ch in sorted(self.pending) for res in RESULTS]
+
 
 @dataclass
 class DeliveryReport:
@@ -165,7 +170,8 @@ class Notifier:
         active: dict[str, dict[str, Any]] = {}
         for f in active_findings:
             finding = dict(f)
-            finding.setdefault("first_seen", iso(now))
+            seen = finding.get("first_seen")
+            finding["first_seen"] = iso(seen) if isinstance(seen, datetime) else (seen or iso(now))
             finding.pop("resolved_at", None)
             active[str(finding["id"])] = finding
         skip = {(str(a), str(r)) for a, r in unscanned}
