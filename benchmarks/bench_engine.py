@@ -35,14 +35,27 @@ REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing")
 PORTS = (22, 80, 443, 3306, 5432, 6379, 8080, 8443, 9000, 9090, 9200, 11211, 27017)
 
 
-def perm(direction: str, proto: str, ports: str, peer: str, policy: str = "Accept", prio: int = 1,
-         n: int = 0) -> dict[str, Any]:
+def perm(
+    direction: str, proto: str, ports: str, peer: str, policy: str = "Accept", prio: int = 1, n: int = 0
+) -> dict[str, Any]:
     side = "Source" if direction == "ingress" else "Dest"
-    p = {"SecurityGroupRuleId": f"sgr-{n:09d}", "Direction": direction, "IpProtocol": proto, "PortRange": ports,
-         "SourcePortRange": "", "Policy": policy, "Priority": str(prio), "NicType": "intranet",
-         "Description": f"rule {n}", "CreateTime": "2026-01-01T00:00:00Z",
-         f"{side}CidrIp": "", f"Ipv6{side}CidrIp": "", f"{side}GroupId": "", f"{side}GroupOwnerAccount": "",
-         f"{side}PrefixListId": ""}
+    p = {
+        "SecurityGroupRuleId": f"sgr-{n:09d}",
+        "Direction": direction,
+        "IpProtocol": proto,
+        "PortRange": ports,
+        "SourcePortRange": "",
+        "Policy": policy,
+        "Priority": str(prio),
+        "NicType": "intranet",
+        "Description": f"rule {n}",
+        "CreateTime": "2026-01-01T00:00:00Z",
+        f"{side}CidrIp": "",
+        f"Ipv6{side}CidrIp": "",
+        f"{side}GroupId": "",
+        f"{side}GroupOwnerAccount": "",
+        f"{side}PrefixListId": "",
+    }
     if peer.startswith("sg-"):
         p[f"{side}GroupId"] = peer
     elif ":" in peer:
@@ -59,23 +72,40 @@ def public_cidr(rng: random.Random) -> str:
 
 def group_rules(rng: random.Random, big: bool, counter: Iterator[int]) -> list[dict[str, Any]]:
     """Mostly private peers and group references; a few public rules; big groups have many public CIDRs."""
-    rules = [perm("ingress", "TCP", "443/443", "0.0.0.0/0", n=next(counter)),
-             perm("ingress", "TCP", "80/80", "0.0.0.0/0", n=next(counter)),
-             perm("ingress", "TCP", "22/22", "47.100.12.0/24", n=next(counter))]
+    rules = [
+        perm("ingress", "TCP", "443/443", "0.0.0.0/0", n=next(counter)),
+        perm("ingress", "TCP", "80/80", "0.0.0.0/0", n=next(counter)),
+        perm("ingress", "TCP", "22/22", "47.100.12.0/24", n=next(counter)),
+    ]
     private, refs = (80, 0) if big else (30, 9)
     for _ in range(private):
         port = rng.choice(PORTS)
-        rules.append(perm("ingress", "TCP", f"{port}/{port}", f"10.{rng.randrange(256)}.{rng.randrange(256)}.0/24",
-                          n=next(counter)))
+        rules.append(
+            perm(
+                "ingress",
+                "TCP",
+                f"{port}/{port}",
+                f"10.{rng.randrange(256)}.{rng.randrange(256)}.0/24",
+                n=next(counter),
+            )
+        )
     for _ in range(refs):
         port = rng.choice(PORTS)
         rules.append(perm("ingress", "TCP", f"{port}/{port}", f"sg-ref{rng.randrange(5000):05d}", n=next(counter)))
     if big:
         for _ in range(117):
             port = rng.choice(PORTS)
-            rules.append(perm("ingress", rng.choice(["TCP", "UDP"]), f"{port}/{port + rng.choice([0, 0, 10])}",
-                              public_cidr(rng), rng.choice(["Accept", "Accept", "Drop"]), rng.choice([1, 50, 100]),
-                              n=next(counter)))
+            rules.append(
+                perm(
+                    "ingress",
+                    rng.choice(["TCP", "UDP"]),
+                    f"{port}/{port + rng.choice([0, 0, 10])}",
+                    public_cidr(rng),
+                    rng.choice(["Accept", "Accept", "Drop"]),
+                    rng.choice([1, 50, 100]),
+                    n=next(counter),
+                )
+            )
     return rules
 
 
@@ -84,10 +114,17 @@ def estate(groups: int, seed: int = 42) -> Iterator[dict[str, Any]]:
     counter = iter(range(10**9))
     for i in range(groups):
         big = i % 20 == 0  # 5% of groups hold 200 rules with many public CIDRs
-        yield {"RequestId": f"R{i}", "RegionId": REGIONS[i % 3], "SecurityGroupId": f"sg-bench{i:06d}",
-               "SecurityGroupName": f"group-{i}", "Description": "", "VpcId": f"vpc-{i % 50}",
-               "InnerAccessPolicy": "Accept", "NextToken": "",
-               "Permissions": {"Permission": group_rules(rng, big, counter)}}
+        yield {
+            "RequestId": f"R{i}",
+            "RegionId": REGIONS[i % 3],
+            "SecurityGroupId": f"sg-bench{i:06d}",
+            "SecurityGroupName": f"group-{i}",
+            "Description": "",
+            "VpcId": f"vpc-{i % 50}",
+            "InnerAccessPolicy": "Accept",
+            "NextToken": "",
+            "Permissions": {"Permission": group_rules(rng, big, counter)},
+        }
 
 
 def drift(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -115,23 +152,48 @@ def write_snapshot(out: Path, groups: int) -> int:
             body = drift(body, rng)
         rules += len(body["Permissions"]["Permission"])
         (out / region / f"{body['SecurityGroupId']}.json").write_text(json.dumps(body, separators=(",", ":")))
-        listing[region].append({"SecurityGroupId": body["SecurityGroupId"], "SecurityGroupType": "normal",
-                                "VpcId": body["VpcId"], "SecurityGroupName": body["SecurityGroupName"]})
+        listing[region].append(
+            {
+                "SecurityGroupId": body["SecurityGroupId"],
+                "SecurityGroupType": "normal",
+                "VpcId": body["VpcId"],
+                "SecurityGroupName": body["SecurityGroupName"],
+            }
+        )
     for region, items in listing.items():
         for page in range(0, len(items), 100):
-            doc = {"RequestId": "L", "RegionId": region, "SecurityGroups": {"SecurityGroup": items[page:page + 100]}}
+            doc = {"RequestId": "L", "RegionId": region, "SecurityGroups": {"SecurityGroup": items[page : page + 100]}}
             (out / region / f"DescribeSecurityGroups-{page // 100 + 1:04d}.json").write_text(json.dumps(doc))
     return rules
 
 
 def worst_case_group(rng: random.Random) -> Group:
     counter = iter(range(10**6))
-    perms = [perm(rng.choice(["ingress", "egress"]), rng.choice(["TCP", "UDP", "ALL"]),
-                  f"{(p := rng.randrange(1, 60000))}/{p + rng.choice([0, 0, 5, 1000])}", public_cidr(rng),
-                  rng.choice(["Accept", "Drop"]), rng.randrange(1, 101), n=next(counter)) for _ in range(1000)]
+    perms = [
+        perm(
+            rng.choice(["ingress", "egress"]),
+            rng.choice(["TCP", "UDP", "ALL"]),
+            f"{(p := rng.randrange(1, 60000))}/{p + rng.choice([0, 0, 5, 1000])}",
+            public_cidr(rng),
+            rng.choice(["Accept", "Drop"]),
+            rng.randrange(1, 101),
+            n=next(counter),
+        )
+        for _ in range(1000)
+    ]
     builder = SnapshotBuilder()
-    builder.add(RawResponse("default", "DescribeSecurityGroupAttribute", {
-        "RegionId": "cn-hangzhou", "SecurityGroupId": "sg-worst", "VpcId": "vpc-1", "Permissions": {"Permission": perms}}))
+    builder.add(
+        RawResponse(
+            "default",
+            "DescribeSecurityGroupAttribute",
+            {
+                "RegionId": "cn-hangzhou",
+                "SecurityGroupId": "sg-worst",
+                "VpcId": "vpc-1",
+                "Permissions": {"Permission": perms},
+            },
+        )
+    )
     return next(iter(builder.finish().groups.values()))
 
 
@@ -187,11 +249,15 @@ def main() -> int:
         render_text = time.perf_counter() - t
 
         print(f"JSON load (read + parse):   {load:7.2f} s")
-        print(f"engine total:               {engine_time:7.2f} s  (normalise {normalise:.2f} s, "
-              f"diff+exposure+severity+posture {analyse:.2f} s)  ratio engine/load = {engine_time / load:.2f}")
+        print(
+            f"engine total:               {engine_time:7.2f} s  (normalise {normalise:.2f} s, "
+            f"diff+exposure+severity+posture {analyse:.2f} s)  ratio engine/load = {engine_time / load:.2f}"
+        )
         print(f"render JSON:                {render_json:7.2f} s  ({len(out_json) / 2**20:,.0f} MiB)")
         print(f"render markdown + table:    {render_text:7.2f} s")
-        print(f"findings {len(report.findings):,}, exposures {len(report.exposures):,}, posture {len(report.posture):,}")
+        print(
+            f"findings {len(report.findings):,}, exposures {len(report.exposures):,}, posture {len(report.posture):,}"
+        )
         print(f"peak RSS:                   {rss_mib():7,.0f} MiB")
 
         rng = random.Random(1)
@@ -212,8 +278,10 @@ def main() -> int:
         loaded = baseline_file.load(yaml_dir)
         n_rules = sum(len(g.rules) for g in loaded.groups.values())
         took = time.perf_counter() - t
-        print(f"baseline YAML load: {len(loaded.groups):,} groups / {n_rules:,} rules in {took:.2f} s "
-              f"({n_rules / took:,.0f} rules/s)")
+        print(
+            f"baseline YAML load: {len(loaded.groups):,} groups / {n_rules:,} rules in {took:.2f} s "
+            f"({n_rules / took:,.0f} rules/s)"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

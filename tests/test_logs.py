@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-
 import sys
 from collections.abc import Iterator
 
@@ -40,7 +39,7 @@ def test_registered_and_shaped_secrets_never_reach_a_line() -> None:
     for needle in (SECRET, TOKEN, "9f8e7d6c5b4a39281706", "hunter2hunter2"):
         assert needle not in text
     lines = [json.loads(line) for line in text.splitlines()]
-    assert [line["event"] for line in lines][0] == "calling"
+    assert lines[0]["event"] == "calling"
     assert "***" in lines[0]["url"] and lines[2]["error"].startswith("RuntimeError")
 
 
