@@ -194,8 +194,10 @@ def _url_secrets(url: str) -> list[str]:
         parts = urlsplit(url)
     except ValueError:
         return []
-    out = [p for p in parts.path.split("/") if len(p) >= 8]
-    out += [v for kv in parts.query.split("&") for v in kv.split("=")[1:] if len(v) >= 8]
+    # Tokens are long and random; shorter segments are words ("services", "open-apis") that
+    # must stay readable in logs.
+    out = [p for p in parts.path.split("/") if len(p) >= 16]
+    out += [v for kv in parts.query.split("&") for v in kv.split("=")[1:] if len(v) >= 16]
     if parts.password:
         out.append(parts.password)
     return out

@@ -27,6 +27,7 @@ from sgwatch.alerting.channels import AlertingConfig, AlertmanagerChannel, Chann
 from sgwatch.alerting.message import Event, iso, make_event
 from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, post
 from sgwatch.core.checks import RANK
+from sgwatch.logs import register_secret
 
 log = structlog.get_logger()
 
@@ -148,6 +149,9 @@ class Notifier:
         self._db = threading.RLock()
         self._delivering = threading.Lock()
         self.stats = NotificationStats()
+        for ch in configs:
+            # The process-wide log redactor blanks these wherever they appear, even in other libraries' lines.
+            register_secret(*ch.secrets())
         with self._db:
             ensure_schema(conn)
             self._refresh_pending()
