@@ -65,7 +65,7 @@ def rule_text(rule: dict[str, Any] | None) -> str:
     word = "to" if rule.get("direction") == "egress" else "from"
     text = f"{rule.get('policy', '?')} {rule.get('protocol', '?')}{ports} {word} {rule.get('peer', '?')}"
     if rule.get("priority") is not None:
-        text += f" (priority {rule['priority']})"
+        text += f", priority {rule['priority']}"
     return text
 
 
@@ -77,7 +77,7 @@ def exposure_text(exp: dict[str, Any]) -> str:
     shown = ", ".join(peers[:3]) + (f" +{len(peers) - 3} more" if len(peers) > 3 else "")
     text = f"{exp.get('protocol', '?')}{ports} {word} {exp.get('scope', '?')} {exp.get('family', '?')} internet"
     if shown:
-        text += f" ({shown})"
+        text += f": {shown}"
     if exp.get("severity"):
         text += f", {exp['severity']}"
     return text
@@ -168,9 +168,11 @@ FIELD_LIMIT = 128
 
 def render_item(v: View, fmt: TextFormat) -> str:
     e = fmt.esc
-    mark = SEVERITY_MARK.get(v.severity, "")
+    mark = "✅" if v.event == "resolved" else SEVERITY_MARK.get(v.severity, "")
     head = fmt.bold(f"{mark} {EVENT_WORD[v.event]} · {e(v.severity.upper(), 16)}".strip())
-    head += f" {e(v.kind, 32)} in {e(v.security_group_id, FIELD_LIMIT)} ({e(v.account, 64)}/{e(v.region, 64)})"
+    # "rule_added" would need its underscore escaped in every dialect; a space reads better.
+    head += f" {e(v.kind.replace('_', ' '), 32)} in {e(v.security_group_id, FIELD_LIMIT)}"
+    head += f" ({e(v.account, 64)}/{e(v.region, 64)})"
     if v.direction:
         head += f" {e(v.direction, 16)}"
     lines = [head]
