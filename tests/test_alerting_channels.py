@@ -243,6 +243,10 @@ def test_yaml_shape_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"type": "slack", "name": "x", "url": "http://x", "min_severity": "urgent"}, "Input should be"),
         ({"type": "slack", "name": "x", "url": "http://x", "timeout": "0s"}, "positive duration"),
         ({"type": "slack", "name": "x", "url": "http://x", "colour": "red"}, "Extra inputs are not permitted"),
+        ({"type": "slack", "name": "x", "url": "http://x", "max_findings_per_message": 60}, "less than or equal to 45"),
+        ({"type": "alertmanager", "name": "x", "url": f"http://am:{TOKEN}@am:9093"}, "put credentials in basic_auth"),
+        ({"type": "webhook", "name": "x", "url": "http://x", "headers": {"X-A": f"{TOKEN}\r\nX-Injected: 1"}},
+         "holds a line break"),
     ],
 )
 def test_invalid_config_messages_hold_no_secret(data: dict[str, Any], message: str) -> None:

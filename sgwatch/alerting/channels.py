@@ -233,6 +233,8 @@ class AlertmanagerChannel(ChannelBase):
     @classmethod
     def _url(cls, v: str) -> str:
         _check_url(v)
+        if "@" in urlsplit(v).netloc:
+            raise ValueError("put credentials in basic_auth or bearer_token, not in the URL")
         return v.rstrip("/")
 
     @field_validator("labels")
@@ -344,6 +346,16 @@ class WebhookChannel(ChannelBase):
     headers: dict[str, Secret] = Field(default_factory=dict)
     max_findings_per_message: int = Field(default=50, ge=1, le=1000)
 
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+            if any(c in value.get_secret_value() for c in "\r\n\0"):
+                raise ValueError(f"the value of header {name!r} holds a line break")
+        return v
+
     def target(self) -> str:
         return redact_url(self.url.get_secret_value())
 
@@ -387,6 +399,8 @@ class SlackChannel(ChannelBase):
 
     type: Literal["slack"]
     url: SecretUrl
+    # Slack takes 50 blocks a message: a header and one section per finding.
+    max_findings_per_message: int = Field(default=10, ge=1, le=45)
 
     def target(self) -> str:
         return redact_url(self.url.get_secret_value())
@@ -396,7 +410,7 @@ class SlackChannel(ChannelBase):
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": False}}
         ]
-        for e in events[:45]:  # Slack allows 50 blocks
+        for e in events:
             text = fit_bytes(render_item(view(e), _SLACK), 2900)  # section text limit is 3000
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
         doc = {
