@@ -6,14 +6,16 @@ import base64
 import hashlib
 import hmac
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from sgwatch.alerting import AlertingConfig, Notifier, send_test
+from sgwatch.alerting import AlertingConfig, Notifier, build_notifier, parse_channels, send_test
 from sgwatch.alerting.channels import ChannelBase, parse_channel
 from sgwatch.errors import SgwatchError
 from tests.alertfixtures import Clock, Receiver, finding, memory_db, receiver_fixture  # noqa: F401
@@ -84,9 +86,9 @@ def test_dingtalk_error_codes_and_redaction(receiver: Receiver, errcode: int, re
     receiver.body = json.dumps({"errcode": errcode, "errmsg": f"sign not match, token {TOKEN}"}).encode()
     with capture_logs() as logs:
         n = deliver(ch, [finding("f1")])
-    assert n.stats.total("ding", "failed") == (0 if retryable else 1)
-    assert n.stats.retries["ding"] == (1 if retryable else 0)
-    assert n.stats.pending == {"ding": 1 if retryable else 0}
+    assert n.stats().total("ding", "failed") == (0 if retryable else 1)
+    assert n.stats().retries()["ding"] == (1 if retryable else 0)
+    assert n.stats().pending() == {"ding": 1 if retryable else 0}
     logged = json.dumps(logs, default=str)
     assert f"DingTalk error {errcode}" in logged
     assert TOKEN not in logged and SECRET not in logged and "access_token" not in logged
@@ -103,7 +105,7 @@ def test_slack_blocks(receiver: Receiver) -> None:
     ch = parse_channel({"type": "slack", "name": "slack", "url": f"{receiver.url}/services/T000/B000/{TOKEN}"})
     receiver.body = b"ok"
     n = deliver(ch, [finding("f1"), finding("f2", "high", description="<!channel>")])
-    assert n.stats.total("slack", "sent") == 1
+    assert n.stats().total("slack", "sent") == 1
     doc = receiver.requests[0].json()
     assert doc["blocks"][0]["type"] == "header"
     sections = [b["text"]["text"] for b in doc["blocks"][1:]]
@@ -118,7 +120,7 @@ def test_slack_refusal_is_permanent_and_redacted(receiver: Receiver) -> None:
     receiver.status, receiver.body = 404, b"no_service"
     with capture_logs() as logs:
         n = deliver(ch, [finding("f1")])
-    assert n.stats.total("slack", "failed") == 1
+    assert n.stats().total("slack", "failed") == 1
     logged = json.dumps(logs, default=str)
     assert "HTTP 404" in logged and "no_service" in logged and TOKEN not in logged and "/services" not in logged
 
@@ -129,7 +131,7 @@ def test_slack_refusal_is_permanent_and_redacted(receiver: Receiver) -> None:
 def test_wecom_markdown(receiver: Receiver) -> None:
     ch = parse_channel({"type": "wecom", "name": "wecom", "url": f"{receiver.url}/cgi-bin/webhook/send?key={TOKEN}"})
     n = deliver(ch, [finding("f1", description="<@zhangsan> <font color='warning'>")])
-    assert n.stats.total("wecom", "sent") == 1
+    assert n.stats().total("wecom", "sent") == 1
     req = receiver.requests[0]
     assert req.query["key"] == [TOKEN]
     content = req.json()["markdown"]["content"]
@@ -142,10 +144,10 @@ def test_wecom_rate_limit_is_retried(receiver: Receiver) -> None:
     receiver.answer(200, b'{"errcode":45009,"errmsg":"api freq out of limit"}')
     clock = Clock()
     n = deliver(ch, [finding("f1")], clock)
-    assert n.stats.retries["wecom"] == 1
+    assert n.stats().retries()["wecom"] == 1
     clock.advance(seconds=11)
     n.deliver_pending()
-    assert n.stats.total("wecom", "sent") == 1 and len(receiver.requests) == 2
+    assert n.stats().total("wecom", "sent") == 1 and len(receiver.requests) == 2
 
 
 def test_lark_signature(receiver: Receiver) -> None:
@@ -154,7 +156,7 @@ def test_lark_signature(receiver: Receiver) -> None:
     receiver.body = b'{"code":0,"msg":"success"}'
     clock = Clock()
     n = deliver(ch, [finding("f1", description='<at user_id="all">x</at>')], clock)
-    assert n.stats.total("lark", "sent") == 1
+    assert n.stats().total("lark", "sent") == 1
     doc = receiver.requests[0].json()
     assert doc["timestamp"] == str(int(clock.now.timestamp()))
     key = f"{doc['timestamp']}\nlark-secret".encode()
@@ -165,7 +167,7 @@ def test_lark_signature(receiver: Receiver) -> None:
 def test_lark_signature_failure_is_permanent(receiver: Receiver) -> None:
     ch = parse_channel({"type": "lark", "name": "lark", "url": f"{receiver.url}/hook/{TOKEN}", "secret": "x" * 8})
     receiver.body = b'{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}'
-    assert deliver(ch, [finding("f1")]).stats.total("lark", "failed") == 1
+    assert deliver(ch, [finding("f1")]).stats().total("lark", "failed") == 1
 
 
 # --- transport -------------------------------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_redirects_are_not_followed(receiver: Receiver) -> None:
         receiver.status, receiver.body = 302, b""
         ch = parse_channel({"type": "webhook", "name": "hook", "url": receiver.url})
         n = deliver(ch, [finding("f1")])
-        assert n.stats.total("hook", "failed") == 1 and other.requests == []
+        assert n.stats().total("hook", "failed") == 1 and other.requests == []
     finally:
         other.down()
 
@@ -187,7 +189,7 @@ def test_timeout_is_retryable(receiver: Receiver) -> None:
     ch = parse_channel({"type": "webhook", "name": "hook", "url": receiver.url, "timeout": 0.2})
     with capture_logs() as logs:
         n = deliver(ch, [finding("f1")])
-    assert n.stats.retries["hook"] == 1 and n.stats.pending == {"hook": 1}
+    assert n.stats().retries()["hook"] == 1 and n.stats().pending() == {"hook": 1}
     assert any("timed out" in str(e.get("error")) for e in logs)
 
 
@@ -267,3 +269,30 @@ def test_send_test_to_every_chat_channel(receiver: Receiver) -> None:
                   now=datetime(2025, 1, 1, tzinfo=UTC))
     assert [r.path for r in receiver.requests] == ["/webhook", "/slack", "/dingtalk", "/wecom", "/lark"]
     assert all("test" in r.body.decode().lower() for r in receiver.requests)
+
+
+# --- daemon entry points -------------------------------------------------------------------------
+
+
+def test_parse_channels_names_the_bad_key_in_one_line() -> None:
+    with pytest.raises(SgwatchError) as info:
+        parse_channels([{"type": "slack", "name": "ok", "url": "http://x"},
+                        {"type": "dingtalk", "name": "d", "url": f"oapi.dingtalk.com/robot/send?access_token={TOKEN}"}])
+    assert str(info.value) == "notifications[1].url: must be an http(s) URL"
+    with pytest.raises(SgwatchError, match=r"^notifications\[0\]: Input tag 'pager' found"):
+        parse_channels([{"type": "pager", "name": "p"}])
+    with pytest.raises(SgwatchError, match=r"^notifications: channel name 'a' is used twice$"):
+        parse_channels([{"type": "slack", "name": "a", "url": "http://x"}] * 2)
+
+
+def test_build_notifier_from_config_mappings_and_a_state_path(tmp_path: Path, receiver: Receiver) -> None:
+    clock = Clock()
+    n = build_notifier([{"type": "webhook", "name": "hook", "url": receiver.url}], tmp_path / "state.sqlite", clock)
+    n.process([finding("f1")], clock.now)
+    n.deliver_pending(clock.now)
+    stats = n.stats()
+    assert stats.totals() == {("hook", "sent"): 1} and stats.pending() == {"hook": 0}
+    # The state file is shared with sgwatch.state: WAL, and our tables only.
+    conn = sqlite3.connect(tmp_path / "state.sqlite")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {"alert_state", "alert_outbox"}

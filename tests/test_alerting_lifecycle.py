@@ -41,8 +41,8 @@ def test_first_appearance_notifies_once(receiver: Receiver) -> None:
     assert n.process([finding("f1")]) == 0
     assert n.deliver_pending().get("hook", "sent") == 0
     assert len(receiver.requests) == 1
-    assert n.stats.total("hook", "sent") == 1
-    assert n.stats.pending == {"hook": 0}
+    assert n.stats().total("hook", "sent") == 1
+    assert n.stats().pending() == {"hook": 0}
 
 
 def test_reminder_after_interval_then_resolution(receiver: Receiver) -> None:
@@ -94,7 +94,7 @@ def test_restart_delivers_what_was_queued_before(receiver: Receiver, tmp_path: P
     make(receiver, clock, db).process([finding("f1")])  # queued, never delivered: the daemon died
     assert receiver.requests == []
     again = make(receiver, clock, db)
-    assert again.stats.pending == {"hook": 1}
+    assert again.stats().pending() == {"hook": 1}
     again.process([finding("f1")])
     again.deliver_pending()
     assert events(receiver) == [("new", "f1")]
@@ -115,8 +115,8 @@ def test_receiver_down_for_an_hour_loses_nothing(receiver: Receiver) -> None:
         clock.advance(minutes=5)
         n.process([finding("f1"), finding("f2")] if i >= 6 else [finding("f1")])  # f2 appears mid-outage
         n.deliver_pending()
-    assert n.stats.total("hook", "sent") == 0
-    assert n.stats.retries["hook"] >= 5
+    assert n.stats().total("hook", "sent") == 0
+    assert n.stats().retries()["hook"] >= 5
     receiver.up()
     clock.advance(minutes=6)  # past the longest backoff (retry_max 5m)
     report = n.deliver_pending()
@@ -139,15 +139,15 @@ def test_retries_5xx_with_backoff_and_429(receiver: Receiver) -> None:
     for _ in range(10):
         before = len(receiver.requests)
         n.deliver_pending()
-        if n.stats.total("hook", "sent"):
+        if n.stats().total("hook", "sent"):
             break
         assert len(receiver.requests) == before + 1
         row = n._conn.execute("SELECT next_attempt_at FROM alert_outbox").fetchone()
         waits.append(row[0] - clock.now.timestamp())
         clock.now = clock.now.fromtimestamp(row[0], clock.now.tzinfo)
     assert waits == [10.0, 20.0, 40.0]
-    assert n.stats.total("hook", "sent") == 1
-    assert n.stats.total("hook", "failed") == 0
+    assert n.stats().total("hook", "sent") == 1
+    assert n.stats().total("hook", "failed") == 0
     assert len(receiver.requests) == 4
 
 
@@ -174,7 +174,7 @@ def test_expiry_after_max_age(receiver: Receiver) -> None:
         n.deliver_pending()
         clock.advance(minutes=5)
     report = n.deliver_pending()
-    assert n.stats.total("hook", "expired") == 1
+    assert n.stats().total("hook", "expired") == 1
     assert report.pending == {"hook": 0}
     receiver.up()
     n.deliver_pending()
@@ -274,7 +274,7 @@ def test_invalid_channel_config_is_rejected(receiver: Receiver, bad: dict[str, A
 
 def test_metric_samples_cover_every_channel_and_result(receiver: Receiver) -> None:
     n = make(receiver, Clock())
-    assert n.stats.samples() == [("hook", "sent", 0), ("hook", "failed", 0), ("hook", "expired", 0)]
+    assert n.stats().samples() == [("hook", "sent", 0), ("hook", "failed", 0), ("hook", "expired", 0)]
     n.process([finding("f1")])
     n.deliver_pending()
-    assert ("hook", "sent", 1) in n.stats.samples()
+    assert ("hook", "sent", 1) in n.stats().samples()

@@ -17,8 +17,16 @@ from sgwatch.alerting.channels import (
     WebhookChannel,
     WeComChannel,
     parse_channel,
+    parse_channels,
 )
-from sgwatch.alerting.outbox import DeliveryReport, NotificationStats, Notifier, ensure_schema
+from sgwatch.alerting.outbox import (
+    DeliveryReport,
+    NotificationStats,
+    Notifier,
+    build_notifier,
+    ensure_schema,
+    open_database,
+)
 from sgwatch.alerting.testsend import send_test
 
 __all__ = [
@@ -35,7 +43,10 @@ __all__ = [
     "SlackChannel",
     "WeComChannel",
     "WebhookChannel",
+    "build_notifier",
     "ensure_schema",
+    "open_database",
     "parse_channel",
+    "parse_channels",
     "send_test",
 ]

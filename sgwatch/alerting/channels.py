@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote_plus, urlsplit
@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -47,6 +48,7 @@ from sgwatch.alerting.message import (
 )
 from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, redact_url, scrub
 from sgwatch.core.checks import Severity
+from sgwatch.errors import InputError
 
 # --- value types ---------------------------------------------------------------------------
 
@@ -558,6 +560,9 @@ class AlertingConfig(BaseModel):
         return next((c for c in self.channels if c.name == name), None)
 
 
+_TYPES = {"alertmanager", "webhook", "slack", "dingtalk", "wecom", "lark"}
+
+
 class _OneChannel(BaseModel):
     channel: ChannelConfig
 
@@ -565,6 +570,24 @@ class _OneChannel(BaseModel):
 def parse_channel(data: Any) -> AnyChannel:
     """One channel from its YAML mapping (pydantic ValidationError if invalid)."""
     return _OneChannel.model_validate({"channel": data}).channel
+
+
+def parse_channels(data: Sequence[Mapping[str, Any]], where: str = "notifications") -> list[AnyChannel]:
+    """The config's channel list; InputError with one line naming the key (never a secret) if invalid."""
+    try:
+        return list(AlertingConfig.model_validate({"channels": list(data)}).channels)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        # Drop the wrapper key and the union's tag ("channels.0.slack.url" → "notifications[0].url").
+        if loc and loc[0] == "channels":
+            loc = loc[1:]
+        if len(loc) >= 2 and loc[0].isdigit() and loc[1] in _TYPES:
+            del loc[1]
+        path = where + (f"[{loc[0]}]" if loc and loc[0].isdigit() else "")
+        rest = ".".join(loc[1:] if loc and loc[0].isdigit() else loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"{path}{'.' + rest if rest else ''}: {msg}") from None
 
 
 def utcnow() -> datetime:

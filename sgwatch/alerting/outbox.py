@@ -19,11 +19,12 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
 
-from sgwatch.alerting.channels import AlertingConfig, AlertmanagerChannel, ChannelBase, utcnow
+from sgwatch.alerting.channels import AlertingConfig, AlertmanagerChannel, ChannelBase, parse_channels, utcnow
 from sgwatch.alerting.message import Event, iso, make_event
 from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, post
 from sgwatch.core.checks import RANK
@@ -85,29 +86,54 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-@dataclass
 class NotificationStats:
-    """Counters for ``sgwatch_notifications_total{channel,result}`` and the pending gauge.
+    """Counters behind ``sgwatch_notifications_total{channel,result}`` and the pending gauge.
 
-    ``totals`` only grows (per process); ``retries`` counts failed attempts that will be tried
-    again; ``pending`` is the outbox size per configured channel after the last pass.
+    ``Notifier.stats()`` returns a copy, safe to read from the metrics thread. ``totals`` only
+    grow (per process); ``retries`` counts failed attempts that will be tried again (not a
+    result: the notification is still pending); ``pending`` is the outbox size per configured
+    channel after the last pass.
     """
 
-    totals: Counter[tuple[str, str]] = field(default_factory=Counter)
-    retries: Counter[str] = field(default_factory=Counter)
-    pending: dict[str, int] = field(default_factory=dict)
+    def __init__(
+        self,
+        totals: Counter[tuple[str, str]] | None = None,
+        retries: Counter[str] | None = None,
+        pending: dict[str, int] | None = None,
+    ) -> None:
+        self._totals: Counter[tuple[str, str]] = Counter(totals or {})
+        self._retries: Counter[str] = Counter(retries or {})
+        self._pending: dict[str, int] = dict(pending or {})
 
-    def count(self, channel: str, result: str, n: int = 1) -> None:
-        if n:
-            self.totals[(channel, result)] += n
+    def totals(self) -> Counter[tuple[str, str]]:
+        """(channel, result) → count, result being ``sent``, ``failed`` or ``expired``."""
+        return Counter(self._totals)
 
     def total(self, channel: str, result: str) -> int:
-        return self.totals[(channel, result)]
+        return self._totals[(channel, result)]
+
+    def retries(self) -> Counter[str]:
+        return Counter(self._retries)
+
+    def pending(self) -> dict[str, int]:
+        return dict(self._pending)
 
     def samples(self) -> list[tuple[str, str, int]]:
-        """(channel, result, total) for every channel in ``pending`` and every result, zeros included,
-        so each series exists from the start (``rate()`` needs a first sample)."""
-        return [(ch, res, self.totals[(ch, res)]) for ch in sorted(self.pending) for res in RESULTS]
+        """(channel, result, total) for every channel and result, zeros included, so each series
+        exists from the start (``rate()`` needs a first sample)."""
+        return [(ch, res, self._totals[(ch, res)]) for ch in sorted(self._pending) for res in RESULTS]
+
+    def copy(self) -> NotificationStats:
+        return NotificationStats(self._totals, self._retries, self._pending)
+
+    def add(self, channel: str, result: str, n: int = 1) -> None:
+        self._totals[(channel, result)] += n
+
+    def add_retry(self, channel: str) -> None:
+        self._retries[channel] += 1
+
+    def set_pending(self, pending: dict[str, int]) -> None:
+        self._pending = dict(pending)
 
 
 @dataclass
@@ -148,7 +174,7 @@ class Notifier:
         self._transport = transport
         self._db = threading.RLock()
         self._delivering = threading.Lock()
-        self.stats = NotificationStats()
+        self._stats = NotificationStats()
         for ch in configs:
             # The process-wide log redactor blanks these wherever they appear, even in other libraries' lines.
             register_secret(*ch.secrets())
@@ -352,7 +378,8 @@ class Notifier:
                 [(attempts, (now + delay).timestamp(), str(exc), i) for i in ids],
             )
         report.retries[ch.name] += 1
-        self.stats.retries[ch.name] += 1
+        with self._db:
+            self._stats.add_retry(ch.name)
         log.warning("notification delivery failed, will retry", channel=ch.name, error=str(exc),
                     attempts=attempts, retry_in_seconds=delay.total_seconds())
 
@@ -364,18 +391,48 @@ class Notifier:
 
     def _count(self, report: DeliveryReport, channel: str, result: str, n: int) -> None:
         report.counts[(channel, result)] += n
-        self.stats.count(channel, result, n)
+        with self._db:
+            self._stats.add(channel, result, n)
 
     def _refresh_pending(self) -> dict[str, int]:
         with self._db:
             rows = self._conn.execute("SELECT channel, COUNT(*) FROM alert_outbox GROUP BY channel").fetchall()
-        found = {str(c): int(n) for c, n in rows}
-        # Rows of channels no longer configured are left alone: re-adding the channel delivers them.
-        self.stats.pending = {name: found.get(name, 0) for name in self.channels}
-        return dict(self.stats.pending)
+            found = {str(c): int(n) for c, n in rows}
+            # Rows of channels no longer configured are left alone: re-adding the channel delivers them.
+            pending = {name: found.get(name, 0) for name in self.channels}
+            self._stats.set_pending(pending)
+            return pending
+
+    def stats(self) -> NotificationStats:
+        """A copy of the counters, for the metrics collector."""
+        with self._db:
+            return self._stats.copy()
 
     def pending(self) -> dict[str, int]:
+        """Outbox size per configured channel, read from the database now."""
         return self._refresh_pending()
+
+
+def open_database(path: Path | str) -> sqlite3.Connection:
+    """The daemon's state file, opened the way sgwatch.state opens it: WAL, autocommit, shared."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
+def build_notifier(
+    channels: AlertingConfig | Sequence[ChannelBase] | Sequence[Mapping[str, Any]],
+    db: sqlite3.Connection | Path | str,
+    clock: Clock = utcnow,
+) -> Notifier:
+    """A Notifier from the config's channel list (mappings are validated: InputError if invalid)
+    and a connection or the path of the state file (opened here with its own connection)."""
+    items = list(channels.channels if isinstance(channels, AlertingConfig) else channels)
+    configs: list[ChannelBase] = [c for c in items if isinstance(c, ChannelBase)]
+    if len(configs) != len(items):
+        configs = list(parse_channels([c for c in items if isinstance(c, Mapping)]))
+    conn = db if isinstance(db, sqlite3.Connection) else open_database(db)
+    return Notifier(configs, conn, clock)
 
 
 def _coalesce(events: list[Event]) -> list[Event]:
