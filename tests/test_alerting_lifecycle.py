@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +280,25 @@ def test_metric_samples_cover_every_channel_and_result(receiver: Receiver) -> No
     n.process([finding("f1")])
     n.deliver_pending()
     assert ("hook", "sent", 1) in n.stats().samples()
+
+
+def test_delivery_does_not_hold_the_database_during_http(receiver: Receiver) -> None:
+    clock = Clock()
+    n = make(receiver, clock)
+    receiver.delay = 0.5
+    n.process([finding("f1")])
+    worker = threading.Thread(target=n.deliver_pending)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert receiver.requests, "the first pass never reached the receiver"
+    started = time.monotonic()
+    # While the first pass waits on the receiver: a scan can still queue, a second pass does nothing.
+    clock.advance(seconds=1)
+    assert n.process([finding("f1"), finding("f2")]) == 1
+    assert n.deliver_pending().counts == {}
+    assert time.monotonic() - started < 0.4
+    worker.join()
+    n.deliver_pending()
+    assert events(receiver) == [("new", "f1"), ("new", "f2")]
