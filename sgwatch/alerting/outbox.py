@@ -225,7 +225,7 @@ class Notifier:
         events: list[Event] = []
         for fid, finding in active.items():
             severity = str(finding.get("severity", "info"))
-            snapshot = json.dumps(finding, sort_keys=True)
+            snapshot = json.dumps(finding, sort_keys=True, default=str)
             if fid not in known:
                 if RANK.get(severity, 0) < floor:
                     continue
@@ -295,7 +295,7 @@ class Notifier:
         chunks = [events[i : i + size] for i in range(0, len(events), size)]
         self._conn.executemany(
             "INSERT INTO alert_outbox (channel, created_at, next_attempt_at, attempts, events) VALUES (?, ?, ?, 0, ?)",
-            [(ch.name, ts, ts, json.dumps(chunk)) for chunk in chunks],
+            [(ch.name, ts, ts, json.dumps(chunk, default=str)) for chunk in chunks],
         )
         if events:
             log.info("notifications queued", channel=ch.name, events=len(events), messages=len(chunks))
