@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sgwatch.core import normalize
 from sgwatch.core.model import Peer, PeerKind
@@ -70,3 +74,23 @@ def test_bad_values_raise_with_the_field(bad: dict[str, object]) -> None:
 def test_api_round_trip() -> None:
     rule = normalize.rule_from_api(perm(Ipv6SourceCidrIp="::/0", SourceCidrIp="", Description="x"))
     assert normalize.rule_from_api(normalize.rule_to_api(rule)) == rule
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32))
+def test_fast_ipv4_parser_agrees_with_ipaddress(address: int, prefix: int) -> None:
+    text = f"{ipaddress.IPv4Address(address)}/{prefix}"
+    assert normalize.cidr(text).value == str(ipaddress.ip_network(text, strict=False))
+    assert normalize.cidr(str(ipaddress.IPv4Address(address))).value == f"{ipaddress.IPv4Address(address)}/32"
+
+
+@pytest.mark.parametrize("bad", ["1.2.3.4/33", "1.2.3.256", "01.2.3.4", "1.2.3", "1.2.3.4/x", "a.b.c.d"])
+def test_fast_ipv4_parser_rejects_or_defers(bad: str) -> None:
+    try:
+        expected: str | None = str(ipaddress.ip_network(bad, strict=False))
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(NormalizeError):
+            normalize.cidr(bad)
+    else:
+        assert normalize.cidr(bad).value == expected

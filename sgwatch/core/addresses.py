@@ -7,6 +7,7 @@ Intervals are inclusive ``(low, high)`` pairs of address integers, sorted and di
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
@@ -43,6 +44,13 @@ WIDE_V6 = 2**96  # a /32
 
 @lru_cache(maxsize=65536)
 def network_interval(cidr: str) -> tuple[Family, Interval]:
+    addr, _, bits = cidr.partition("/")
+    parts = addr.split(".")
+    if len(parts) == 4 and bits.isdigit() and all(p.isdigit() for p in parts):
+        # The common case, canonical IPv4 text, without the ipaddress module's overhead.
+        value = (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
+        host = (1 << (32 - int(bits))) - 1
+        return "ipv4", (value & ~host & 0xFFFFFFFF, (value & ~host & 0xFFFFFFFF) | host)
     net = ipaddress.ip_network(cidr, strict=False)
     family: Family = "ipv4" if net.version == 4 else "ipv6"
     return family, (int(net.network_address), int(net.broadcast_address))
@@ -127,3 +135,15 @@ def scope(family: Family, intervals: Sequence[Interval]) -> Literal["any", "wide
     if total >= public_size(family):
         return "any"
     return "wide" if total >= (WIDE_V4 if family == "ipv4" else WIDE_V6) else "narrow"
+
+
+@lru_cache(maxsize=64)
+def _sorted_ports(ports: frozenset[int]) -> tuple[int, ...]:
+    return tuple(sorted(ports))
+
+
+def any_port_in(ports: frozenset[int], low: int, high: int) -> bool:
+    """Is any of ``ports`` within [low, high]?"""
+    ordered = _sorted_ports(ports)
+    i = bisect.bisect_left(ordered, low)
+    return i < len(ordered) and ordered[i] <= high

@@ -133,9 +133,9 @@ def grade(direction: Direction, piece: _Piece, scope: str, settings: CheckSettin
         return "internet-all-traffic" if piece.bucket == "other" else "internet-unapproved-port"
     if (piece.from_port, piece.to_port) == (1, 65535):
         return "internet-all-traffic"
-    if any(piece.from_port <= p <= piece.to_port for p in settings.database_ports):
+    if addresses.any_port_in(settings.database_ports, piece.from_port, piece.to_port):
         return "internet-database-port"
-    if any(piece.from_port <= p <= piece.to_port for p in settings.admin_ports):
+    if addresses.any_port_in(settings.admin_ports, piece.from_port, piece.to_port):
         return "internet-remote-admin"
     return "internet-unapproved-port"
 
@@ -156,7 +156,8 @@ def group_exposures(
     out: list[_Graded] = []
     for direction in DIRECTIONS:
         live_map = exposure.evaluate(group, direction)
-        base_map = exposure.evaluate(base, direction)
+        unchanged = base.rules == group.rules and (base.type, base.vpc_id) == (group.type, group.vpc_id)
+        base_map = live_map if unchanged else exposure.evaluate(base, direction)
         mine = [a for a in accepted if a.direction == direction]
         for piece in compare(live_map, base_map, mine):
             scope = addresses.scope(piece.family, piece.addresses)

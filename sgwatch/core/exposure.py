@@ -25,6 +25,7 @@ from sgwatch.core.model import NO_PORTS, PORTED, Direction, Group, PeerKind, Rul
 Scope = Literal["any", "wide", "narrow"]
 
 _FAMILY_KIND = {"ipv4": PeerKind.CIDR4, "ipv6": PeerKind.CIDR6}
+_CIDR_KINDS = frozenset(_FAMILY_KIND.values())
 _PORT_SPACE = (1, 65535)
 FAMILIES: tuple[Family, Family] = ("ipv4", "ipv6")
 
@@ -127,11 +128,16 @@ def internet_rules(group: Group, direction: Direction) -> tuple[RuleKey, ...]:
     NIC rules do. Group and prefix-list peers never match a public address.
     """
     classic = not group.vpc_id
-    chosen = (
-        r.key
-        for r in group.rules
-        if r.direction == direction and r.peer.is_cidr and not (classic and r.key.nic_type != "internet")
-    )
+    chosen = [
+        k
+        for k in (r.key for r in group.rules)
+        if k.direction == direction
+        and k.peer.kind in _CIDR_KINDS
+        and not (classic and k.nic_type != "internet")
+        # A private peer can never match a public address: leaving it out makes groups that
+        # differ only in private rules share one cached evaluation.
+        and addresses.public_part(k.peer.value)[1]
+    ]
     return tuple(sorted(chosen, key=precedence))
 
 

@@ -28,43 +28,29 @@ def _exposure_check(e: Exposure, settings: CheckSettings) -> str | None:
         return "posture-internet-all-traffic"
     if e.protocol not in ("tcp", "udp"):
         return None
-    if any(e.from_port <= p <= e.to_port for p in settings.database_ports):
+    if addresses.any_port_in(settings.database_ports, e.from_port, e.to_port):
         return "posture-internet-database-port"
-    if any(e.from_port <= p <= e.to_port for p in settings.admin_ports):
+    if addresses.any_port_in(settings.admin_ports, e.from_port, e.to_port):
         return "posture-internet-remote-admin"
     return None
 
 
-_Extent = tuple[str, str, str, int, int, int, int, str, int, int]
+# (protocol, dport low, dport high, sport low, sport high, address low, address high)
+_Extent = tuple[str, int, int, int, int, int, int]
 
 
-def _extent(rule: Rule) -> _Extent:
-    """What a rule matches, flattened so that covering is a handful of integer compares."""
+def _extent(rule: Rule) -> tuple[tuple[str, str], _Extent]:
+    """What a rule matches: a bucket key (rules in other buckets never cover it) and its ranges."""
     k = rule.key
     dports = (0, 65535) if (k.from_port, k.to_port) == NO_PORTS else (k.from_port, k.to_port)
     sports = (0, 65535) if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
     if k.peer.is_cidr:
         _, (low, high) = addresses.network_interval(k.peer.value)
-        peer = k.peer.kind.value
+        bucket = (k.nic_type, k.peer.kind.value)
     else:
         low = high = 0
-        peer = str(k.peer)
-    return (k.nic_type, k.protocol, peer, dports[0], dports[1], sports[0], sports[1], k.direction, low, high)
-
-
-def _covers(a: _Extent, b: _Extent) -> bool:
-    """Does the rule of extent ``a`` match every packet the rule of extent ``b`` matches?"""
-    return (
-        a[0] == b[0]
-        and (a[1] == "all" or a[1] == b[1])
-        and a[2] == b[2]
-        and a[3] <= b[3]
-        and b[4] <= a[4]
-        and a[5] <= b[5]
-        and b[6] <= a[6]
-        and a[8] <= b[8]
-        and b[9] <= a[9]
-    )
+        bucket = (k.nic_type, str(k.peer))
+    return bucket, (k.protocol, dports[0], dports[1], sports[0], sports[1], low, high)
 
 
 def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
@@ -73,16 +59,28 @@ def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
     Only cover by one rule is found; a rule covered by the union of several is not reported.
     """
     out: list[tuple[Rule, Rule]] = []
-    for direction in ("ingress", "egress"):
-        ordered = [(r, _extent(r)) for r in decision_order(group.rules) if r.direction == direction]
-        for n, (rule, ext) in enumerate(ordered):
-            for earlier, eext in ordered[:n]:
+    earlier: dict[tuple[str, str, str], list[tuple[int, str, _Extent, Rule]]] = {}
+    for rule in decision_order(group.rules):
+        k = rule.key
+        bucket, ext = _extent(rule)
+        candidates = earlier.setdefault((k.direction, *bucket), [])
+        proto, dl, dh, sl, sh, al, ah = ext
+        for priority, policy, (eproto, edl, edh, esl, esh, eal, eah), by in candidates:
+            # `earlier` covers `rule`: this loop runs millions of times on a large estate, hence inline.
+            if (
+                edl <= dl
+                and dh <= edh
+                and eal <= al
+                and ah <= eah
+                and (eproto == proto or eproto == "all")
+                and esl <= sl
+                and sh <= esh
                 # Equal precedence and equal policy decide alike: redundant, not shadowed.
-                if earlier.priority == rule.priority and earlier.policy == rule.policy:
-                    continue
-                if _covers(eext, ext):
-                    out.append((rule, earlier))
-                    break
+                and not (priority == k.priority and policy == k.policy)
+            ):
+                out.append((rule, by))
+                break
+        candidates.append((k.priority, k.policy, ext, rule))
     return out
 
 
@@ -96,7 +94,7 @@ def _database_from_private_cidr(rule: Rule, settings: CheckSettings) -> bool:
         and k.protocol in ("tcp", "all")
         and (k.from_port, k.to_port) != NO_PORTS
         and k.to_port - k.from_port < 100
-        and any(k.from_port <= p <= k.to_port for p in settings.database_ports)
+        and addresses.any_port_in(settings.database_ports, k.from_port, k.to_port)
     )
 
 
