@@ -147,8 +147,8 @@ class SgwatchCollector(Collector):
         posture = GaugeMetricFamily(
             "sgwatch_posture_findings", "Posture results in the last scan", labels=["severity", "check"]
         )
-        for (severity, check), n in sorted(last.posture.items()):
-            posture.add_metric([severity, check], n)
+        for (level, check), n in sorted(last.posture.items()):
+            posture.add_metric([level, check], n)
         yield posture
         per_group = GaugeMetricFamily(
             "sgwatch_group_drift_findings",
