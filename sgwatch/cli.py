@@ -284,6 +284,28 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
     )
 
 
+@cli.group(name="alert")
+def alert_group() -> None:
+    """Notification channels."""
+
+
+@alert_group.command(name="test")
+@click.option("--channel", required=True, help="Name of a channel under `notifications:` in the config.")
+@_config_opt
+def alert_test(channel: str, config_path: Path | None) -> None:
+    """Send a test notification through one channel."""
+    from sgwatch.alerting import parse_channels, send_test
+
+    cfg = config.load(config_path)
+    logs.register_secret(*config.secrets(cfg))
+    channels = {c.name: c for c in parse_channels(cfg.notifications)}
+    if channel not in channels:
+        known = ", ".join(sorted(channels)) or "none configured"
+        raise SgwatchError(f"{config_path or 'config'}: no notification channel named {channel!r} (known: {known})")
+    send_test(channels[channel])
+    click.echo(f"test notification sent through {channel!r}", err=True)
+
+
 @cli.group(name="config")
 def config_group() -> None:
     """Configuration helpers."""

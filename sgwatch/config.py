@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -107,6 +108,26 @@ def _coerce(text: str) -> Any:
     return text
 
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, path: Path, environ: Mapping[str, str] | None = None) -> Any:
+    """``${NAME}`` in config strings reads the environment: secrets stay out of the file."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            if match.group(1) not in env:
+                raise InputError(f"{path}: ${{{match.group(1)}}} is used but the environment variable is not set")
+            return env[match.group(1)]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, path, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path, env) for v in value]
+    return value
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in environ.items():
@@ -162,7 +183,7 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
             raise InputError(f"{path}: cannot read config: {exc}") from None
         if doc is not None and not isinstance(doc, dict):
             raise InputError(f"{path}: expected a mapping of settings at the top level")
-        data = doc or {}
+        data = _expand(doc or {}, path)
         for key in ("baseline", "state"):  # paths in a config file are relative to it
             if data.get(key) and not Path(str(data[key])).is_absolute():
                 data[key] = str(path.parent / str(data[key]))

@@ -43,6 +43,7 @@ from sgwatch.state import State
 log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
 WATCH_SECONDS = 5.0
+DELIVER_SECONDS = 15.0
 
 Clock = Callable[[], datetime]
 Scanner = Callable[[config_file.Config], Any]  # returns a Snapshot; injected by tests
@@ -120,6 +121,7 @@ class Daemon:
         self._idle = threading.Event()
         self._idle.set()
         self._stopping = threading.Event()
+        self._notify_lock = threading.Lock()
         self.notifier = self._notifier(cfg)
 
     # -- scheduling ----------------------------------------------------------------------------
@@ -129,6 +131,8 @@ class Daemon:
         if first:
             self.scheduler.add_job(self.scan, trigger, id="scan", name="scan", next_run_time=self.clock())
             self.scheduler.add_job(self.watch, IntervalTrigger(seconds=WATCH_SECONDS), id="watch", name="watch")
+            if self.notifier is not None:
+                self.scheduler.add_job(self.deliver, IntervalTrigger(seconds=DELIVER_SECONDS), id="deliver")
         else:
             self.scheduler.reschedule_job("scan", trigger=trigger)
         self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(cfg.interval)))
@@ -234,19 +238,30 @@ class Daemon:
     def _notify(self, lives: dict[str, Any], now: datetime) -> None:
         if self.notifier is None:
             return
-        try:
-            active = [
-                {**life.data, "first_seen": life.first_seen.isoformat().replace("+00:00", "Z")}
-                for life in lives.values()
-            ]
-            self.notifier.process(active, now)
-            self.notifier.deliver_pending(now)
-            stats = self.notifier.stats()
-            with self.telemetry.lock:
-                self.telemetry.notifications = stats.totals()
-                self.telemetry.outbox_pending = stats.pending()
-        except Exception:  # the outbox keeps what was not sent; the next scan retries
-            log.exception("notification pass failed")
+        active = [
+            {**life.data, "first_seen": life.first_seen.isoformat().replace("+00:00", "Z")} for life in lives.values()
+        ]
+        with self._notify_lock:
+            try:
+                self.notifier.process(active, now)
+            except Exception:  # the outbox keeps what it queued; the next scan tries again
+                log.exception("notification pass failed")
+        self.deliver()
+
+    def deliver(self) -> None:
+        """Post what is due in the outbox (also every few seconds, so a receiver back up hears soon)."""
+        if self.notifier is None:
+            return
+        with self._notify_lock:
+            try:
+                self.notifier.deliver_pending(self.clock())
+                stats = self.notifier.stats()
+            except Exception:
+                log.exception("notification delivery failed")
+                return
+        with self.telemetry.lock:
+            self.telemetry.notifications = stats.totals()
+            self.telemetry.outbox_pending = stats.pending()
 
     # -- reload --------------------------------------------------------------------------------
     def watch(self) -> None:

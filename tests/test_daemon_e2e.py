@@ -189,3 +189,41 @@ def test_corrupt_state_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "state file is unusable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_daemon_notifies_a_webhook_once_and_keeps_its_token_out_of_logs(tmp_path: Path, estate: Emulator) -> None:
+    from tests.alertfixtures import Receiver
+
+    receiver = Receiver().start()
+    token = "hook-token-5d41402abc4b2a76b9719d911017c592"
+    port = free_port()
+    cfg = write_config(tmp_path, estate, port)
+    cfg.write_text(cfg.read_text() + (
+        "notifications:\n"
+        "  - type: webhook\n"
+        "    name: siem\n"
+        f"    url: {receiver.url}/hook?token=${{HOOK_TOKEN}}\n"
+        "    secret: ${HOOK_SECRET}\n"
+        "    min_severity: critical\n"
+    ))
+    os.environ["HOOK_TOKEN"], os.environ["HOOK_SECRET"] = token, "hmac-secret-0123456789abcdef"
+    try:
+        daemon = Daemon(cfg, tmp_path / "daemon.log")
+        try:
+            wait_for(lambda: len(receiver.requests) >= 1, what="a webhook delivery")
+            time.sleep(3)  # several more scans: the same findings must not be sent again
+        finally:
+            assert daemon.stop()[0] == 0
+    finally:
+        del os.environ["HOOK_TOKEN"], os.environ["HOOK_SECRET"]
+        receiver.down()
+    bodies = [r.json() for r in receiver.requests]
+    sent = json.dumps(bodies)
+    assert "sg-legacy-db" in sent and "sg-cache" in sent  # the two critical findings
+    assert "sg-bastion" not in sent  # high: below this channel's minimum
+    assert all(r.headers.get("X-Sgwatch-Signature", "").startswith("sha256=") for r in receiver.requests)
+    events = [e for body in bodies for e in body["events"]]
+    ids = [e["finding"]["id"] for e in events]
+    assert len(ids) == len(set(ids)) == 2, "each critical finding is announced once, not at every scan"
+    log = daemon.log.read_text()
+    assert token not in log and "hmac-secret-0123456789abcdef" not in log
