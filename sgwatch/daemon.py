@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -243,6 +244,8 @@ class Daemon:
         ]
         with self._notify_lock:
             try:
+                # `lives` comes from the state, which keeps the findings of unread groups open,
+                # so a region that failed to scan does not read as resolved here either.
                 self.notifier.process(active, now)
             except Exception:  # the outbox keeps what it queued; the next scan tries again
                 log.exception("notification pass failed")
@@ -260,7 +263,8 @@ class Daemon:
                 log.exception("notification delivery failed")
                 return
         with self.telemetry.lock:
-            self.telemetry.notifications = stats.totals()
+            # Every (channel, result) from the start, zeros included, so increase() sees the first failure.
+            self.telemetry.notifications = Counter({(ch, res): n for ch, res, n in stats.samples()})
             self.telemetry.outbox_pending = stats.pending()
 
     # -- reload --------------------------------------------------------------------------------
