@@ -63,7 +63,7 @@ def main() -> int:
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
-               ALIBABA_CLOUD_ECS_METADATA_DISABLED="true")
+               ALIBABA_CLOUD_ECS_METADATA_DISABLED="true", SGWATCH_SCAN__REQUESTS_PER_SECOND="0", SGWATCH_JITTER="0")
     work = Path(tempfile.mkdtemp(prefix="sgwatch-soak-"))
     emu_port, port = free_port(), free_port()
     emulator = subprocess.Popen(
@@ -81,8 +81,7 @@ def main() -> int:
             [sys.executable, "-m", "sgwatch", "run", "--baseline", str(work / "baseline"), "--endpoint", endpoint,
              "--interval", str(args.interval), "--listen", f"127.0.0.1:{port}", "--state", str(work / "s.sqlite"),
              "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**env, "SGWATCH_JITTER": "0",
-                                                                      "SGWATCH_SCAN__REQUESTS_PER_SECOND": "0"})
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         started = time.monotonic()
         warm_rss = warm_cpu = None
         warm_at = 0.0

@@ -68,6 +68,8 @@ class SnapshotBuilder:
         self._meta: dict[GroupKey, Mapping[str, Any]] = {}
 
     def add(self, resp: RawResponse, origin: str | None = None) -> None:
+        if resp.action == "DescribeRegions":
+            return  # which regions exist is the scan's business; it holds no groups
         fault = _Fault(origin)
         body, account = resp.body, resp.account
         region = str(body.get("RegionId") or "")
