@@ -77,8 +77,17 @@ def load(options: RunOptions) -> Loaded:
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
     desired = baseline_file.load(cfg.baseline)
-    watched = [*baseline_file.files_of(cfg.baseline), *([options.config_path] if options.config_path else [])]
-    return Loaded(cfg, desired, {p: _mtime(p) for p in watched})
+    return Loaded(cfg, desired, _watched(options, cfg))
+
+
+def _watched(options: RunOptions, cfg: config_file.Config) -> dict[Path, float]:
+    """The config file and every baseline file, with their modification times."""
+    try:
+        files = baseline_file.files_of(cfg.baseline) if cfg.baseline else []
+    except SgwatchError:
+        files = []  # the folder is gone or empty: that is a change, and reload will say what is wrong
+    paths = [*files, *([options.config_path] if options.config_path else [])]
+    return {p: _mtime(p) for p in paths}
 
 
 def _mtime(path: Path) -> float:
@@ -269,16 +278,16 @@ class Daemon:
 
     # -- reload --------------------------------------------------------------------------------
     def watch(self) -> None:
-        """Reload when a watched file changed (a ConfigMap update, a git pull)."""
-        if any(_mtime(p) != m for p, m in self.loaded.files.items()):
+        """Reload when a watched file changed, appeared or went (a ConfigMap update, a git pull)."""
+        if _watched(self.options, self.loaded.config) != self.loaded.files:
             self.reload("file changed")
 
     def reload(self, why: str) -> None:
         try:
             fresh = load(self.options)
         except SgwatchError as exc:
-            # Keep the last good config; record the new mtimes so a bad file is reported once.
-            self.loaded = Loaded(self.loaded.config, self.loaded.baseline, {p: _mtime(p) for p in self.loaded.files})
+            # Keep the last good config; record what is on disk now so a bad file is reported once.
+            self.loaded = Loaded(self.loaded.config, self.loaded.baseline, _watched(self.options, self.loaded.config))
             log.error("reload failed, keeping the last good config", reason=why, error=str(exc))
             return
         interval_changed = fresh.config.interval != self.loaded.config.interval

@@ -227,3 +227,32 @@ def test_daemon_notifies_a_webhook_once_and_keeps_its_token_out_of_logs(tmp_path
     assert len(ids) == len(set(ids)) == 2, "each critical finding is announced once, not at every scan"
     log = daemon.log.read_text()
     assert token not in log and "hmac-secret-0123456789abcdef" not in log
+
+
+def test_reload_keeps_the_last_good_baseline_and_takes_a_fixed_one(tmp_path: Path, estate: Emulator) -> None:
+    import shutil
+
+    baseline = tmp_path / "baseline"
+    shutil.copytree(DEMO / "baseline", baseline)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cfg = write_config(tmp_path, estate, port)
+    cfg.write_text(cfg.read_text().replace(f"baseline: {DEMO / 'baseline'}", f"baseline: {baseline}"))
+    daemon = Daemon(cfg, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: get(base + "/readyz")[0] == 200, what="/readyz")
+        target = baseline / "default" / "cn-hangzhou.yaml"
+        target.write_text(target.read_text() + "  - id: not-a-group-id\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: '"reload failed, keeping the last good config"' in daemon.log.read_text(), what="reload error")
+        assert get(base + "/healthz")[0] == 200
+        assert value(metrics(base), "sgwatch_drifted_groups") == 8  # still the last good baseline
+        # Accept today's state as the baseline: a file change alone triggers the reload.
+        subprocess.run([sys.executable, "-m", "sgwatch", "baseline", "capture", "--snapshot", str(DEMO / "snapshot"),
+                        "--output", str(tmp_path / "fresh")], check=True, capture_output=True)
+        shutil.rmtree(baseline)
+        shutil.copytree(tmp_path / "fresh", baseline)
+        wait_for(lambda: value(metrics(base), "sgwatch_drifted_groups") == 0, what="drift to clear after reload")
+    finally:
+        assert daemon.stop()[0] == 0
+    assert '"drift resolved"' in daemon.log.read_text()
