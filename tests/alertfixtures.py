@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,6 +24,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.tools import find_tool
 
 T0 = datetime(2025, 1, 6, 9, 0, 0, tzinfo=UTC)
 
@@ -207,15 +207,6 @@ def receiver_fixture() -> Iterator[Receiver]:
 # --- Alertmanager ----------------------------------------------------------------------------------
 
 
-def find_tool(name: str) -> str | None:
-    candidate = Path(sys.executable).parent / name
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    usr = Path("/usr/bin") / name
-    return str(usr) if usr.is_file() else None
 
 
 def free_port() -> int:

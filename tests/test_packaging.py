@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.tools import find_tool, require_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 K8S = ROOT / "deploy" / "kubernetes"
@@ -44,29 +46,8 @@ CLUSTER_SCOPED = {"Namespace"}
 UID = 10001
 
 
-# --- tools -------------------------------------------------------------------------------
 
 
-def find_tool(name: str) -> str | None:
-    """The venv's bin directory first (pip-installed tools), then PATH, then /usr/bin."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    usr = Path("/usr/bin") / name
-    return str(usr) if usr.is_file() else None
-
-
-def require_tool(name: str, how: str) -> str:
-    path = find_tool(name)
-    if path is None:
-        message = f"{name} not found ({how})"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; it is required when CI is set")
-        pytest.skip(message)
-    return path
 
 
 def run(cmd: list[str], timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

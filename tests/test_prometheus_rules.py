@@ -6,16 +6,15 @@ a missing promtool is a failure; locally it is a skip.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
+
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "sgwatch-rules.yml"
@@ -26,26 +25,8 @@ RUNBOOK_URL_PREFIX = "https://github.com/sgwatch/sgwatch/blob/main/docs/runbook.
 SEVERITIES = {"critical", "warning", "info"}
 
 
-def find_tool(name: str) -> str | None:
-    """The venv's bin directory first (pip-installed tools), then PATH, then /usr/bin."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    usr = Path("/usr/bin") / name
-    return str(usr) if usr.is_file() else None
 
 
-def require_tool(name: str, how: str) -> str:
-    path = find_tool(name)
-    if path is None:
-        message = f"{name} not found ({how})"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; it is required when CI is set")
-        pytest.skip(message)
-    return path
 
 
 def load_yaml(path: Path) -> Any:
