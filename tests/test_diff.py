@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,15 +30,15 @@ def test_a_rule_set_does_not_drift_from_itself(a: list[Rule]) -> None:
 
 @given(rules())
 def test_same_id_other_content_is_one_change(rule: Rule) -> None:
-    before = replace(rule, rule_id="sgr-keep")
-    after = replace(before, key=before.key._replace(priority=before.key.priority + 7))
+    before = rule._replace(rule_id="sgr-keep")
+    after = before._replace(key=before.key._replace(priority=before.key.priority + 7))
     changes = diff_rules(KEY, [before], [after])
     assert [(c.kind, c.baseline, c.live) for c in changes] == [("rule_changed", before, after)]
 
 
 @given(rules())
 def test_description_only_change(rule: Rule) -> None:
-    changes = diff_rules(KEY, [rule], [replace(rule, description=rule.description + " (edited)")])
+    changes = diff_rules(KEY, [rule], [rule._replace(description=rule.description + " (edited)")])
     assert [c.kind for c in changes] == ["rule_changed"]
     assert changes[0].live is not None and changes[0].baseline is not None
     assert changes[0].live.key == changes[0].baseline.key

@@ -36,7 +36,7 @@ def with_rules(*specs: str, **kw: object) -> Group:
 
 def egress(spec: str) -> Rule:
     r = _rule(spec)
-    return replace(r, key=r.key._replace(direction="egress"))
+    return r._replace(key=r.key._replace(direction="egress"))
 
 
 def test_removing_the_guard_drop_is_critical_and_adding_a_shadowed_accept_is_quiet() -> None:
@@ -90,9 +90,9 @@ def test_group_changes() -> None:
 
 
 def test_priority_change_without_exposure_change_is_low_and_description_is_info() -> None:
-    a = replace(_rule("accept 1 tcp 443/443 0.0.0.0/0"), rule_id="sgr-1")
-    b = replace(a, key=a.key._replace(priority=5))
-    c = replace(a, description="now documented")
+    a = _rule("accept 1 tcp 443/443 0.0.0.0/0")._replace(rule_id="sgr-1")
+    b = a._replace(key=a.key._replace(priority=5))
+    c = a._replace(description="now documented")
     base = replace(with_rules(), rules=(a,))
     assert kinds(run(base, replace(base, rules=(b,)))) == [("rule_changed", "low", ["no-exposure-change"])]
     assert kinds(run(base, replace(base, rules=(c,)))) == [("rule_changed", "info", ["description-changed"])]

@@ -144,3 +144,19 @@ def test_advanced_group_blocks_egress_by_default() -> None:
     advanced = exposure.evaluate(_group(type_="enterprise"), "egress")
     assert exposure.accepts(basic, "ipv4", "tcp", 443, int(ipaddress.ip_address("1.1.1.1")))
     assert not exposure.accepts(advanced, "ipv4", "tcp", 443, int(ipaddress.ip_address("1.1.1.1")))
+
+
+@given(
+    st.one_of(
+        st.integers(0, 2**32 - 1),
+        st.integers(10 << 24, (11 << 24) - 1),  # 10/8
+        st.integers((192 << 24) | (168 << 16), (192 << 24) | (169 << 16) - 1),  # 192.168/16
+        st.integers(127 << 24, (128 << 24) - 1),
+    ),
+    st.integers(0, 32),
+)
+def test_public_part_shortcut_agrees_with_interval_arithmetic(address: int, prefix: int) -> None:
+    cidr = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(address)}/{prefix}", strict=False))
+    _, interval = addresses.network_interval(cidr)
+    expected = tuple(addresses.intersect([interval], addresses.public("ipv4")))
+    assert addresses.public_part.__wrapped__(cidr) == ("ipv4", expected)

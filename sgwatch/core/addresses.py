@@ -122,9 +122,18 @@ def is_public_address(family: Family, address: int) -> bool:
     return any(low <= address <= high for low, high in public(family))
 
 
+# Text prefixes of private IPv4 blocks, with the shortest prefix length that stays inside them:
+# most rules in an estate are private, and this answers them without parsing.
+_PRIVATE_TEXT = (("10.", 8), ("192.168.", 16), ("127.", 8))
+
+
 @lru_cache(maxsize=65536)
 def public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
     """The part of a CIDR block that lies on the public internet (often empty)."""
+    _, _, bits = cidr.partition("/")
+    for prefix, shortest in _PRIVATE_TEXT:
+        if cidr.startswith(prefix) and bits.isdigit() and int(bits) >= shortest:
+            return "ipv4", ()
     family, interval = network_interval(cidr)
     return family, tuple(intersect([interval], public(family)))
 

@@ -67,8 +67,7 @@ class RuleKey(NamedTuple):
     port_list: str = ""  # PortRangeListId, when the rule's ports come from a port list
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     key: RuleKey
     description: str = ""
     rule_id: str = ""
