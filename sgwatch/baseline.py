@@ -21,6 +21,7 @@ A peer is a CIDR (IPv4 or IPv6), ``sg-…``, ``account/sg-…`` or ``pl-…``.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -28,10 +29,10 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from sgwatch.core import normalize
@@ -49,6 +50,28 @@ from sgwatch.core.model import (
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
+
+
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader resolving plain scalars as YAML 1.2 does, which is what ruamel writes:
+    "on", "no" and "12:30" stay text (YAML 1.1 would make them a boolean and a sexagesimal number)."""
+
+
+_OLD_STYLE = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+_FastLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _OLD_STYLE]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+):
+    _FastLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
 
 HEADER = (
     "sgwatch baseline: the desired state of these security groups.\n"
@@ -207,15 +230,15 @@ def _line_of(doc: Any, loc: Sequence[int | str]) -> int | None:
 
 
 def _parse_file(path: Path, text: str) -> BaselineFile:
-    # The C-backed safe loader is several times faster; the round-trip loader, which knows
-    # line numbers, is only needed to point at an invalid entry.
+    # PyYAML's libyaml loader reads a large baseline several times faster than ruamel's; the
+    # round-trip loader, which knows line numbers, is only needed to point at an invalid entry.
     try:
-        doc = YAML(typ="safe").load(text)
-    except MarkedYAMLError as exc:
+        doc = yaml.load(text, Loader=_FastLoader)
+    except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f":{mark.line + 1}" if mark is not None else ""
         raise InputError(f"{path}{where}: YAML syntax error: {exc.problem}") from None
-    except YAMLError as exc:
+    except yaml.YAMLError as exc:
         raise InputError(f"{path}: YAML syntax error: {exc}") from None
     if doc is None:
         raise InputError(f"{path}: file is empty (expected account, region and security_groups)")

@@ -88,3 +88,14 @@ def test_duplicate_groups_across_files(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text(body)
     with pytest.raises(InputError, match=r"b.yaml: security_groups.0: sg-1 is already defined in .*a.yaml"):
         baseline.load(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["on", "no", "yes", "off", "y", "null", "~", "0x1F", "1e3", "12:30", "#hash", "a: b"])
+def test_descriptions_that_look_like_other_yaml_types_round_trip(tmp_path: Path, text: str) -> None:
+    from tests.test_exposure import _rule
+
+    group = Group("default", "cn-hangzhou", "sg-1", name=text, rules=(_rule("accept 1 tcp 22/22 sg-x")._replace(
+        description=text),))
+    baseline.capture(snapshot_of([group]), tmp_path / "b")
+    loaded = baseline.load(tmp_path / "b").groups[group.key]
+    assert loaded.rules[0].description == text and loaded.name == text
