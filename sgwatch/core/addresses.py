@@ -42,7 +42,7 @@ WIDE_V4 = 2**24  # a /8
 WIDE_V6 = 2**96  # a /32
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1 << 18)
 def network_interval(cidr: str) -> tuple[Family, Interval]:
     addr, _, bits = cidr.partition("/")
     parts = addr.split(".")
@@ -127,7 +127,7 @@ def is_public_address(family: Family, address: int) -> bool:
 _PRIVATE_TEXT = (("10.", 8), ("192.168.", 16), ("127.", 8))
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1 << 18)
 def public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
     """The part of a CIDR block that lies on the public internet (often empty)."""
     _, _, bits = cidr.partition("/")

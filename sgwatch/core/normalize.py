@@ -126,7 +126,7 @@ def _fast_v4(text: str) -> Peer | None:
     )
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1 << 18)
 def cidr(value: str) -> Peer:
     text = value.strip()
     fast = _fast_v4(text)
@@ -192,7 +192,7 @@ _protocol = lru_cache(maxsize=1024)(protocol)
 _policy = lru_cache(maxsize=64)(policy)
 _priority = lru_cache(maxsize=2048)(priority)
 _nic_type = lru_cache(maxsize=64)(nic_type)
-_port_range = lru_cache(maxsize=65536)(port_range)
+_port_range = lru_cache(maxsize=1 << 18)(port_range)
 _DIRECTION: dict[object, Direction] = {
     "ingress": "ingress",
     "egress": "egress",
