@@ -211,23 +211,24 @@ def _evaluate_bucket(
 
 
 def _to_segments(by_ports: dict[_Accepted, list[Interval]], ported: bool) -> list[Segment]:
+    # A sweep over destination ports: between two cuts the same accepted pieces are active.
     if not by_ports:
         return []
-    cuts = sorted({p for (low, high, _) in by_ports for p in (low, high + 1)})
-    pieces = list(by_ports.items())
+    starts: dict[int, list[_Accepted]] = defaultdict(list)
+    ends: dict[int, list[_Accepted]] = defaultdict(list)
+    for piece in by_ports:
+        starts[piece[0]].append(piece)
+        ends[piece[1] + 1].append(piece)
+    active: set[_Accepted] = set()
     out: list[Segment] = []
-    for low, nxt in itertools.pairwise(cuts):
-        high = nxt - 1
-        addrs: list[Interval] = []
-        rules: set[RuleKey | None] = set()
-        for (pl, ph, key), segs in pieces:
-            if pl <= low and high <= ph:
-                addrs.extend(segs)
-                rules.add(key)
-        if not addrs:
+    for low, nxt in itertools.pairwise(sorted(starts.keys() | ends.keys())):
+        active.difference_update(ends.get(low, ()))
+        active.update(starts.get(low, ()))
+        if not active:
             continue
-        merged = tuple(addresses.union(addrs))
-        frozen = frozenset(rules)
+        high = nxt - 1
+        merged = tuple(addresses.union(seg for piece in active for seg in by_ports[piece]))
+        frozen = frozenset(piece[2] for piece in active)
         if out and out[-1].to_port + 1 == low and out[-1].addresses == merged and out[-1].rules == frozen:
             out[-1] = Segment(out[-1].from_port, high, merged, frozen)
         else:
