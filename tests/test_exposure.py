@@ -159,4 +159,4 @@ def test_public_part_shortcut_agrees_with_interval_arithmetic(address: int, pref
     cidr = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(address)}/{prefix}", strict=False))
     _, interval = addresses.network_interval(cidr)
     expected = tuple(addresses.intersect([interval], addresses.public("ipv4")))
-    assert addresses.public_part.__wrapped__(cidr) == ("ipv4", expected)
+    assert addresses.public_part(cidr) == ("ipv4", expected)

@@ -127,13 +127,17 @@ def is_public_address(family: Family, address: int) -> bool:
 _PRIVATE_TEXT = (("10.", 8), ("192.168.", 16), ("127.", 8))
 
 
-@lru_cache(maxsize=1 << 18)
 def public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
     """The part of a CIDR block that lies on the public internet (often empty)."""
     _, _, bits = cidr.partition("/")
     for prefix, shortest in _PRIVATE_TEXT:
         if cidr.startswith(prefix) and bits.isdigit() and int(bits) >= shortest:
-            return "ipv4", ()
+            return "ipv4", ()  # before the cache, so private blocks do not crowd public ones out
+    return _public_part(cidr)
+
+
+@lru_cache(maxsize=1 << 18)
+def _public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
     family, interval = network_interval(cidr)
     return family, tuple(intersect([interval], public(family)))
 
