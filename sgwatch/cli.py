@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sgwatch import __version__, baseline, config, logs
 from sgwatch.core import engine
 from sgwatch.core.checks import CATALOGUE, RANK, SEVERITIES
 from sgwatch.core.findings import Report
-from sgwatch.core.model import Snapshot
+from sgwatch.core.model import ScanError, Snapshot
 from sgwatch.errors import EXIT_DRIFT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, SgwatchError
 from sgwatch.render import json as json_render
 from sgwatch.render import markdown, table
@@ -58,6 +59,12 @@ def _write(text: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise SgwatchError(f"{output}: cannot write report: {exc.strerror or exc}") from None
+
+
+def _echo_unread(what: str, errors: Iterable[ScanError]) -> None:
+    for e in errors:
+        target = f" {e.security_group_id}" if e.security_group_id else ""
+        click.echo(f"{what}: {e.account} {e.region}{target}: {e.code}: {e.message}", err=True)
 
 
 def _live_snapshot(regions: tuple[str, ...], endpoint: str | None, cfg: config.Config) -> Snapshot:
@@ -182,9 +189,7 @@ def capture(
     written = baseline.capture(live, output)
     click.echo(f"wrote {len(live.groups)} groups to {len(written)} file(s) under {output}", err=True)
     if not live.complete:
-        for e in live.errors:
-            target = f" {e.security_group_id}" if e.security_group_id else ""
-            click.echo(f"not captured: {e.account} {e.region}{target}: {e.code}: {e.message}", err=True)
+        _echo_unread("not captured", live.errors)
         sys.exit(EXIT_INCOMPLETE)
 
 
@@ -208,9 +213,7 @@ def snapshot_save(output: Path, regions: tuple[str, ...], endpoint: str | None, 
     except OSError as exc:
         raise SgwatchError(f"{output}: cannot write snapshot: {exc.strerror or exc}") from None
     click.echo(f"wrote {len(raw.responses)} responses to {output}", err=True)
-    for e in raw.errors:
-        target = f" {e.security_group_id}" if e.security_group_id else ""
-        click.echo(f"not read: {e.account} {e.region}{target}: {e.code}: {e.message}", err=True)
+    _echo_unread("not read", raw.errors)
     sys.exit(EXIT_OK if not raw.errors else EXIT_INCOMPLETE)
 
 

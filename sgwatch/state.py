@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sgwatch.core.findings import Finding, Report
+from sgwatch.core.findings import Report
 from sgwatch.errors import InputError
 
 SCHEMA_VERSION = 1
@@ -169,10 +169,6 @@ class State:
                 (_iso(since),),
             ).fetchall()
         return [FindingLife(r[0], _parse(r[1]), _parse(r[2]), _parse(r[3]), json.loads(r[4])) for r in rows]
-
-    def first_seen(self, findings: Iterable[Finding]) -> dict[str, datetime]:
-        lives = self.open_findings()
-        return {f.id: lives[f.id].first_seen for f in findings if f.id in lives}
 
     # -- scans -------------------------------------------------------------------------------
     def add_scan(

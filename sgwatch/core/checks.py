@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sgwatch.core.addresses import any_port_in
+
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
@@ -141,3 +143,23 @@ class CheckSettings:
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled
+
+
+def exposure_class(
+    protocol: str, from_port: int, to_port: int, settings: CheckSettings
+) -> Literal["all-traffic", "database-port", "remote-admin", "icmp"] | None:
+    """What a whole-internet exposure opens, shared by the drift and posture checks.
+
+    None: ports no catalogue entry names (drift calls them unapproved; posture says nothing).
+    """
+    if protocol in ("icmp", "icmpv6"):
+        return "icmp"
+    if protocol == "other" or (protocol in ("tcp", "udp") and (from_port, to_port) == (1, 65535)):
+        return "all-traffic"
+    if protocol not in ("tcp", "udp"):
+        return None
+    if any_port_in(settings.database_ports, from_port, to_port):
+        return "database-port"
+    if any_port_in(settings.admin_ports, from_port, to_port):
+        return "remote-admin"
+    return None

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sgwatch.core import addresses, exposure, posture
 from sgwatch.core.addresses import Family, Interval
-from sgwatch.core.checks import RANK, CheckSettings, Severity, worst
+from sgwatch.core.checks import RANK, CheckSettings, Severity, exposure_class, worst
 from sgwatch.core.diff import Change, diff_group
 from sgwatch.core.exposure import ExposureMap
 from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
@@ -127,17 +127,8 @@ def grade(direction: Direction, piece: _Piece, scope: str, settings: CheckSettin
         return "egress-opened"
     if scope == "narrow":
         return "narrow-public-exposure"
-    if piece.bucket in ("icmp", "icmpv6"):
-        return "internet-icmp"
-    if piece.bucket not in ("tcp", "udp"):
-        return "internet-all-traffic" if piece.bucket == "other" else "internet-unapproved-port"
-    if (piece.from_port, piece.to_port) == (1, 65535):
-        return "internet-all-traffic"
-    if addresses.any_port_in(settings.database_ports, piece.from_port, piece.to_port):
-        return "internet-database-port"
-    if addresses.any_port_in(settings.admin_ports, piece.from_port, piece.to_port):
-        return "internet-remote-admin"
-    return "internet-unapproved-port"
+    kind = exposure_class(piece.bucket, piece.from_port, piece.to_port, settings)
+    return f"internet-{kind}" if kind else "internet-unapproved-port"
 
 
 def _peers(rules: Iterable[RuleKey | None]) -> tuple[str, ...]:

@@ -93,10 +93,6 @@ class Rule(NamedTuple):
     def peer(self) -> Peer:
         return self.key.peer
 
-    @property
-    def ports(self) -> str:
-        return f"{self.key.from_port}/{self.key.to_port}"
-
 
 GroupKey = tuple[str, str, str]  # (account, region, security_group_id)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 
 from sgwatch.core import addresses
-from sgwatch.core.checks import CheckSettings
+from sgwatch.core.checks import CheckSettings, exposure_class
 from sgwatch.core.exposure import decision_order
 from sgwatch.core.findings import Exposure, PostureResult, describe_rule
 from sgwatch.core.model import NO_PORTS, AcceptedExposure, Group, GroupKey, Rule
@@ -22,17 +22,10 @@ def _result(settings: CheckSettings, check: str, group: Group, rule: Rule | None
 def _exposure_check(e: Exposure, settings: CheckSettings) -> str | None:
     if e.direction != "ingress" or e.scope == "narrow":
         return None
-    if e.protocol in ("icmp", "icmpv6"):
-        return "posture-icmp-from-anywhere"
-    if e.protocol == "other" or (e.from_port, e.to_port) == (1, 65535):
-        return "posture-internet-all-traffic"
-    if e.protocol not in ("tcp", "udp"):
+    kind = exposure_class(e.protocol, e.from_port, e.to_port, settings)
+    if kind is None:
         return None
-    if addresses.any_port_in(settings.database_ports, e.from_port, e.to_port):
-        return "posture-internet-database-port"
-    if addresses.any_port_in(settings.admin_ports, e.from_port, e.to_port):
-        return "posture-internet-remote-admin"
-    return None
+    return "posture-icmp-from-anywhere" if kind == "icmp" else f"posture-internet-{kind}"
 
 
 # (protocol, dport low, dport high, sport low, sport high, address low, address high)

@@ -200,17 +200,6 @@ def _page_order(rel: Path) -> list[tuple[int, int, str]]:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
 
 
-def read_dir(path: Path) -> RawScan:
-    """The whole snapshot as raw responses (for replaying it, e.g. through the emulator)."""
-    raw = RawScan()
-    for _, item in iter_dir(path):
-        if isinstance(item, list):
-            raw.errors.extend(item)
-        else:
-            raw.responses.append(item)
-    return raw
-
-
 def _errors(file: Path, data: object) -> list[ScanError]:
     if not isinstance(data, list):
         raise InputError(f"{file}: expected a JSON list of scan errors")
