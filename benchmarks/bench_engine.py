@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch import baseline as baseline_file
+from sgwatch.bulk import gc_paused
 from sgwatch.core import exposure
 from sgwatch.core.checks import CATALOGUE, CheckSettings
 from sgwatch.core.engine import assess
+from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline, Group
 from sgwatch.render import json as json_render
 from sgwatch.render import markdown, table
@@ -198,6 +200,38 @@ def worst_case_group(rng: random.Random) -> Group:
     return next(iter(builder.finish().groups.values()))
 
 
+def timed_report(desired: Baseline, snapshot: Path) -> tuple[float, float, float, float, Report]:
+    """Load, normalise, assess as `sgwatch report` does: returns load, normalise, analyse, posture times."""
+    # One pass over the files, timing JSON apart from normalising.
+    load = normalise = 0.0
+    builder = SnapshotBuilder()
+    files = iter_dir(snapshot)
+    while True:
+        t = time.perf_counter()
+        item = next(files, None)
+        load += time.perf_counter() - t
+        if item is None:
+            break
+        t = time.perf_counter()
+        if isinstance(item[1], RawResponse):
+            builder.add(item[1], item[0])
+        normalise += time.perf_counter() - t
+    t = time.perf_counter()
+    live = builder.finish()
+    normalise += time.perf_counter() - t
+    now = datetime.now(UTC)
+    # The engine as the issue defines it (normalise, diff, exposure, severity), then the
+    # posture checks on their own: the same report, posture switched off and on.
+    no_posture = CheckSettings(disabled=frozenset(c.id for c in CATALOGUE if c.area == "posture"))
+    t = time.perf_counter()
+    assess(desired, live, no_posture, now)
+    analyse = time.perf_counter() - t
+    t = time.perf_counter()
+    report = assess(desired, live, CheckSettings(), now)
+    posture_time = time.perf_counter() - t - analyse
+    return load, normalise, analyse, posture_time, report
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -220,33 +254,9 @@ def main() -> int:
         del base_builder
         print(f"baseline built in memory; RSS so far {rss_mib():,.0f} MiB")
 
-        # One pass over the files, as `sgwatch report` reads them: time JSON apart from normalising.
-        load = normalise = 0.0
-        builder = SnapshotBuilder()
-        files = iter_dir(work / "snapshot")
-        while True:
-            t = time.perf_counter()
-            item = next(files, None)
-            load += time.perf_counter() - t
-            if item is None:
-                break
-            t = time.perf_counter()
-            if isinstance(item[1], RawResponse):
-                builder.add(item[1], item[0])
-            normalise += time.perf_counter() - t
-        t = time.perf_counter()
-        live = builder.finish()
-        normalise += time.perf_counter() - t
-        now = datetime.now(UTC)
-        # The engine as the issue defines it (normalise, diff, exposure, severity), then the
-        # posture checks on their own: the same report, posture switched off and on.
-        no_posture = CheckSettings(disabled=frozenset(c.id for c in CATALOGUE if c.area == "posture"))
-        t = time.perf_counter()
-        assess(desired, live, no_posture, now)
-        analyse = time.perf_counter() - t
-        t = time.perf_counter()
-        report = assess(desired, live, CheckSettings(), now)
-        posture_time = time.perf_counter() - t - analyse
+        # The collector is paused, as `sgwatch report` pauses it (sgwatch.bulk).
+        with gc_paused():
+            load, normalise, analyse, posture_time, report = timed_report(desired, work / "snapshot")
         engine_time = normalise + analyse
         t = time.perf_counter()
         out_json = json_render.render(report)
@@ -284,7 +294,8 @@ def main() -> int:
             (yaml_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (yaml_dir / rel).write_text(text)
         t = time.perf_counter()
-        loaded = baseline_file.load(yaml_dir)
+        with gc_paused():
+            loaded = baseline_file.load(yaml_dir)
         n_rules = sum(len(g.rules) for g in loaded.groups.values())
         took = time.perf_counter() - t
         print(

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sgwatch import __version__, baseline, config, logs
+from sgwatch.bulk import gc_paused
 from sgwatch.core import engine
 from sgwatch.core.checks import CATALOGUE, RANK, SEVERITIES
 from sgwatch.core.findings import Report
@@ -155,9 +156,10 @@ def report(
     path = baseline_path or cfg.baseline
     if path is None:
         raise click.UsageError("give --baseline PATH (or `baseline:` in the config)")
-    desired = baseline.load(path)
-    live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
-    result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
+    with gc_paused():
+        desired = baseline.load(path)
+        live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
+        result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
     color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     _write(_render(result, fmt, color), output)
     sys.exit(exit_code(result, fail_on))
@@ -185,8 +187,9 @@ def capture(
 ) -> None:
     """Write the current state as a baseline (accepted exposures already there are kept)."""
     cfg = config.load(config_path)
-    live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
-    written = baseline.capture(live, output)
+    with gc_paused():
+        live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
+        written = baseline.capture(live, output)
     click.echo(f"wrote {len(live.groups)} groups to {len(written)} file(s) under {output}", err=True)
     if not live.complete:
         _echo_unread("not captured", live.errors)

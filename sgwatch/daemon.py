@@ -33,6 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sgwatch import baseline as baseline_file
 from sgwatch import config as config_file
 from sgwatch import logs
+from sgwatch.bulk import gc_paused
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
@@ -76,7 +77,8 @@ def load(options: RunOptions) -> Loaded:
         cfg = config_file.Config.model_validate({**cfg.model_dump(), **options.overrides})
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
-    desired = baseline_file.load(cfg.baseline)
+    with gc_paused():
+        desired = baseline_file.load(cfg.baseline)
     return Loaded(cfg, desired, _watched(options, cfg))
 
 
@@ -102,7 +104,8 @@ def live_snapshot(cfg: config_file.Config) -> Any:
     from sgwatch.sources.snapshot import parse_scan
 
     raw = live.scan(cfg.live())
-    return raw, parse_scan(raw)
+    with gc_paused():
+        return raw, parse_scan(raw)
 
 
 class Daemon:
@@ -167,7 +170,8 @@ class Daemon:
             log.info("scan started")
             raw, snap = self.scanner(loaded.config)
             self.telemetry.add_stats(raw.stats)
-            report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
+            with gc_paused():
+                report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
             self._finish(scan_id, started, time.monotonic() - t0, report)
         except (AuthError, SgwatchError) as exc:
             self._failed(scan_id, started, time.monotonic() - t0, str(exc))
