@@ -81,6 +81,7 @@ def test_incomplete_snapshot_exits_3_and_still_reports(tmp_path: Path) -> None:
     ("bad_json", "sg-web.json:1: not valid JSON"),
     ("wrong_shape", "not a DescribeSecurityGroups or DescribeSecurityGroupAttribute response"),
     ("bad_rule", "Permissions.Permission[0]: unknown protocol"),
+    ("rule_not_object", "Permissions.Permission[1]: expected an object"),
     ("missing", "snapshot directory not found"),
 ])
 def test_bad_snapshot_is_one_line_exit_2(tmp_path: Path, setup: str, needle: str) -> None:
@@ -94,6 +95,10 @@ def test_bad_snapshot_is_one_line_exit_2(tmp_path: Path, setup: str, needle: str
     elif setup == "bad_rule":
         body = json.loads(target.read_text())
         body["Permissions"]["Permission"][0]["IpProtocol"] = "tcpx"
+        target.write_text(json.dumps(body))
+    elif setup == "rule_not_object":
+        body = json.loads(target.read_text())
+        body["Permissions"]["Permission"][1] = "tcp 22"
         target.write_text(json.dumps(body))
     else:
         shutil.rmtree(snap)

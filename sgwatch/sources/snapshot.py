@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from sgwatch.core import normalize
-from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
+from sgwatch.core.model import Group, GroupKey, Policy, Rule, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
@@ -90,6 +91,8 @@ class SnapshotBuilder:
             part.pages += 1
             for i, perm in enumerate(_list(body, "Permissions", "Permission")):
                 try:
+                    if not isinstance(perm, Mapping):
+                        raise NormalizeError("expected an object (one rule)")
                     part.rules.append(normalize.rule_from_api(perm, account))
                 except NormalizeError as exc:
                     fault(self.snap.errors, account, region, sg, f"{sg} Permissions.Permission[{i}]", str(exc))
@@ -151,13 +154,12 @@ def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapsh
     return snap
 
 
-def _dedupe(rules: Iterable[Rule]) -> tuple[Rule, ...]:
-    # Overlapping pages can repeat a rule; the same content is one rule. Sorted by content so
-    # that equal groups compare equal in one step.
-    seen: dict[RuleKey, Rule] = {}
-    for r in rules:
-        seen.setdefault(r.key, r)
-    return tuple(sorted(seen.values(), key=lambda r: r.key))
+def _dedupe(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    # Overlapping pages can repeat a rule; the same content is one rule (the first one read:
+    # a dict built from the reversed list keeps it). Sorted by content so that equal groups
+    # compare equal in one step; keys are unique, so sorting whole rules sorts by key.
+    seen = dict(zip(map(itemgetter(0), reversed(rules)), reversed(rules), strict=True))
+    return tuple(sorted(seen.values()))
 
 
 def _account_for(rel: Path, body: Mapping[str, Any]) -> str:
