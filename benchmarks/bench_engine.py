@@ -281,7 +281,7 @@ def main() -> int:
 
         rng = random.Random(1)
         worst = worst_case_group(rng)
-        exposure._evaluate.cache_clear()
+        exposure.answer.cache_clear()
         t = time.perf_counter()
         for direction in ("ingress", "egress"):
             exposure.evaluate(worst, direction)

@@ -46,7 +46,8 @@ WIDE_V6 = 2**96  # a /32
 def network_interval(cidr: str) -> tuple[Family, Interval]:
     addr, _, bits = cidr.partition("/")
     parts = addr.split(".")
-    if len(parts) == 4 and bits.isdigit() and all(p.isdigit() for p in parts):
+    digits = addr.replace(".", "")
+    if len(parts) == 4 and bits.isdigit() and digits.isdigit() and digits.isascii():
         # The common case, canonical IPv4 text, without the ipaddress module's overhead.
         value = (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
         host = (1 << (32 - int(bits))) - 1
@@ -138,8 +139,22 @@ def public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
 
 @lru_cache(maxsize=1 << 18)
 def _public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
-    family, interval = network_interval(cidr)
-    return family, tuple(intersect([interval], public(family)))
+    family, (low, high) = network_interval(cidr)
+    space, highs = public(family), _public_highs(family)
+    out = []
+    # Every distinct CIDR of an estate comes through here once: find the first public interval
+    # that can overlap by bisection rather than walking the list.
+    for i in range(bisect.bisect_left(highs, low), len(space)):
+        s_low, s_high = space[i]
+        if s_low > high:
+            break
+        out.append((max(low, s_low), min(high, s_high)))
+    return family, tuple(out)
+
+
+@cache
+def _public_highs(family: Family) -> tuple[int, ...]:
+    return tuple(high for _, high in public(family))
 
 
 def scope(family: Family, intervals: Sequence[Interval]) -> Literal["any", "wide", "narrow"]:

@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 
 from sgwatch.core import addresses, exposure, posture
 from sgwatch.core.addresses import Family, Interval
@@ -141,42 +142,73 @@ class _Graded:
     piece: _Piece
 
 
+_Row = tuple[Family, str, int, int, str, tuple[str, ...], bool, None, None]  # an Exposure after its group fields
+
+
+@lru_cache(maxsize=8192)
+def _steady(q: exposure.Question) -> tuple[_Row, ...]:
+    """The exposures of a question nothing new has touched, worked out once for every group that asks it.
+
+    A basic group's default egress to everywhere is left out: it is the cloud's normal, and
+    listing it for every group would bury what rules actually grant.
+    """
+    live = exposure.answer(q)
+    rows: list[_Row] = []
+    for piece in compare(live, live, ()):
+        peers = _peers(piece.rules)
+        if peers != ("default",):
+            scope = addresses.scope(piece.family, piece.addresses)
+            rows.append(
+                (piece.family, _protocol(piece.bucket), piece.from_port, piece.to_port, scope, peers, False, None, None)
+            )
+    return tuple(rows)
+
+
+def _protocol(bucket: str) -> str:
+    return bucket if bucket in _PUBLIC_PROTOCOLS else "other"
+
+
 def group_exposures(
     group: Group, base: Group, accepted: Sequence[AcceptedExposure], settings: CheckSettings
-) -> list[_Graded]:
-    out: list[_Graded] = []
+) -> tuple[list[Exposure], list[_Graded]]:
+    """The group's live exposures worth listing, and those of them that are new, graded."""
+    listed: list[Exposure] = []
+    new: list[_Graded] = []
+    same = base.rules == group.rules and (base.type, base.vpc_id) == (group.type, group.vpc_id)
+    live_qs = exposure.questions(group)
+    base_qs = live_qs if same else exposure.questions(base)
     for direction in DIRECTIONS:
-        live_map = exposure.evaluate(group, direction)
-        unchanged = base.rules == group.rules and (base.type, base.vpc_id) == (group.type, group.vpc_id)
-        base_map = live_map if unchanged else exposure.evaluate(base, direction)
+        live_q, base_q = live_qs[direction], base_qs[direction]
+        if base_q == live_q:  # the same internet-facing rules: nothing is new
+            listed.extend(Exposure(group.account, group.region, group.id, direction, *row) for row in _steady(live_q))
+            continue
         mine = [a for a in accepted if a.direction == direction]
-        for piece in compare(live_map, base_map, mine):
+        for piece in compare(exposure.answer(live_q), exposure.answer(base_q), mine):
             scope = addresses.scope(piece.family, piece.addresses)
-            new = bool(piece.new_addresses)
-            check = grade(direction, piece, scope, settings) if new else None
+            is_new = bool(piece.new_addresses)
+            check = grade(direction, piece, scope, settings) if is_new else None
             if check is not None and not settings.enabled(check):
-                check, new = None, False
-            out.append(
-                _Graded(
-                    Exposure(
-                        account=group.account,
-                        region=group.region,
-                        security_group_id=group.id,
-                        direction=direction,
-                        family=piece.family,
-                        protocol=piece.bucket if piece.bucket in _PUBLIC_PROTOCOLS else "other",
-                        from_port=piece.from_port,
-                        to_port=piece.to_port,
-                        scope=scope,
-                        peers=_peers(piece.rules),
-                        new=new,
-                        severity=settings.severity(check) if check else None,
-                        check=check,
-                    ),
-                    piece,
-                )
+                check, is_new = None, False
+            e = Exposure(
+                account=group.account,
+                region=group.region,
+                security_group_id=group.id,
+                direction=direction,
+                family=piece.family,
+                protocol=_protocol(piece.bucket),
+                from_port=piece.from_port,
+                to_port=piece.to_port,
+                scope=scope,
+                peers=_peers(piece.rules),
+                new=is_new,
+                severity=settings.severity(check) if check else None,
+                check=check,
             )
-    return out
+            if is_new:
+                new.append(_Graded(e, piece))
+            if is_new or e.peers != ("default",):  # see _steady
+                listed.append(e)
+    return listed, new
 
 
 def _overlaps(rule: Rule, graded: _Graded) -> bool:
@@ -298,11 +330,7 @@ def assess_group(
     # A new group is measured against an empty group of its type: a basic group's default
     # egress is the cloud's normal, not a new exposure.
     reference = base if base is not None else replace(live, rules=())
-    graded = group_exposures(live, reference, accepted, settings)
-    new = [g for g in graded if g.exposure.new]
-    # A basic group's default egress to everywhere is listed only when it is new: it is the cloud's
-    # normal, and listing it for every group would bury what rules actually grant.
-    exposures = [g.exposure for g in graded if g.exposure.new or g.exposure.peers != ("default",)]
+    exposures, new = group_exposures(live, reference, accepted, settings)
     if base is None:
         change = Change("group_added", live.key)
         news = [g.exposure for g in new]

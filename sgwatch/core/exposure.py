@@ -16,11 +16,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sgwatch.core import addresses
 from sgwatch.core.addresses import Family, Interval
-from sgwatch.core.model import NO_PORTS, PORTED, Direction, Group, PeerKind, Rule, RuleKey
+from sgwatch.core.model import NO_PORTS, PORTED, Direction, Group, Peer, PeerKind, Rule, RuleKey
 
 Scope = Literal["any", "wide", "narrow"]
 
@@ -59,7 +59,8 @@ class Segment:
 ExposureMap = dict[tuple[Family, str], list[Segment]]
 
 _Box = tuple[int, int, int, int]  # dport low, dport high, sport low, sport high
-_Accepted = tuple[int, int, RuleKey | None]  # dport low, dport high, granting rule
+_Piece = tuple[int, int, int]  # dport low, dport high, position of the granting rule (-1: the default)
+_Shape = tuple[int, str, _Box]  # what of a rule decides a painting: priority, policy, ports
 
 
 def _box_minus(box: _Box, cut: _Box) -> list[_Box]:
@@ -88,28 +89,38 @@ def _rule_box(k: RuleKey, ported: bool) -> _Box:
     return (dport[0], dport[1], sport[0], sport[1])
 
 
-def _paint(ordered: Sequence[RuleKey], ported: bool, default_accept: bool) -> list[_Accepted]:
-    """Decide one address segment: the destination ports accepted, and by which rule."""
+def _shape(k: RuleKey, ported: bool) -> _Shape:
+    return (k.priority, k.policy, _rule_box(k, ported))
+
+
+@lru_cache(maxsize=1 << 16)
+def _paint(shapes: tuple[_Shape, ...], ported: bool, default_accept: bool) -> tuple[_Piece, ...]:
+    """Decide one address segment: the destination ports accepted, and which rule grants them.
+
+    Takes the shapes of the rules covering the segment, in decision order, and answers with
+    positions in that order (-1 for the group type's default). Only shapes decide, so every
+    segment and group whose rules have the same ports, priorities and policies shares the work.
+    """
     space: _Box = (*_PORT_SPACE, *_PORT_SPACE) if ported else (0, 0, 0, 0)
     undecided = [space]
-    accepted: list[_Accepted] = []
+    accepted: list[_Piece] = []
     # Rules of equal precedence decide together, so each of them is credited with what it grants.
-    for _, tier in itertools.groupby(ordered, key=lambda k: (k.priority, k.policy)):
+    for _, tier in itertools.groupby(enumerate(shapes), key=lambda item: item[1][:2]):
         if not undecided:
             break
-        cuts = [(key, _rule_box(key, ported)) for key in tier]
-        for key, cut in cuts:
-            if key.policy != "accept":
+        cuts = list(tier)
+        for pos, (_, policy, cut) in cuts:
+            if policy != "accept":
                 continue
             for dl, dh, sl, sh in undecided:
                 il, ih = max(dl, cut[0]), min(dh, cut[1])
                 if il <= ih and max(sl, cut[2]) <= min(sh, cut[3]):
-                    accepted.append((il, ih, key))
-        for _, cut in cuts:
+                    accepted.append((il, ih, pos))
+        for _, (_, _, cut) in cuts:
             undecided = [piece for box in undecided for piece in _box_minus(box, cut)]
     if default_accept:
-        accepted.extend((dl, dh, None) for dl, dh, _, _ in undecided)
-    return accepted
+        accepted.extend((dl, dh, -1) for dl, dh, _, _ in undecided)
+    return tuple(accepted)
 
 
 def precedence(key: RuleKey) -> tuple[int, bool, RuleKey]:
@@ -121,45 +132,51 @@ def decision_order(rules: Sequence[Rule]) -> list[Rule]:
     return sorted(rules, key=lambda r: precedence(r.key))
 
 
-def internet_rules(group: Group, direction: Direction) -> tuple[RuleKey, ...]:
-    """The rules that can match internet traffic, in decision order.
+class Question(NamedTuple):
+    """What decides a group's exposure in one direction: its internet rules, in decision order, and its default."""
+
+    rules: tuple[RuleKey, ...]
+    default_accept: bool
+
+
+@lru_cache(maxsize=1 << 18)
+def _internet_part(peer: Peer) -> tuple[Interval, ...]:
+    """The public addresses a peer names (none for groups, prefix lists and private blocks)."""
+    return addresses.public_part(peer.value)[1] if peer.kind in _CIDR_KINDS else ()
+
+
+def questions(group: Group) -> dict[Direction, Question]:
+    """Per direction, the rules that can match internet traffic, in decision order, and the default.
 
     In a VPC every rule governs internet traffic; in the classic network only ``internet``
-    NIC rules do. Group and prefix-list peers never match a public address.
+    NIC rules do. Group and prefix-list peers never match a public address, and leaving out
+    private peers too makes groups that differ only in private rules share one evaluation.
     """
     classic = not group.vpc_id
-    chosen = [
-        k
-        for k in (r.key for r in group.rules)
-        if k.direction == direction
-        and k.peer.kind in _CIDR_KINDS
-        and not (classic and k.nic_type != "internet")
-        # A private peer can never match a public address: leaving it out makes groups that
-        # differ only in private rules share one cached evaluation.
-        and addresses.public_part(k.peer.value)[1]
-    ]
-    return tuple(sorted(chosen, key=precedence))
+    chosen: dict[Direction, list[RuleKey]] = {"ingress": [], "egress": []}
+    for k, _, _ in group.rules:
+        if _internet_part(k.peer) and not (classic and k.nic_type != "internet"):
+            chosen[k.direction].append(k)
+    return {
+        d: Question(tuple(sorted(keys, key=precedence)), default_accepts(group.type, d)) for d, keys in chosen.items()
+    }
 
 
 def evaluate(group: Group, direction: Direction) -> ExposureMap:
     """Everything the public internet can reach (or be reached at) through this group."""
-    return _evaluate(internet_rules(group, direction), default_accepts(group.type, direction))
+    return answer(questions(group)[direction])
 
 
 @lru_cache(maxsize=8192)
-def _evaluate(ordered: tuple[RuleKey, ...], default_accept: bool) -> ExposureMap:
+def answer(q: Question) -> ExposureMap:
+    """The exposure a question decides. The map is shared between callers: do not change it."""
     # Cached on content: estates repeat the same public rules (80/443, an office /24) in many
     # groups, and the baseline and live sides of an unchanged group are the same question.
+    ordered, default_accept = q
     result: ExposureMap = {}
     for family in FAMILIES:
         kind = _FAMILY_KIND[family]
-        fam_rules: list[tuple[RuleKey, Sequence[Interval]]] = []
-        for key in ordered:
-            if key.peer.kind is not kind:
-                continue
-            _, part = addresses.public_part(key.peer.value)
-            if part:
-                fam_rules.append((key, part))
+        fam_rules = [(key, _internet_part(key.peer)) for key in ordered if key.peer.kind is kind]
         if not fam_rules and not default_accept:
             continue
         for bucket in buckets(family, (k.protocol for k, _ in fam_rules)):
@@ -173,53 +190,61 @@ def _evaluate(ordered: tuple[RuleKey, ...], default_accept: bool) -> ExposureMap
 
 def _evaluate_bucket(
     family: Family,
-    chosen: list[tuple[RuleKey, Sequence[Interval]]],
+    chosen: Sequence[tuple[RuleKey, Sequence[Interval]]],
     ported: bool,
     default_accept: bool,
 ) -> list[Segment]:
     # Sweep the public address space; between two consecutive boundaries the set of rules
-    # covering an address does not change, so one painting decides the whole stretch.
+    # covering an address does not change, so one painting decides the whole stretch. Rules
+    # are named by their position in `chosen` (decision order) until the segments are built.
     starts: dict[int, list[int]] = defaultdict(list)
     ends: dict[int, list[int]] = defaultdict(list)
     for pos, (_, part) in enumerate(chosen):
         for low, high in part:
             starts[low].append(pos)
             ends[high + 1].append(pos)
+    shapes = [_shape(k, ported) for k, _ in chosen]
     public = addresses.public(family)
     points = sorted({*starts, *ends, *(p for low, high in public for p in (low, high + 1))})
     active: set[int] = set()
-    memo: dict[frozenset[int], list[_Accepted]] = {}
-    by_ports: dict[_Accepted, list[Interval]] = defaultdict(list)
+    memo: dict[tuple[int, ...], tuple[_Piece, ...]] = {}
+    runs_of: dict[_Piece, list[Interval]] = defaultdict(list)  # accepted ports -> address runs
     pub_i = 0
     for n, point in enumerate(points[:-1]):
         for pos in ends.get(point, ()):
             active.discard(pos)
         active.update(starts.get(point, ()))
-        seg = (point, points[n + 1] - 1)
-        while pub_i < len(public) and public[pub_i][1] < seg[0]:
+        while pub_i < len(public) and public[pub_i][1] < point:
             pub_i += 1
-        if pub_i >= len(public) or public[pub_i][0] > seg[0]:
+        if pub_i >= len(public) or public[pub_i][0] > point:
             continue  # not public address space
-        key = frozenset(active)
-        painted = memo.get(key)
+        order = tuple(sorted(active))
+        painted = memo.get(order)
         if painted is None:
-            # `chosen` is in decision order, so sorted positions are too.
-            painted = memo[key] = _paint([chosen[p][0] for p in sorted(active)], ported, default_accept)
+            painted = memo[order] = tuple(
+                (dl, dh, order[j] if j >= 0 else -1)
+                for dl, dh, j in _paint(tuple(shapes[p] for p in order), ported, default_accept)
+            )
+        end = points[n + 1] - 1
         for piece in painted:
-            by_ports[piece].append(seg)
-    return _to_segments(by_ports, ported)
+            runs = runs_of[piece]
+            if runs and runs[-1][1] + 1 == point:  # segments come in address order: extend the last run
+                runs[-1] = (runs[-1][0], end)
+            else:
+                runs.append((point, end))
+    return _to_segments(runs_of, ported, [k for k, _ in chosen])
 
 
-def _to_segments(by_ports: dict[_Accepted, list[Interval]], ported: bool) -> list[Segment]:
+def _to_segments(runs_of: dict[_Piece, list[Interval]], ported: bool, keys: list[RuleKey]) -> list[Segment]:
     # A sweep over destination ports: between two cuts the same accepted pieces are active.
-    if not by_ports:
+    if not runs_of:
         return []
-    starts: dict[int, list[_Accepted]] = defaultdict(list)
-    ends: dict[int, list[_Accepted]] = defaultdict(list)
-    for piece in by_ports:
+    starts: dict[int, list[_Piece]] = defaultdict(list)
+    ends: dict[int, list[_Piece]] = defaultdict(list)
+    for piece in runs_of:
         starts[piece[0]].append(piece)
         ends[piece[1] + 1].append(piece)
-    active: set[_Accepted] = set()
+    active: set[_Piece] = set()
     out: list[Segment] = []
     for low, nxt in itertools.pairwise(sorted(starts.keys() | ends.keys())):
         active.difference_update(ends.get(low, ()))
@@ -227,8 +252,8 @@ def _to_segments(by_ports: dict[_Accepted, list[Interval]], ported: bool) -> lis
         if not active:
             continue
         high = nxt - 1
-        merged = tuple(addresses.union(seg for piece in active for seg in by_ports[piece]))
-        frozen = frozenset(piece[2] for piece in active)
+        merged = tuple(addresses.union(run for piece in active for run in runs_of[piece]))
+        frozen = frozenset(keys[piece[2]] if piece[2] >= 0 else None for piece in active)
         if out and out[-1].to_port + 1 == low and out[-1].addresses == merged and out[-1].rules == frozen:
             out[-1] = Segment(out[-1].from_port, high, merged, frozen)
         else:

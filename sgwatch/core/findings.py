@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sgwatch.core.addresses import Family
 from sgwatch.core.checks import RANK, SEVERITIES, Severity
@@ -46,8 +46,9 @@ def describe_rule(rule: Rule) -> str:
     return f"{k.policy} {k.protocol}{ports} {word} {k.peer} (priority {k.priority})"
 
 
-@dataclass(frozen=True, slots=True)
-class Exposure:
+# Values, and many of them (one per port run per group): a tuple builds ~5x faster than a
+# frozen dataclass.
+class Exposure(NamedTuple):
     account: str
     region: str
     security_group_id: str
@@ -131,8 +132,7 @@ class Finding:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class PostureResult:
+class PostureResult(NamedTuple):
     check: str
     severity: Severity
     account: str

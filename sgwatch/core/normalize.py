@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Callable, Mapping
+from functools import lru_cache, partial
 from typing import Any
 
 from sgwatch.core.model import (
@@ -153,37 +153,37 @@ def peer_from_text(value: str) -> Peer:
     return cidr(text)
 
 
-def _s(raw: Mapping[str, Any], name: str) -> str:
-    value = raw.get(name)
+def _text(value: object) -> str:
     if not value:
         return ""
     return value.strip() if isinstance(value, str) else str(value).strip()
 
 
-_PEER_FIELDS = {
-    side: (f"{side}CidrIp", f"Ipv6{side}CidrIp", f"{side}GroupId", f"{side}GroupOwnerAccount", f"{side}PrefixListId")
-    for side in ("Source", "Dest")
+# The peer fields of each direction: CIDR, IPv6 CIDR, group, group owner, prefix list.
+_PEER_FIELDS: dict[str, tuple[str, str, str, str, str]] = {
+    direction: (f"{s}CidrIp", f"Ipv6{s}CidrIp", f"{s}GroupId", f"{s}GroupOwnerAccount", f"{s}PrefixListId")
+    for direction, s in (("ingress", "Source"), ("egress", "Dest"))
 }
 
 
-def _peer(raw: Mapping[str, Any], direction: Direction, account: str) -> Peer:
-    side = "Source" if direction == "ingress" else "Dest"
-    f_v4, f_v6, f_group, f_owner, f_prefix = _PEER_FIELDS[side]
-    group = _s(raw, f_group)
+def _peer(get: Callable[[str], Any], direction: Direction, account: str) -> Peer:
+    f_v4, f_v6, f_group, f_owner, f_prefix = _PEER_FIELDS[direction]
+    group = _text(get(f_group))
     if group:
         # The owner is "" for the same account; the API sometimes echoes our own id.
-        owner = _s(raw, f_owner)
+        owner = _text(get(f_owner))
         return Peer(PeerKind.GROUP, group, "" if owner == account else owner)
-    v4 = _s(raw, f_v4)
+    v4 = _text(get(f_v4))
     if v4:
         return cidr(v4)
-    v6 = _s(raw, f_v6)
+    v6 = _text(get(f_v6))
     if v6:
         return cidr(v6)
-    prefix = _s(raw, f_prefix)
+    prefix = _text(get(f_prefix))
     if prefix:
         return Peer(PeerKind.PREFIX_LIST, prefix)
-    raise NormalizeError(f"rule has no {side.lower()} peer (CIDR, IPv6 CIDR, group or prefix list)")
+    side = "source" if direction == "ingress" else "destination"
+    raise NormalizeError(f"rule has no {side} peer (CIDR, IPv6 CIDR, group or prefix list)")
 
 
 # The cloud's values come from small sets; caching each parse turns a million rules into
@@ -203,6 +203,12 @@ _DIRECTION: dict[object, Direction] = {
 }
 
 
+# tuple.__new__ straight from C: a NamedTuple's own __new__ is a Python function, and a
+# million rules make that a second.
+_new_key = partial(tuple.__new__, RuleKey)
+_new_rule = partial(tuple.__new__, Rule)
+
+
 def rule_from_api(raw: Mapping[str, Any], account: str = "") -> Rule:
     """One ``Permission`` of a DescribeSecurityGroupAttribute response."""
     get = raw.get
@@ -211,25 +217,23 @@ def rule_from_api(raw: Mapping[str, Any], account: str = "") -> Rule:
         raise NormalizeError(f"unknown Direction {get('Direction')!r}")
     try:
         proto = _protocol(get("IpProtocol", ""))
-        from_port, to_port = _port_range(get("PortRange"), proto)
         src = get("SourcePortRange")
-        src_from, src_to = _port_range(src, proto, source=True) if src else NO_PORTS
-        key = RuleKey(
-            direction,
-            proto,
-            from_port,
-            to_port,
-            src_from,
-            src_to,
-            _peer(raw, direction, account),
-            _policy(get("Policy")),
-            _priority(get("Priority")),
-            _nic_type(get("NicType")),
-            _s(raw, "PortRangeListId"),
+        key = _new_key(
+            (
+                direction,
+                proto,
+                *_port_range(get("PortRange"), proto),
+                *(_port_range(src, proto, source=True) if src else NO_PORTS),
+                _peer(get, direction, account),
+                _policy(get("Policy")),
+                _priority(get("Priority")),
+                _nic_type(get("NicType")),
+                _text(get("PortRangeListId")),
+            )
         )
     except TypeError:  # an unhashable value (a list where a string belongs) cannot be cached
         raise NormalizeError("a rule field holds a list or object where a value belongs") from None
-    return Rule(key, _s(raw, "Description"), _s(raw, "SecurityGroupRuleId"))
+    return _new_rule((key, _text(get("Description")), _text(get("SecurityGroupRuleId"))))
 
 
 def rule_to_api(rule: Rule) -> dict[str, Any]:
