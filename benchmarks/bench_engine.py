@@ -255,7 +255,7 @@ def main() -> int:
         print(f"baseline built in memory; RSS so far {rss_mib():,.0f} MiB")
 
         # The collector is paused, as `sgwatch report` pauses it (sgwatch.bulk).
-        with gc_paused():
+        with gc_paused(freeze=True):
             load, normalise, analyse, posture_time, report = timed_report(desired, work / "snapshot")
         engine_time = normalise + analyse
         t = time.perf_counter()

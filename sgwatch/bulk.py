@@ -21,8 +21,14 @@ _resume = False
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the collector for the block; safe to nest and to enter from several threads."""
+def gc_paused(*, freeze: bool = False) -> Iterator[None]:
+    """Pause the collector for the block; safe to nest and to enter from several threads.
+
+    Objects made while it is paused are all young when it resumes, so the next collections
+    walk them once more. ``freeze`` moves them out of the collector's sight for good instead:
+    right for a command that exits after using them, wrong for the daemon, where a cycle made
+    during the block would then never be freed.
+    """
     global _depth, _resume
     with _lock:
         if _depth == 0:
@@ -34,5 +40,7 @@ def gc_paused() -> Iterator[None]:
     finally:
         with _lock:
             _depth -= 1
+            if freeze:
+                gc.freeze()
             if _depth == 0 and _resume:
                 gc.enable()

@@ -156,7 +156,7 @@ def report(
     path = baseline_path or cfg.baseline
     if path is None:
         raise click.UsageError("give --baseline PATH (or `baseline:` in the config)")
-    with gc_paused():
+    with gc_paused(freeze=True):  # the process ends after the report
         desired = baseline.load(path)
         live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
         result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
@@ -187,7 +187,7 @@ def capture(
 ) -> None:
     """Write the current state as a baseline (accepted exposures already there are kept)."""
     cfg = config.load(config_path)
-    with gc_paused():
+    with gc_paused(freeze=True):
         live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
         written = baseline.capture(live, output)
     click.echo(f"wrote {len(live.groups)} groups to {len(written)} file(s) under {output}", err=True)

@@ -49,3 +49,14 @@ def test_overlapping_threads_resume_once_the_last_leaves() -> None:
     leave.set()
     t.join(5)
     assert gc.isenabled()
+
+
+def test_freeze_keeps_what_the_block_built_out_of_collections() -> None:
+    before = gc.get_freeze_count()
+    try:
+        with gc_paused(freeze=True):
+            built = [[n] for n in range(1000)]
+        assert gc.get_freeze_count() >= before + len(built)
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
