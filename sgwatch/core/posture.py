@@ -12,7 +12,7 @@ from sgwatch.core import addresses
 from sgwatch.core.checks import CheckSettings, exposure_class
 from sgwatch.core.exposure import decision_order
 from sgwatch.core.findings import Exposure, PostureResult, describe_rule
-from sgwatch.core.model import NO_PORTS, AcceptedExposure, Group, GroupKey, Rule
+from sgwatch.core.model import NO_PORTS, AcceptedExposure, Group, GroupKey, PeerKind, Rule
 
 
 def _result(settings: CheckSettings, check: str, group: Group, rule: Rule | None, message: str) -> PostureResult:
@@ -30,50 +30,66 @@ def _exposure_check(e: Exposure, settings: CheckSettings) -> str | None:
 
 # (protocol, dport low, dport high, sport low, sport high, address low, address high)
 _Extent = tuple[str, int, int, int, int, int, int]
+_Block = tuple[int, int]  # (prefix length, first address): the CIDR block a rule's peer names
 
 
-def _extent(rule: Rule) -> tuple[tuple[str, str], _Extent]:
-    """What a rule matches: a bucket key (rules in other buckets never cover it) and its ranges."""
+def _extent(rule: Rule) -> tuple[tuple[str, str], _Extent, _Block, int]:
+    """What a rule matches: a bucket key (rules in other buckets never cover it), its ranges,
+    its address block and the family's width in bits (0 for a group or prefix-list peer)."""
     k = rule.key
     dports = (0, 65535) if (k.from_port, k.to_port) == NO_PORTS else (k.from_port, k.to_port)
     sports = (0, 65535) if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
     if k.peer.is_cidr:
         _, (low, high) = addresses.network_interval(k.peer.value)
         bucket = (k.nic_type, k.peer.kind.value)
+        width = 32 if k.peer.kind is PeerKind.CIDR4 else 128
+        block = (int(k.peer.value.rpartition("/")[2]), low)
     else:
-        low = high = 0
+        low = high = width = 0
         bucket = (k.nic_type, str(k.peer))
-    return bucket, (k.protocol, dports[0], dports[1], sports[0], sports[1], low, high)
+        block = (0, 0)
+    return bucket, (k.protocol, dports[0], dports[1], sports[0], sports[1], low, high), block, width
 
 
 def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
     """(rule, the higher-precedence rule that covers it) for rules that decide nothing.
 
     Only cover by one rule is found; a rule covered by the union of several is not reported.
+    Earlier rules are indexed by their CIDR block: the blocks that can contain a rule's block
+    are the few of its own start address at the prefix lengths in use, so a group of n rules
+    costs n lookups per prefix length, not n * n comparisons.
     """
     out: list[tuple[Rule, Rule]] = []
-    earlier: dict[tuple[str, str, str], list[tuple[int, str, _Extent, Rule]]] = {}
-    for rule in decision_order(group.rules):
+    blocks: dict[tuple[str, str, str], dict[_Block, list[tuple[int, int, str, _Extent, Rule]]]] = {}
+    lengths: dict[tuple[str, str, str], set[int]] = {}
+    for seq, rule in enumerate(decision_order(group.rules)):
         k = rule.key
-        bucket, ext = _extent(rule)
-        candidates = earlier.setdefault((k.direction, *bucket), [])
-        proto, dl, dh, sl, sh, al, ah = ext
-        for priority, policy, (eproto, edl, edh, esl, esh, eal, eah), by in candidates:
-            # `earlier` covers `rule`: this loop runs millions of times on a large estate, hence inline.
-            if (
-                edl <= dl
-                and dh <= edh
-                and eal <= al
-                and ah <= eah
-                and (eproto == proto or eproto == "all")
-                and esl <= sl
-                and sh <= esh
-                # Equal precedence and equal policy decide alike: redundant, not shadowed.
-                and not (priority == k.priority and policy == k.policy)
-            ):
-                out.append((rule, by))
-                break
-        candidates.append((k.priority, k.policy, ext, rule))
+        bucket, ext, (bits, _), width = _extent(rule)
+        where = (k.direction, *bucket)
+        index, used = blocks.setdefault(where, {}), lengths.setdefault(where, set())
+        proto, dl, dh, sl, sh, al, _ = ext
+        cover: tuple[int, Rule] | None = None  # the first in decision order, when several cover
+        for length in used:
+            if length > bits:
+                continue
+            start = al >> (width - length) << (width - length)
+            for n, priority, policy, (eproto, edl, edh, esl, esh, _, _), by in index.get((length, start), ()):
+                if (
+                    edl <= dl
+                    and dh <= edh
+                    and (eproto == proto or eproto == "all")
+                    and esl <= sl
+                    and sh <= esh
+                    # Equal precedence and equal policy decide alike: redundant, not shadowed.
+                    and not (priority == k.priority and policy == k.policy)
+                    and (cover is None or n < cover[0])
+                ):
+                    cover = (n, by)
+                    break  # a block's list is in decision order
+        if cover is not None:
+            out.append((rule, cover[1]))
+        index.setdefault((bits, al), []).append((seq, k.priority, k.policy, ext, rule))
+        used.add(bits)
     return out
 
 
