@@ -115,6 +115,7 @@ def _expand(value: Any, path: Path, environ: Mapping[str, str] | None = None) ->
     """``${NAME}`` in config strings reads the environment: secrets stay out of the file."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):
+
         def sub(match: re.Match[str]) -> str:
             if match.group(1) not in env:
                 raise InputError(f"{path}: ${{{match.group(1)}}} is used but the environment variable is not set")

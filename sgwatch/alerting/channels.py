@@ -111,6 +111,7 @@ def _secret_url(value: SecretStr) -> SecretStr:
 
 SecretUrl = Annotated[SecretStr, BeforeValidator(_from_env), AfterValidator(_secret_url)]
 
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -130,9 +131,7 @@ def _app_error(data: Any, code_keys: Sequence[str], retry_codes: frozenset[int],
         if number == 0:
             return
         msg = data.get("errmsg") or data.get("msg") or data.get("StatusMessage") or ""
-        raise DeliveryError(
-            f"{what} error {number}: {scrub(str(msg), secrets)}", retryable=number in retry_codes
-        )
+        raise DeliveryError(f"{what} error {number}: {scrub(str(msg), secrets)}", retryable=number in retry_codes)
 
 
 def _parse_body(body: bytes) -> Any:

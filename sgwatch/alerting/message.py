@@ -114,8 +114,10 @@ def view(event: Event) -> View:
     rules: list[tuple[str, str, str]] = []
     live, base = f.get("live"), f.get("baseline")
     if live and base:
-        rules = [("baseline", rule_text(base), str(base.get("description") or "")),
-                 ("live", rule_text(live), str(live.get("description") or ""))]
+        rules = [
+            ("baseline", rule_text(base), str(base.get("description") or "")),
+            ("live", rule_text(live), str(live.get("description") or "")),
+        ]
     elif live or base:
         rule = live or base
         assert rule is not None

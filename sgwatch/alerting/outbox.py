@@ -339,8 +339,12 @@ class Notifier:
                 ).fetchall()
             if expired > 0:
                 self._count(report, ch.name, "expired", expired)
-                log.error("notifications expired undelivered", channel=ch.name, count=expired,
-                          max_age_seconds=ch.max_age.total_seconds())
+                log.error(
+                    "notifications expired undelivered",
+                    channel=ch.name,
+                    count=expired,
+                    max_age_seconds=ch.max_age.total_seconds(),
+                )
             if not rows or rows[0][1] > ts:
                 return
             ids = [r[0] for r in rows]
@@ -380,8 +384,13 @@ class Notifier:
         report.retries[ch.name] += 1
         with self._db:
             self._stats.add_retry(ch.name)
-        log.warning("notification delivery failed, will retry", channel=ch.name, error=str(exc),
-                    attempts=attempts, retry_in_seconds=delay.total_seconds())
+        log.warning(
+            "notification delivery failed, will retry",
+            channel=ch.name,
+            error=str(exc),
+            attempts=attempts,
+            retry_in_seconds=delay.total_seconds(),
+        )
 
     def _drop(self, ch: ChannelBase, ids: list[int], error: str, report: DeliveryReport) -> None:
         with self._db, _tx(self._conn):
