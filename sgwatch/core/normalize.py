@@ -168,16 +168,17 @@ _PEER_FIELDS: dict[str, tuple[str, str, str, str, str]] = {
 
 def _peer(get: Callable[[str], Any], direction: Direction, account: str) -> Peer:
     f_v4, f_v6, f_group, f_owner, f_prefix = _PEER_FIELDS[direction]
-    group = _text(get(f_group))
-    if group:
+    # Most of these fields are "" (the API sends every field): test before cleaning.
+    group = get(f_group)
+    if group and (group := _text(group)):
         # The owner is "" for the same account; the API sometimes echoes our own id.
         owner = _text(get(f_owner))
         return Peer(PeerKind.GROUP, group, "" if owner == account else owner)
-    v4 = _text(get(f_v4))
-    if v4:
+    v4 = get(f_v4)
+    if v4 and (v4 := _text(v4)):
         return cidr(v4)
-    v6 = _text(get(f_v6))
-    if v6:
+    v6 = get(f_v6)
+    if v6 and (v6 := _text(v6)):
         return cidr(v6)
     prefix = _text(get(f_prefix))
     if prefix:

@@ -91,9 +91,10 @@ class SnapshotBuilder:
             part.pages += 1
             for i, perm in enumerate(_list(body, "Permissions", "Permission")):
                 try:
-                    if not isinstance(perm, Mapping):
-                        raise NormalizeError("expected an object (one rule)")
-                    part.rules.append(normalize.rule_from_api(perm, account))
+                    try:
+                        part.rules.append(normalize.rule_from_api(perm, account))
+                    except AttributeError:  # no .get: a string or list where a rule belongs
+                        raise NormalizeError("expected an object (one rule)") from None
                 except NormalizeError as exc:
                     fault(self.snap.errors, account, region, sg, f"{sg} Permissions.Permission[{i}]", str(exc))
                     part.failed = True
