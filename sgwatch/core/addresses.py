@@ -42,8 +42,8 @@ WIDE_V4 = 2**24  # a /8
 WIDE_V6 = 2**96  # a /32
 
 
-@lru_cache(maxsize=1 << 18)
-def network_interval(cidr: str) -> tuple[Family, Interval]:
+def parse_network(cidr: str) -> tuple[Family, Interval]:
+    """A canonical CIDR's family and first and last address (see network_interval for a cached one)."""
     addr, _, bits = cidr.partition("/")
     parts = addr.split(".")
     digits = addr.replace(".", "")
@@ -55,6 +55,9 @@ def network_interval(cidr: str) -> tuple[Family, Interval]:
     net = ipaddress.ip_network(cidr, strict=False)
     family: Family = "ipv4" if net.version == 4 else "ipv6"
     return family, (int(net.network_address), int(net.broadcast_address))
+
+
+network_interval = lru_cache(maxsize=1 << 18)(parse_network)
 
 
 def subtract(intervals: Sequence[Interval], holes: Sequence[Interval]) -> list[Interval]:
@@ -129,21 +132,18 @@ _PRIVATE_TEXT = (("10.", 8), ("192.168.", 16), ("127.", 8))
 
 
 def public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
-    """The part of a CIDR block that lies on the public internet (often empty)."""
+    """The part of a CIDR block that lies on the public internet (often empty).
+
+    Not cached: the evaluator caches it per peer (exposure.internet_part).
+    """
     _, _, bits = cidr.partition("/")
     for prefix, shortest in _PRIVATE_TEXT:
         if cidr.startswith(prefix) and bits.isdigit() and int(bits) >= shortest:
-            return "ipv4", ()  # before the cache, so private blocks do not crowd public ones out
-    return _public_part(cidr)
-
-
-@lru_cache(maxsize=1 << 18)
-def _public_part(cidr: str) -> tuple[Family, tuple[Interval, ...]]:
-    family, (low, high) = network_interval(cidr)
+            return "ipv4", ()
+    family, (low, high) = parse_network(cidr)
     space, highs = public(family), _public_highs(family)
     out = []
-    # Every distinct CIDR of an estate comes through here once: find the first public interval
-    # that can overlap by bisection rather than walking the list.
+    # Bisect to the first public interval that can overlap rather than walk the list.
     for i in range(bisect.bisect_left(highs, low), len(space)):
         s_low, s_high = space[i]
         if s_low > high:

@@ -227,8 +227,7 @@ def _overlaps(rule: Rule, graded: _Graded) -> bool:
         and (k.to_port < e.from_port or k.from_port > e.to_port)
     ):
         return False
-    _, part = addresses.public_part(k.peer.value)
-    return bool(addresses.intersect(part, piece.new_addresses))
+    return bool(addresses.intersect(exposure.internet_part(k.peer), piece.new_addresses))
 
 
 def _attribute(changes: list[Change], new: list[_Graded]) -> dict[int, list[_Graded]]:
@@ -265,7 +264,7 @@ def _base_check(change: Change, live: Group | None, base: Group | None) -> str:
         if rule.peer.kind is PeerKind.GROUP and rule.peer.owner:
             return "cross-account-reference"
         return "private-peer-rule"
-    if rule is not None and rule.policy == "accept" and not addresses.public_part(rule.peer.value)[1]:
+    if rule is not None and rule.policy == "accept" and not exposure.internet_part(rule.peer):
         return "private-peer-rule"
     if change.kind == "rule_removed" and change.baseline and change.baseline.policy == "accept":
         return "accept-removed"

@@ -140,7 +140,7 @@ class Question(NamedTuple):
 
 
 @lru_cache(maxsize=1 << 18)
-def _internet_part(peer: Peer) -> tuple[Interval, ...]:
+def internet_part(peer: Peer) -> tuple[Interval, ...]:
     """The public addresses a peer names (none for groups, prefix lists and private blocks)."""
     return addresses.public_part(peer.value)[1] if peer.kind in _CIDR_KINDS else ()
 
@@ -155,7 +155,7 @@ def questions(group: Group) -> dict[Direction, Question]:
     classic = not group.vpc_id
     chosen: dict[Direction, list[RuleKey]] = {"ingress": [], "egress": []}
     for k, _, _ in group.rules:
-        if _internet_part(k.peer) and not (classic and k.nic_type != "internet"):
+        if internet_part(k.peer) and not (classic and k.nic_type != "internet"):
             chosen[k.direction].append(k)
     return {
         d: Question(tuple(sorted(keys, key=precedence)), default_accepts(group.type, d)) for d, keys in chosen.items()
@@ -176,11 +176,11 @@ def answer(q: Question) -> ExposureMap:
     result: ExposureMap = {}
     for family in FAMILIES:
         kind = _FAMILY_KIND[family]
-        fam_rules = [(key, _internet_part(key.peer)) for key in ordered if key.peer.kind is kind]
+        fam_rules = [(key, internet_part(key.peer)) for key in ordered if key.peer.kind is kind]
         if not fam_rules and not default_accept:
             continue
         for bucket in buckets(family, (k.protocol for k, _ in fam_rules)):
-            chosen = [(k, p) for k, p in fam_rules if matches_bucket(k.protocol, bucket)]
+            chosen = [(k, p) for k, p in fam_rules if k.protocol == bucket or k.protocol == "all"]  # matches_bucket
             if not chosen and not default_accept:
                 continue
             # Kept even when empty: an evaluated bucket must not fall back to "other".
@@ -204,7 +204,9 @@ def _evaluate_bucket(
             starts[low].append(pos)
             ends[high + 1].append(pos)
     shapes = [_shape(k, ported) for k, _ in chosen]
-    public = addresses.public(family)
+    # Rule parts are public addresses already, so only the default needs the public space's
+    # own boundaries; without it, a stretch no rule covers decides nothing and is skipped.
+    public = addresses.public(family) if default_accept else ()
     points = sorted({*starts, *ends, *(p for low, high in public for p in (low, high + 1))})
     active: set[int] = set()
     memo: dict[tuple[int, ...], tuple[_Piece, ...]] = {}
@@ -214,16 +216,20 @@ def _evaluate_bucket(
         for pos in ends.get(point, ()):
             active.discard(pos)
         active.update(starts.get(point, ()))
-        while pub_i < len(public) and public[pub_i][1] < point:
-            pub_i += 1
-        if pub_i >= len(public) or public[pub_i][0] > point:
-            continue  # not public address space
+        if not default_accept:
+            if not active:
+                continue
+        else:
+            while pub_i < len(public) and public[pub_i][1] < point:
+                pub_i += 1
+            if pub_i >= len(public) or public[pub_i][0] > point:
+                continue  # not public address space
         order = tuple(sorted(active))
         painted = memo.get(order)
         if painted is None:
             painted = memo[order] = tuple(
                 (dl, dh, order[j] if j >= 0 else -1)
-                for dl, dh, j in _paint(tuple(shapes[p] for p in order), ported, default_accept)
+                for dl, dh, j in _paint(tuple(map(shapes.__getitem__, order)), ported, default_accept)
             )
         end = points[n + 1] - 1
         for piece in painted:

@@ -10,7 +10,7 @@ from datetime import date
 
 from sgwatch.core import addresses
 from sgwatch.core.checks import CheckSettings, exposure_class
-from sgwatch.core.exposure import decision_order
+from sgwatch.core.exposure import decision_order, internet_part
 from sgwatch.core.findings import Exposure, PostureResult, describe_rule
 from sgwatch.core.model import NO_PORTS, AcceptedExposure, Group, GroupKey, PeerKind, Rule
 
@@ -99,7 +99,7 @@ def _database_from_private_cidr(rule: Rule, settings: CheckSettings) -> bool:
         k.direction == "ingress"
         and k.policy == "accept"
         and k.peer.is_cidr
-        and not addresses.public_part(k.peer.value)[1]
+        and not internet_part(k.peer)
         and k.protocol in ("tcp", "all")
         and (k.from_port, k.to_port) != NO_PORTS
         and k.to_port - k.from_port < 100
