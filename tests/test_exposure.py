@@ -134,8 +134,8 @@ def test_segments_carry_scope_and_granting_rules() -> None:
     group = _group("accept 1 tcp 80/80 0.0.0.0/0", "accept 1 tcp 22/22 203.0.114.0/24")
     segs = exposure.evaluate(group, "ingress")[("ipv4", "tcp")]
     assert [(s.from_port, s.to_port, addresses.scope("ipv4", s.addresses), s.rules) for s in segs] == [
-        (22, 22, "narrow", frozenset({group.rules[1].key})),
-        (80, 80, "any", frozenset({group.rules[0].key})),
+        (22, 22, "narrow", (group.rules[1].key,)),
+        (80, 80, "any", (group.rules[0].key,)),
     ]
 
 

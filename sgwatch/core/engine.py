@@ -43,7 +43,7 @@ class _Piece:
     to_port: int
     addresses: tuple[Interval, ...]
     new_addresses: tuple[Interval, ...]
-    rules: frozenset[RuleKey | None]
+    rules: tuple[RuleKey | None, ...]
 
 
 def _allowance(

@@ -52,7 +52,7 @@ class Segment:
     from_port: int
     to_port: int
     addresses: tuple[Interval, ...]
-    rules: frozenset[RuleKey | None]  # the rules that grant it; None for the group type's default
+    rules: tuple[RuleKey | None, ...]  # the rules that grant it, in decision order; None: the type's default
 
 
 # (family, protocol bucket) -> sorted, disjoint segments
@@ -195,22 +195,20 @@ def _evaluate_bucket(
     default_accept: bool,
 ) -> list[Segment]:
     # Sweep the public address space; between two consecutive boundaries the set of rules
-    # covering an address does not change, so one painting decides the whole stretch. Rules
-    # are named by their position in `chosen` (decision order) until the segments are built.
+    # covering an address does not change, so stretches with the same set are decided by one
+    # painting. Rules are named by their position in `chosen` (decision order) until the end.
     starts: dict[int, list[int]] = defaultdict(list)
     ends: dict[int, list[int]] = defaultdict(list)
     for pos, (_, part) in enumerate(chosen):
         for low, high in part:
             starts[low].append(pos)
             ends[high + 1].append(pos)
-    shapes = [_shape(k, ported) for k, _ in chosen]
     # Rule parts are public addresses already, so only the default needs the public space's
     # own boundaries; without it, a stretch no rule covers decides nothing and is skipped.
     public = addresses.public(family) if default_accept else ()
     points = sorted({*starts, *ends, *(p for low, high in public for p in (low, high + 1))})
     active: set[int] = set()
-    memo: dict[tuple[int, ...], tuple[_Piece, ...]] = {}
-    runs_of: dict[_Piece, list[Interval]] = defaultdict(list)  # accepted ports -> address runs
+    stretches: dict[tuple[int, ...], list[Interval]] = {}  # covering rules -> where they are exactly those
     pub_i = 0
     for n, point in enumerate(points[:-1]):
         for pos in ends.get(point, ()):
@@ -225,20 +223,19 @@ def _evaluate_bucket(
             if pub_i >= len(public) or public[pub_i][0] > point:
                 continue  # not public address space
         order = tuple(sorted(active))
-        painted = memo.get(order)
-        if painted is None:
-            painted = memo[order] = tuple(
-                (dl, dh, order[j] if j >= 0 else -1)
-                for dl, dh, j in _paint(tuple(map(shapes.__getitem__, order)), ported, default_accept)
-            )
-        end = points[n + 1] - 1
-        for piece in painted:
-            runs = runs_of[piece]
-            if runs and runs[-1][1] + 1 == point:  # segments come in address order: extend the last run
-                runs[-1] = (runs[-1][0], end)
-            else:
-                runs.append((point, end))
-    return _to_segments(runs_of, ported, [k for k, _ in chosen])
+        where = stretches.get(order)
+        if where is None:
+            stretches[order] = [(point, points[n + 1] - 1)]
+        else:
+            where.append((point, points[n + 1] - 1))
+    shapes = [_shape(k, ported) for k, _ in chosen]
+    runs_of: dict[_Piece, list[Interval]] = defaultdict(list)  # accepted ports and granting rule -> addresses
+    for order, where in stretches.items():
+        for dl, dh, j in _paint(tuple(map(shapes.__getitem__, order)), ported, default_accept):
+            runs_of[(dl, dh, order[j] if j >= 0 else -1)].extend(where)
+    return _to_segments(
+        {piece: addresses.union(runs) for piece, runs in runs_of.items()}, ported, [k for k, _ in chosen]
+    )
 
 
 def _to_segments(runs_of: dict[_Piece, list[Interval]], ported: bool, keys: list[RuleKey]) -> list[Segment]:
@@ -252,6 +249,7 @@ def _to_segments(runs_of: dict[_Piece, list[Interval]], ported: bool, keys: list
         ends[piece[1] + 1].append(piece)
     active: set[_Piece] = set()
     out: list[Segment] = []
+    last: tuple[int, ...] = ()
     for low, nxt in itertools.pairwise(sorted(starts.keys() | ends.keys())):
         active.difference_update(ends.get(low, ()))
         active.update(starts.get(low, ()))
@@ -259,11 +257,13 @@ def _to_segments(runs_of: dict[_Piece, list[Interval]], ported: bool, keys: list
             continue
         high = nxt - 1
         merged = tuple(addresses.union(run for piece in active for run in runs_of[piece]))
-        frozen = frozenset(keys[piece[2]] if piece[2] >= 0 else None for piece in active)
-        if out and out[-1].to_port + 1 == low and out[-1].addresses == merged and out[-1].rules == frozen:
-            out[-1] = Segment(out[-1].from_port, high, merged, frozen)
+        # Decision order, the default (-1) last.
+        granting = tuple(sorted({piece[2] for piece in active}, key=lambda p: p if p >= 0 else len(keys)))
+        if out and out[-1].to_port + 1 == low and out[-1].addresses == merged and last == granting:
+            out[-1] = Segment(out[-1].from_port, high, merged, out[-1].rules)
         else:
-            out.append(Segment(low, high, merged, frozen))
+            out.append(Segment(low, high, merged, tuple(keys[p] if p >= 0 else None for p in granting)))
+        last = granting
     if not ported:
         return [Segment(-1, -1, s.addresses, s.rules) for s in out]
     return out
