@@ -58,11 +58,14 @@ def _order(change: Change) -> tuple[str, str, object]:
     return (change.kind, rule.direction if rule else "", rule.key if rule else ())
 
 
-def diff_group(baseline: Group, live: Group) -> list[Change]:
+def diff_group(baseline: Group, live: Group, same_rules: bool | None = None) -> list[Change]:
+    """``same_rules``: whether the rules are equal, when the caller has compared them already."""
     moved = tuple(
         name for name in ("type", "vpc_id", "inner_access_policy") if getattr(baseline, name) != getattr(live, name)
     )
     changes = [Change("group_changed", live.key, fields=moved)] if moved else []
-    if baseline.rules == live.rules:  # both sides keep rules sorted by key: the common case is one compare
+    if same_rules is None:
+        same_rules = baseline.rules == live.rules  # both sides keep rules sorted by key: one compare
+    if same_rules:
         return changes
     return changes + diff_rules(live.key, baseline.rules, live.rules)

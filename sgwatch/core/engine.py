@@ -169,12 +169,12 @@ def _protocol(bucket: str) -> str:
 
 
 def group_exposures(
-    group: Group, base: Group, accepted: Sequence[AcceptedExposure], settings: CheckSettings
+    group: Group, base: Group, accepted: Sequence[AcceptedExposure], settings: CheckSettings, same_rules: bool
 ) -> tuple[list[Exposure], list[_Graded]]:
     """The group's live exposures worth listing, and those of them that are new, graded."""
     listed: list[Exposure] = []
     new: list[_Graded] = []
-    same = base.rules == group.rules and (base.type, base.vpc_id) == (group.type, group.vpc_id)
+    same = same_rules and (base.type, base.vpc_id) == (group.type, group.vpc_id)
     live_qs = exposure.questions(group)
     base_qs = live_qs if same else exposure.questions(base)
     for direction in DIRECTIONS:
@@ -329,13 +329,16 @@ def assess_group(
     # A new group is measured against an empty group of its type: a basic group's default
     # egress is the cloud's normal, not a new exposure.
     reference = base if base is not None else replace(live, rules=())
-    exposures, new = group_exposures(live, reference, accepted, settings)
+    # Compared once here: a deep compare of two large equal tuples is a good part of the cost
+    # of an unchanged group.
+    same_rules = reference.rules == live.rules
+    exposures, new = group_exposures(live, reference, accepted, settings, same_rules)
     if base is None:
         change = Change("group_added", live.key)
         news = [g.exposure for g in new]
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
         return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
-    changes = diff_group(base, live)
+    changes = diff_group(base, live, same_rules)
     owners = _attribute(changes, new)
     findings = []
     for n, change in enumerate(changes):

@@ -12,12 +12,13 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import islice
+from operator import eq, itemgetter
 from pathlib import Path
 from typing import Any
 
 from sgwatch.core import normalize
-from sgwatch.core.model import Group, GroupKey, Policy, Rule, ScanError, Snapshot
+from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
@@ -156,11 +157,17 @@ def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapsh
 
 
 def _dedupe(rules: Sequence[Rule]) -> tuple[Rule, ...]:
-    # Overlapping pages can repeat a rule; the same content is one rule (the first one read:
-    # a dict built from the reversed list keeps it). Sorted by content so that equal groups
-    # compare equal in one step; keys are unique, so sorting whole rules sorts by key.
-    seen = dict(zip(map(itemgetter(0), reversed(rules)), reversed(rules), strict=True))
-    return tuple(sorted(seen.values()))
+    # Sorted by content, so that equal groups compare equal in one step. Overlapping pages can
+    # repeat a rule; the same content is one rule, the first read. Sorted, repeats are
+    # neighbours: one C-level pass finds whether there are any before paying for a dict.
+    ordered = sorted(rules, key=itemgetter(0))
+    keys = list(map(itemgetter(0), ordered))
+    if not any(map(eq, keys, islice(keys, 1, None))):
+        return tuple(ordered)
+    first: dict[RuleKey, Rule] = {}
+    for rule in rules:
+        first.setdefault(rule.key, rule)
+    return tuple(sorted(first.values(), key=itemgetter(0)))
 
 
 def _account_for(rel: Path, body: Mapping[str, Any]) -> str:
