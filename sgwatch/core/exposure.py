@@ -129,7 +129,7 @@ def precedence(key: RuleKey) -> tuple[int, bool, RuleKey]:
 
 
 def decision_order(rules: Sequence[Rule]) -> list[Rule]:
-    return sorted(rules, key=lambda r: precedence(r.key))
+    return sorted(rules, key=lambda r: (r.key.priority, r.key.policy != "drop", r.key))  # precedence, inlined
 
 
 class Question(NamedTuple):

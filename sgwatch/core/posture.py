@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date
+from functools import lru_cache
 
 from sgwatch.core import addresses
 from sgwatch.core.checks import CheckSettings, exposure_class
 from sgwatch.core.exposure import decision_order, internet_part
 from sgwatch.core.findings import Exposure, PostureResult, describe_rule
-from sgwatch.core.model import NO_PORTS, AcceptedExposure, Group, GroupKey, PeerKind, Rule
+from sgwatch.core.model import NO_PORTS, AcceptedExposure, Group, GroupKey, Peer, PeerKind, Rule
 
 
 def _result(settings: CheckSettings, check: str, group: Group, rule: Rule | None, message: str) -> PostureResult:
@@ -28,27 +29,22 @@ def _exposure_check(e: Exposure, settings: CheckSettings) -> str | None:
     return "posture-icmp-from-anywhere" if kind == "icmp" else f"posture-internet-{kind}"
 
 
-# (protocol, dport low, dport high, sport low, sport high, address low, address high)
-_Extent = tuple[str, int, int, int, int, int, int]
-_Block = tuple[int, int]  # (prefix length, first address): the CIDR block a rule's peer names
+# (protocol, dport low, dport high, sport low, sport high)
+_Extent = tuple[str, int, int, int, int]
 
 
-def _extent(rule: Rule) -> tuple[tuple[str, str], _Extent, _Block, int]:
-    """What a rule matches: a bucket key (rules in other buckets never cover it), its ranges,
-    its address block and the family's width in bits (0 for a group or prefix-list peer)."""
-    k = rule.key
-    dports = (0, 65535) if (k.from_port, k.to_port) == NO_PORTS else (k.from_port, k.to_port)
-    sports = (0, 65535) if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
-    if k.peer.is_cidr:
-        _, (low, high) = addresses.network_interval(k.peer.value)
-        bucket = (k.nic_type, k.peer.kind.value)
-        width = 32 if k.peer.kind is PeerKind.CIDR4 else 128
-        block = (int(k.peer.value.rpartition("/")[2]), low)
-    else:
-        low = high = width = 0
-        bucket = (k.nic_type, str(k.peer))
-        block = (0, 0)
-    return bucket, (k.protocol, dports[0], dports[1], sports[0], sports[1], low, high), block, width
+@lru_cache(maxsize=1 << 18)
+def _block(peer: Peer) -> tuple[str, int, int, int]:
+    """A peer as (what it can only be covered by, prefix length, first address, family width in bits).
+
+    Rules with different first fields never cover each other: IPv4 blocks, IPv6 blocks, and
+    each referenced group or prefix list on its own (a block of one, width 0).
+    """
+    if peer.kind is PeerKind.CIDR4 or peer.kind is PeerKind.CIDR6:
+        _, (low, _) = addresses.network_interval(peer.value)
+        width = 32 if peer.kind is PeerKind.CIDR4 else 128
+        return peer.kind, int(peer.value.rpartition("/")[2]), low, width
+    return str(peer), 0, 0, 0
 
 
 def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
@@ -60,20 +56,27 @@ def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
     costs n lookups per prefix length, not n * n comparisons.
     """
     out: list[tuple[Rule, Rule]] = []
-    blocks: dict[tuple[str, str, str], dict[_Block, list[tuple[int, int, str, _Extent, Rule]]]] = {}
+    blocks: dict[tuple[str, str, str], dict[tuple[int, int], list[tuple[int, int, str, _Extent, Rule]]]] = {}
     lengths: dict[tuple[str, str, str], set[int]] = {}
     for seq, rule in enumerate(decision_order(group.rules)):
         k = rule.key
-        bucket, ext, (bits, _), width = _extent(rule)
-        where = (k.direction, *bucket)
-        index, used = blocks.setdefault(where, {}), lengths.setdefault(where, set())
-        proto, dl, dh, sl, sh, al, _ = ext
+        name, bits, start, width = _block(k.peer)
+        where = (k.direction, k.nic_type, name)
+        index = blocks.get(where)
+        if index is None:
+            index, used = blocks[where], lengths[where] = {}, set()
+        else:
+            used = lengths[where]
+        dl, dh = (0, 65535) if k.from_port == -1 else (k.from_port, k.to_port)
+        sl, sh = (0, 65535) if k.src_from_port == -1 else (k.src_from_port, k.src_to_port)
+        proto = k.protocol
         cover: tuple[int, Rule] | None = None  # the first in decision order, when several cover
         for length in used:
             if length > bits:
                 continue
-            start = al >> (width - length) << (width - length)
-            for n, priority, policy, (eproto, edl, edh, esl, esh, _, _), by in index.get((length, start), ()):
+            for n, priority, policy, (eproto, edl, edh, esl, esh), by in index.get(
+                (length, start >> (width - length) << (width - length)), ()
+            ):
                 if (
                     edl <= dl
                     and dh <= edh
@@ -88,7 +91,7 @@ def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
                     break  # a block's list is in decision order
         if cover is not None:
             out.append((rule, cover[1]))
-        index.setdefault((bits, al), []).append((seq, k.priority, k.policy, ext, rule))
+        index.setdefault((bits, start), []).append((seq, k.priority, k.policy, (proto, dl, dh, sl, sh), rule))
         used.add(bits)
     return out
 
@@ -98,9 +101,9 @@ def _database_from_private_cidr(rule: Rule, settings: CheckSettings) -> bool:
     return (
         k.direction == "ingress"
         and k.policy == "accept"
-        and k.peer.is_cidr
-        and not internet_part(k.peer)
         and k.protocol in ("tcp", "all")
+        and (k.peer.kind is PeerKind.CIDR4 or k.peer.kind is PeerKind.CIDR6)
+        and not internet_part(k.peer)
         and (k.from_port, k.to_port) != NO_PORTS
         and k.to_port - k.from_port < 100
         and addresses.any_port_in(settings.database_ports, k.from_port, k.to_port)
