@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from operator import eq, itemgetter
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,13 @@ class SnapshotBuilder:
             part = self._partial.setdefault((account, region, sg), _Partial(account, region, sg))
             part.attrs.update({k: v for k, v in body.items() if k not in ("Permissions", "RequestId", "NextToken")})
             part.pages += 1
-            for i, perm in enumerate(_list(body, "Permissions", "Permission")):
+            perms, before = _list(body, "Permissions", "Permission"), len(part.rules)
+            try:  # all at once, the loop in C; on a bad entry, again one by one to say which
+                part.rules.extend(map(normalize.rule_from_api, perms, repeat(account)))
+                return
+            except (NormalizeError, AttributeError):
+                del part.rules[before:]
+            for i, perm in enumerate(perms):
                 try:
                     try:
                         part.rules.append(normalize.rule_from_api(perm, account))
