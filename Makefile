@@ -23,6 +23,7 @@ system-deps:
 
 lint: install
 	$(BIN)/ruff check sgwatch tests benchmarks scripts
+	$(BIN)/ruff format --check sgwatch tests benchmarks scripts
 
 typecheck: install
 	$(BIN)/mypy sgwatch

@@ -62,26 +62,77 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
-               ALIBABA_CLOUD_ECS_METADATA_DISABLED="true", SGWATCH_SCAN__REQUESTS_PER_SECOND="0", SGWATCH_JITTER="0")
+    env.update(
+        ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+        SGWATCH_SCAN__REQUESTS_PER_SECOND="0",
+        SGWATCH_JITTER="0",
+    )
     work = Path(tempfile.mkdtemp(prefix="sgwatch-soak-"))
     emu_port, port = free_port(), free_port()
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "sgwatch.emulator", "--synthetic", str(args.groups), "--regions", "3",
-         "--port", str(emu_port), "--key", f"{AK_ID}:{AK_SECRET}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        [
+            sys.executable,
+            "-m",
+            "sgwatch.emulator",
+            "--synthetic",
+            str(args.groups),
+            "--regions",
+            "3",
+            "--port",
+            str(emu_port),
+            "--key",
+            f"{AK_ID}:{AK_SECRET}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     daemon = None
     try:
         time.sleep(2)
         endpoint = f"http://127.0.0.1:{emu_port}"
-        subprocess.run([sys.executable, "-m", "sgwatch", "baseline", "capture", "--endpoint", endpoint,
-                        "--output", str(work / "baseline")], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sgwatch",
+                "baseline",
+                "capture",
+                "--endpoint",
+                endpoint,
+                "--output",
+                str(work / "baseline"),
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         base = f"http://127.0.0.1:{port}"
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "sgwatch", "run", "--baseline", str(work / "baseline"), "--endpoint", endpoint,
-             "--interval", str(args.interval), "--listen", f"127.0.0.1:{port}", "--state", str(work / "s.sqlite"),
-             "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            [
+                sys.executable,
+                "-m",
+                "sgwatch",
+                "run",
+                "--baseline",
+                str(work / "baseline"),
+                "--endpoint",
+                endpoint,
+                "--interval",
+                str(args.interval),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--state",
+                str(work / "s.sqlite"),
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         started = time.monotonic()
         warm_rss = warm_cpu = None
         warm_at = 0.0
@@ -102,8 +153,10 @@ def main() -> int:
         wall = time.monotonic() - started
         assert warm_rss is not None and warm_cpu is not None
         print(f"{done:.0f} scans of {args.groups:,} groups in {wall:.0f} s ({wall / done:.2f} s per scan)")
-        print(f"RSS after warm-up {warm_rss:.1f} MiB, at the end {end_rss:.1f} MiB, max {max(samples):.1f} MiB: "
-              f"growth {100 * (end_rss - warm_rss) / warm_rss:+.1f}% (goal <= 5%)")
+        print(
+            f"RSS after warm-up {warm_rss:.1f} MiB, at the end {end_rss:.1f} MiB, max {max(samples):.1f} MiB: "
+            f"growth {100 * (end_rss - warm_rss) / warm_rss:+.1f}% (goal <= 5%)"
+        )
         print(f"daemon CPU per scan after warm-up: {(end_cpu - warm_cpu) / (done - warm_at):.3f} s")
     finally:
         if daemon is not None:

@@ -24,13 +24,30 @@ PARTNER = "1234567890123456"
 _ids = iter(range(10_000, 99_999))
 
 
-def perm(direction: str, proto: str, ports: str, peer: str, policy: str = "Accept", prio: Any = "1",
-         desc: str = "", rid: str | None = None) -> dict[str, Any]:
+def perm(
+    direction: str,
+    proto: str,
+    ports: str,
+    peer: str,
+    policy: str = "Accept",
+    prio: Any = "1",
+    desc: str = "",
+    rid: str | None = None,
+) -> dict[str, Any]:
     side = "Source" if direction == "ingress" else "Dest"
     p: dict[str, Any] = {
-        "SecurityGroupRuleId": rid or f"sgr-demo{next(_ids)}", "Direction": direction, "IpProtocol": proto,
-        "PortRange": ports, "SourcePortRange": "", "Policy": policy, "Priority": prio, "NicType": "intranet",
-        "Description": desc, "CreateTime": "2026-03-02T08:00:00Z", "PortRangeListId": "", "PortRangeListName": "",
+        "SecurityGroupRuleId": rid or f"sgr-demo{next(_ids)}",
+        "Direction": direction,
+        "IpProtocol": proto,
+        "PortRange": ports,
+        "SourcePortRange": "",
+        "Policy": policy,
+        "Priority": prio,
+        "NicType": "intranet",
+        "Description": desc,
+        "CreateTime": "2026-03-02T08:00:00Z",
+        "PortRangeListId": "",
+        "PortRangeListName": "",
     }
     for f in ("CidrIp", "GroupId", "GroupName", "GroupOwnerAccount", "PrefixListId", "PrefixListName"):
         p[f"{side}{f}"] = ""
@@ -47,51 +64,114 @@ def perm(direction: str, proto: str, ports: str, peer: str, policy: str = "Accep
     return p
 
 
-def group(region: str, sg: str, name: str, perms: list[dict[str, Any]], *, vpc: str = "vpc-prod01",
-          gtype: str = "normal", inner: str = "Accept", desc: str = "") -> dict[str, Any]:
-    return {"RegionId": region, "SecurityGroupId": sg, "SecurityGroupName": name, "Description": desc,
-            "VpcId": vpc, "Type": gtype, "InnerAccessPolicy": inner, "Permissions": perms}
+def group(
+    region: str,
+    sg: str,
+    name: str,
+    perms: list[dict[str, Any]],
+    *,
+    vpc: str = "vpc-prod01",
+    gtype: str = "normal",
+    inner: str = "Accept",
+    desc: str = "",
+) -> dict[str, Any]:
+    return {
+        "RegionId": region,
+        "SecurityGroupId": sg,
+        "SecurityGroupName": name,
+        "Description": desc,
+        "VpcId": vpc,
+        "Type": gtype,
+        "InnerAccessPolicy": inner,
+        "Permissions": perms,
+    }
 
 
 OFFICE = "47.100.12.0/24"
 ADMIN = "47.100.12.34/32"
 
 BASE: list[dict[str, Any]] = [
-    group("cn-hangzhou", "sg-web", "web-tier", [
-        perm("ingress", "TCP", "80/80", "0.0.0.0/0", desc="http", rid="sgr-web-http"),
-        perm("ingress", "TCP", "443/443", "0.0.0.0/0", desc="https", rid="sgr-web-https"),
-        perm("ingress", "TCP", "443/443", "::/0", desc="https v6"),
-        perm("ingress", "ICMP", "-1/-1", "0.0.0.0/0", desc="ping from anywhere"),
-        perm("ingress", "TCP", "22/22", "sg-bastion", desc="ssh from bastion"),
-    ], desc="public web servers"),
-    group("cn-hangzhou", "sg-app", "app-tier", [
-        perm("ingress", "TCP", "8080/8080", "sg-web", desc="web to app"),
-        perm("ingress", "TCP", "22/22", "sg-bastion", desc="ssh from bastion", rid="sgr-app-ssh"),
-    ]),
-    group("cn-hangzhou", "sg-bastion", "bastion", [
-        perm("ingress", "TCP", "22/22", OFFICE, desc="office ssh"),
-    ]),
-    group("cn-hangzhou", "sg-legacy-db", "legacy-db", [
-        perm("ingress", "TCP", "1024/65535", "0.0.0.0/0", prio="100", desc="legacy passive ports"),
-        perm("ingress", "TCP", "3306/3306", "0.0.0.0/0", "Drop", "1", "guard mysql", rid="sgr-guard-3306"),
-        perm("ingress", "TCP", "5432/5432", "0.0.0.0/0", "Drop", "1", "guard postgres"),
-        perm("ingress", "TCP", "3306/3306", "10.0.0.0/8", prio="50", desc="mysql from vpc"),
-    ], vpc="vpc-legacy"),
-    group("cn-hangzhou", "sg-egress", "egress-whitelist", [
-        perm("egress", "ALL", "-1/-1", "0.0.0.0/0", "Drop", "2", "deny all egress", rid="sgr-egress-deny"),
-        perm("egress", "TCP", "443/443", "47.246.0.0/16", desc="package mirror"),
-        perm("egress", "TCP", "80/80", "47.246.0.0/16", desc="package mirror"),
-    ]),
-    group("cn-shanghai", "sg-cache", "redis", [
-        perm("ingress", "TCP", "6379/6379", "10.0.0.0/16", desc="redis from vpc"),
-    ], inner="Drop", vpc="vpc-sh01"),
-    group("cn-shanghai", "sg-batch", "batch-workers", [
-        perm("egress", "TCP", "443/443", "0.0.0.0/0", desc="https out"),
-        perm("ingress", "TCP", "22/22", "sg-bastion-sh", desc="ssh"),
-    ], vpc="vpc-sh01"),
-    group("cn-shanghai", "sg-old-etl", "old-etl", [
-        perm("ingress", "TCP", "8088/8088", "10.2.0.0/16", desc="etl ui"),
-    ], vpc="vpc-sh01"),
+    group(
+        "cn-hangzhou",
+        "sg-web",
+        "web-tier",
+        [
+            perm("ingress", "TCP", "80/80", "0.0.0.0/0", desc="http", rid="sgr-web-http"),
+            perm("ingress", "TCP", "443/443", "0.0.0.0/0", desc="https", rid="sgr-web-https"),
+            perm("ingress", "TCP", "443/443", "::/0", desc="https v6"),
+            perm("ingress", "ICMP", "-1/-1", "0.0.0.0/0", desc="ping from anywhere"),
+            perm("ingress", "TCP", "22/22", "sg-bastion", desc="ssh from bastion"),
+        ],
+        desc="public web servers",
+    ),
+    group(
+        "cn-hangzhou",
+        "sg-app",
+        "app-tier",
+        [
+            perm("ingress", "TCP", "8080/8080", "sg-web", desc="web to app"),
+            perm("ingress", "TCP", "22/22", "sg-bastion", desc="ssh from bastion", rid="sgr-app-ssh"),
+        ],
+    ),
+    group(
+        "cn-hangzhou",
+        "sg-bastion",
+        "bastion",
+        [
+            perm("ingress", "TCP", "22/22", OFFICE, desc="office ssh"),
+        ],
+    ),
+    group(
+        "cn-hangzhou",
+        "sg-legacy-db",
+        "legacy-db",
+        [
+            perm("ingress", "TCP", "1024/65535", "0.0.0.0/0", prio="100", desc="legacy passive ports"),
+            perm("ingress", "TCP", "3306/3306", "0.0.0.0/0", "Drop", "1", "guard mysql", rid="sgr-guard-3306"),
+            perm("ingress", "TCP", "5432/5432", "0.0.0.0/0", "Drop", "1", "guard postgres"),
+            perm("ingress", "TCP", "3306/3306", "10.0.0.0/8", prio="50", desc="mysql from vpc"),
+        ],
+        vpc="vpc-legacy",
+    ),
+    group(
+        "cn-hangzhou",
+        "sg-egress",
+        "egress-whitelist",
+        [
+            perm("egress", "ALL", "-1/-1", "0.0.0.0/0", "Drop", "2", "deny all egress", rid="sgr-egress-deny"),
+            perm("egress", "TCP", "443/443", "47.246.0.0/16", desc="package mirror"),
+            perm("egress", "TCP", "80/80", "47.246.0.0/16", desc="package mirror"),
+        ],
+    ),
+    group(
+        "cn-shanghai",
+        "sg-cache",
+        "redis",
+        [
+            perm("ingress", "TCP", "6379/6379", "10.0.0.0/16", desc="redis from vpc"),
+        ],
+        inner="Drop",
+        vpc="vpc-sh01",
+    ),
+    group(
+        "cn-shanghai",
+        "sg-batch",
+        "batch-workers",
+        [
+            perm("egress", "TCP", "443/443", "0.0.0.0/0", desc="https out"),
+            perm("ingress", "TCP", "22/22", "sg-bastion-sh", desc="ssh"),
+        ],
+        vpc="vpc-sh01",
+    ),
+    group(
+        "cn-shanghai",
+        "sg-old-etl",
+        "old-etl",
+        [
+            perm("ingress", "TCP", "8088/8088", "10.2.0.0/16", desc="etl ui"),
+        ],
+        vpc="vpc-sh01",
+    ),
 ]
 
 ACCEPTED = {
@@ -130,34 +210,63 @@ def drift(estate: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_id["sg-cache"]["InnerAccessPolicy"] = "Accept"  # medium: inner access opened
     rules("sg-cache").append(perm("ingress", "TCP", "6379/6379", "::/0", desc="redis v6 test"))  # critical v6
     live.remove(by_id["sg-old-etl"])  # low: group removed
-    live.append(group("cn-shanghai", "sg-new-reporting", "reporting", [
-        perm("ingress", "TCP", "5432/5432", "sg-batch", desc="reports db"),
-    ], vpc="vpc-sh01"))  # medium: new group, no exposure
+    live.append(
+        group(
+            "cn-shanghai",
+            "sg-new-reporting",
+            "reporting",
+            [
+                perm("ingress", "TCP", "5432/5432", "sg-batch", desc="reports db"),
+            ],
+            vpc="vpc-sh01",
+        )
+    )  # medium: new group, no exposure
     all_ports = next(r for r in rules("sg-batch") if r["PortRange"] == "443/443")
     all_ports.update({"IpProtocol": "6", "Policy": "accept", "Priority": 1})  # same rule, cloud's other spellings
     return live
 
 
 def listing(region: str, groups: list[dict[str, Any]], types: dict[str, str]) -> dict[str, Any]:
-    return {"RequestId": "DEMO-LIST-" + region, "RegionId": region, "NextToken": "", "SecurityGroups": {
-        "SecurityGroup": [{
-            "SecurityGroupId": g["SecurityGroupId"], "SecurityGroupName": g["SecurityGroupName"],
-            "Description": g["Description"], "VpcId": g["VpcId"],
-            "SecurityGroupType": types.get(g["SecurityGroupId"], "normal"), "ResourceGroupId": "",
-            "ServiceManaged": False, "RuleCount": len(g["Permissions"]), "GroupToGroupRuleCount": 0,
-            "CreationTime": "2025-11-02T08:00:00Z", "EcsCount": 2, "Tags": {"Tag": [
-                {"TagKey": "env", "TagValue": "prod"}]},
-        } for g in groups if g["RegionId"] == region]}}
+    return {
+        "RequestId": "DEMO-LIST-" + region,
+        "RegionId": region,
+        "NextToken": "",
+        "SecurityGroups": {
+            "SecurityGroup": [
+                {
+                    "SecurityGroupId": g["SecurityGroupId"],
+                    "SecurityGroupName": g["SecurityGroupName"],
+                    "Description": g["Description"],
+                    "VpcId": g["VpcId"],
+                    "SecurityGroupType": types.get(g["SecurityGroupId"], "normal"),
+                    "ResourceGroupId": "",
+                    "ServiceManaged": False,
+                    "RuleCount": len(g["Permissions"]),
+                    "GroupToGroupRuleCount": 0,
+                    "CreationTime": "2025-11-02T08:00:00Z",
+                    "EcsCount": 2,
+                    "Tags": {"Tag": [{"TagKey": "env", "TagValue": "prod"}]},
+                }
+                for g in groups
+                if g["RegionId"] == region
+            ]
+        },
+    }
 
 
 def attribute_pages(g: dict[str, Any], page: int) -> list[dict[str, Any]]:
     perms = g["Permissions"]
-    chunks = [perms[i:i + page] for i in range(0, max(len(perms), 1), page)] or [[]]
+    chunks = [perms[i : i + page] for i in range(0, max(len(perms), 1), page)] or [[]]
     out = []
     for n, chunk in enumerate(chunks):
         body = {k: v for k, v in g.items() if k not in ("Permissions", "Type")}
-        body.update({"RequestId": f"DEMO-{g['SecurityGroupId']}-{n}", "Permissions": {"Permission": chunk},
-                     "NextToken": f"page{n + 2}" if n + 1 < len(chunks) else ""})
+        body.update(
+            {
+                "RequestId": f"DEMO-{g['SecurityGroupId']}-{n}",
+                "Permissions": {"Permission": chunk},
+                "NextToken": f"page{n + 2}" if n + 1 < len(chunks) else "",
+            }
+        )
         out.append(body)
     return out
 

@@ -207,8 +207,6 @@ def receiver_fixture() -> Iterator[Receiver]:
 # --- Alertmanager ----------------------------------------------------------------------------------
 
 
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -264,7 +262,9 @@ def alertmanager_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"alertmanager exited with {proc.returncode}: {(work / 'alertmanager.log').read_text()[-2000:]}")
+                pytest.fail(
+                    f"alertmanager exited with {proc.returncode}: {(work / 'alertmanager.log').read_text()[-2000:]}"
+                )
             try:
                 status, _ = _get(f"{url}/-/ready", timeout=1)
                 if status == 200:

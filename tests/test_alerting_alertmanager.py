@@ -121,5 +121,7 @@ def test_send_test_posts_a_test_alert(alertmanager: Alertmanager) -> None:
 
 def test_send_test_reports_an_unreachable_alertmanager() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(SgwatchError, match=r"alert channel 'am' \(http://127\.0\.0\.1:\d+\): test notification failed: cannot reach"):
+    with pytest.raises(
+        SgwatchError, match=r"alert channel 'am' \(http://127\.0\.0\.1:\d+\): test notification failed: cannot reach"
+    ):
         send_test(channel(url, timeout="2s"))

@@ -35,8 +35,15 @@ def deliver(ch: ChannelBase, findings: list[dict[str, Any]], clock: Clock | None
 
 
 def test_webhook_is_signed(receiver: Receiver) -> None:
-    ch = parse_channel({"type": "webhook", "name": "hook", "url": receiver.url + "/in", "secret": "s3cret-value",
-                        "headers": {"Authorization": "Bearer abc"}})
+    ch = parse_channel(
+        {
+            "type": "webhook",
+            "name": "hook",
+            "url": receiver.url + "/in",
+            "secret": "s3cret-value",
+            "headers": {"Authorization": "Bearer abc"},
+        }
+    )
     clock = Clock()
     deliver(ch, [finding("f1")], clock)
     (req,) = receiver.requests
@@ -61,8 +68,9 @@ def test_webhook_without_secret_is_unsigned(receiver: Receiver) -> None:
 
 
 def test_dingtalk_signature_and_markdown(receiver: Receiver) -> None:
-    ch = parse_channel({"type": "dingtalk", "name": "ding", "url": f"{receiver.url}/robot/send?access_token={TOKEN}",
-                        "secret": SECRET})
+    ch = parse_channel(
+        {"type": "dingtalk", "name": "ding", "url": f"{receiver.url}/robot/send?access_token={TOKEN}", "secret": SECRET}
+    )
     clock = Clock()
     deliver(ch, [finding("f1", description="@all *look*")], clock)
     (req,) = receiver.requests
@@ -81,8 +89,9 @@ def test_dingtalk_signature_and_markdown(receiver: Receiver) -> None:
 
 @pytest.mark.parametrize(("errcode", "retryable"), [(310000, False), (130101, True)])
 def test_dingtalk_error_codes_and_redaction(receiver: Receiver, errcode: int, retryable: bool) -> None:
-    ch = parse_channel({"type": "dingtalk", "name": "ding", "url": f"{receiver.url}/robot/send?access_token={TOKEN}",
-                        "secret": SECRET})
+    ch = parse_channel(
+        {"type": "dingtalk", "name": "ding", "url": f"{receiver.url}/robot/send?access_token={TOKEN}", "secret": SECRET}
+    )
     receiver.body = json.dumps({"errcode": errcode, "errmsg": f"sign not match, token {TOKEN}"}).encode()
     with capture_logs() as logs:
         n = deliver(ch, [finding("f1")])
@@ -95,7 +104,9 @@ def test_dingtalk_error_codes_and_redaction(receiver: Receiver, errcode: int, re
     with pytest.raises(SgwatchError) as info:
         send_test(ch)
     assert TOKEN not in str(info.value) and SECRET not in str(info.value)
-    assert str(info.value).startswith(f"alert channel 'ding' ({receiver.url}): test notification failed: DingTalk error")
+    assert str(info.value).startswith(
+        f"alert channel 'ding' ({receiver.url}): test notification failed: DingTalk error"
+    )
 
 
 # --- Slack ---------------------------------------------------------------------------------------
@@ -151,8 +162,14 @@ def test_wecom_rate_limit_is_retried(receiver: Receiver) -> None:
 
 
 def test_lark_signature(receiver: Receiver) -> None:
-    ch = parse_channel({"type": "lark", "name": "lark", "url": f"{receiver.url}/open-apis/bot/v2/hook/{TOKEN}",
-                        "secret": "lark-secret"})
+    ch = parse_channel(
+        {
+            "type": "lark",
+            "name": "lark",
+            "url": f"{receiver.url}/open-apis/bot/v2/hook/{TOKEN}",
+            "secret": "lark-secret",
+        }
+    )
     receiver.body = b'{"code":0,"msg":"success"}'
     clock = Clock()
     n = deliver(ch, [finding("f1", description='<at user_id="all">x</at>')], clock)
@@ -193,7 +210,9 @@ def test_timeout_is_retryable(receiver: Receiver) -> None:
     assert any("timed out" in str(e.get("error")) for e in logs)
 
 
-@pytest.mark.parametrize(("headers", "wait"), [({}, 10.0), ({"Retry-After": "120"}, 120.0), ({"Retry-After": "1"}, 10.0)])
+@pytest.mark.parametrize(
+    ("headers", "wait"), [({}, 10.0), ({"Retry-After": "120"}, 120.0), ({"Retry-After": "1"}, 10.0)]
+)
 def test_retry_after_is_honoured(receiver: Receiver, headers: dict[str, str], wait: float) -> None:
     ch = parse_channel({"type": "webhook", "name": "hook", "url": receiver.url})
     receiver.answer(429, b"", headers)
@@ -221,8 +240,14 @@ def test_yaml_shape_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
             "channels": [
                 {"type": "alertmanager", "name": "am", "url": "http://alertmanager:9093/", "resolve_timeout": "5m"},
                 {"type": "slack", "name": "sec", "url": "${SLACK_HOOK}", "renotify_interval": "1h30m"},
-                {"type": "webhook", "name": "siem", "url": "https://siem.example/in", "renotify_interval": None,
-                 "timeout": "2.5s", "max_age": "PT6H"},
+                {
+                    "type": "webhook",
+                    "name": "siem",
+                    "url": "https://siem.example/in",
+                    "renotify_interval": None,
+                    "timeout": "2.5s",
+                    "max_age": "PT6H",
+                },
             ]
         }
     )
@@ -241,14 +266,19 @@ def test_yaml_shape_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ({"type": "pager", "name": "x", "url": "http://x"}, "does not match any of the expected tags"),
         ({"type": "slack", "name": "x", "url": f"hooks.slack.com/services/{TOKEN}"}, "must be an http(s) URL"),
-        ({"type": "slack", "name": "x", "url": "${NOT_SET_ANYWHERE}"}, "environment variable NOT_SET_ANYWHERE is not set"),
+        (
+            {"type": "slack", "name": "x", "url": "${NOT_SET_ANYWHERE}"},
+            "environment variable NOT_SET_ANYWHERE is not set",
+        ),
         ({"type": "slack", "name": "x", "url": "http://x", "min_severity": "urgent"}, "Input should be"),
         ({"type": "slack", "name": "x", "url": "http://x", "timeout": "0s"}, "positive duration"),
         ({"type": "slack", "name": "x", "url": "http://x", "colour": "red"}, "Extra inputs are not permitted"),
         ({"type": "slack", "name": "x", "url": "http://x", "max_findings_per_message": 60}, "less than or equal to 45"),
         ({"type": "alertmanager", "name": "x", "url": f"http://am:{TOKEN}@am:9093"}, "put credentials in basic_auth"),
-        ({"type": "webhook", "name": "x", "url": "http://x", "headers": {"X-A": f"{TOKEN}\r\nX-Injected: 1"}},
-         "holds a line break"),
+        (
+            {"type": "webhook", "name": "x", "url": "http://x", "headers": {"X-A": f"{TOKEN}\r\nX-Injected: 1"}},
+            "holds a line break",
+        ),
     ],
 )
 def test_invalid_config_messages_hold_no_secret(data: dict[str, Any], message: str) -> None:
@@ -265,8 +295,10 @@ def test_duplicate_channel_names_are_rejected() -> None:
 
 def test_send_test_to_every_chat_channel(receiver: Receiver) -> None:
     for kind in ("webhook", "slack", "dingtalk", "wecom", "lark"):
-        send_test(parse_channel({"type": kind, "name": kind, "url": f"{receiver.url}/{kind}"}),
-                  now=datetime(2025, 1, 1, tzinfo=UTC))
+        send_test(
+            parse_channel({"type": kind, "name": kind, "url": f"{receiver.url}/{kind}"}),
+            now=datetime(2025, 1, 1, tzinfo=UTC),
+        )
     assert [r.path for r in receiver.requests] == ["/webhook", "/slack", "/dingtalk", "/wecom", "/lark"]
     assert all("test" in r.body.decode().lower() for r in receiver.requests)
 
@@ -276,8 +308,12 @@ def test_send_test_to_every_chat_channel(receiver: Receiver) -> None:
 
 def test_parse_channels_names_the_bad_key_in_one_line() -> None:
     with pytest.raises(SgwatchError) as info:
-        parse_channels([{"type": "slack", "name": "ok", "url": "http://x"},
-                        {"type": "dingtalk", "name": "d", "url": f"oapi.dingtalk.com/robot/send?access_token={TOKEN}"}])
+        parse_channels(
+            [
+                {"type": "slack", "name": "ok", "url": "http://x"},
+                {"type": "dingtalk", "name": "d", "url": f"oapi.dingtalk.com/robot/send?access_token={TOKEN}"},
+            ]
+        )
     assert str(info.value) == "notifications[1].url: must be an http(s) URL"
     with pytest.raises(SgwatchError, match=r"^notifications\[0\]: Input tag 'pager' found"):
         parse_channels([{"type": "pager", "name": "p"}])
@@ -295,4 +331,7 @@ def test_build_notifier_from_config_mappings_and_a_state_path(tmp_path: Path, re
     # The state file is shared with sgwatch.state: WAL, and our tables only.
     conn = sqlite3.connect(tmp_path / "state.sqlite")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {"alert_state", "alert_outbox"}
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+        "alert_state",
+        "alert_outbox",
+    }

@@ -29,7 +29,7 @@ HOSTILE = [
     "line1\nline2\r\nline3\ttab",
     "bell\x07 nul\x00 esc\x1b[31m red",
     "\u202eevil reversed\u202c and zero\u200bwidth\ufeff",
-    "<font color=\"warning\">red</font> &amp; &lt;",
+    '<font color="warning">red</font> &amp; &lt;',
 ]
 MARKDOWN_SPECIAL = set("\\`*_~[]()#<>|!&@")
 
@@ -100,7 +100,12 @@ def test_hostile_descriptions_in_every_chat_channel() -> None:
     for text in HOSTILE:
         for kind in ("slack", "dingtalk", "wecom", "lark"):
             out = _message(kind, text)
-            assert "\u202e" not in out and "\x07" not in out and "\x1b" not in out and "\u200b" not in out.replace("@\u200b", "")
+            assert (
+                "\u202e" not in out
+                and "\x07" not in out
+                and "\x1b" not in out
+                and "\u200b" not in out.replace("@\u200b", "")
+            )
             assert "@all" not in out and "@here" not in out and "@channel" not in out
             assert "<!" not in out and "<@" not in out and "<at" not in out and "<font" not in out
             assert "<https" not in out

@@ -15,8 +15,17 @@ from tests.alertfixtures import Clock, Receiver, finding, memory_db, receiver_fi
 
 
 def webhook(r: Receiver, **kw: Any) -> WebhookChannel:
-    data = {"type": "webhook", "name": "hook", "url": r.url + "/hook", "min_severity": "high",
-            "renotify_interval": "1h", "retry_initial": "10s", "retry_max": "5m", "max_age": "2h", **kw}
+    data = {
+        "type": "webhook",
+        "name": "hook",
+        "url": r.url + "/hook",
+        "min_severity": "high",
+        "renotify_interval": "1h",
+        "retry_initial": "10s",
+        "retry_max": "5m",
+        "max_age": "2h",
+        **kw,
+    }
     ch = parse_channel(data)
     assert isinstance(ch, WebhookChannel)
     return ch

@@ -29,8 +29,11 @@ def snapshot_of(members: list[Group]) -> Snapshot:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.integers(0, 50), min_size=1, max_size=4, unique=True).flatmap(
-    lambda ids: st.tuples(*(groups(gid=f"sg-{i}") for i in ids))))
+@given(
+    st.lists(st.integers(0, 50), min_size=1, max_size=4, unique=True).flatmap(
+        lambda ids: st.tuples(*(groups(gid=f"sg-{i}") for i in ids))
+    )
+)
 def test_capture_then_report_is_empty(tmp_path: Path, members: tuple[Group, ...]) -> None:
     snap = snapshot_of(list(members))
     out = tmp_path / f"b{abs(hash(members))}"
@@ -62,18 +65,27 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("region: r\nsecurity_groups: [\n", ":3: YAML syntax error"),
-    ("region: r\nsecurity_groups:\n  - id: sg-1\n    ingress:\n      - {protocol: tcp, ports: 22/99999, peer: 0.0.0.0/0}\n",
-     ":5: security_groups.0.ingress.0.ports: port range '22/99999' is out of 1-65535"),
-    ("region: r\nsecurity_groups:\n  - id: sg-1\n    ingress:\n      - {protocol: tcp, ports: 22/22, peer: nowhere}\n",
-     "security_groups.0.ingress.0.peer: 'nowhere' is not an IP address or CIDR block"),
-    ("region: r\nsecurity_groups:\n  - id: sg-1\n    colour: blue\n", ":4: security_groups.0.colour: Extra inputs"),
-    ("security_groups: []\n", "region: Field required"),
-    ("region: r\nsecurity_groups:\n  - id: sg-1\n    accepted_exposures:\n      - {protocol: tcp, ports: 80}\n",
-     "security_groups.0.accepted_exposures.0.reason: Field required"),
-    ("", "file is empty"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("region: r\nsecurity_groups: [\n", ":3: YAML syntax error"),
+        (
+            "region: r\nsecurity_groups:\n  - id: sg-1\n    ingress:\n      - {protocol: tcp, ports: 22/99999, peer: 0.0.0.0/0}\n",
+            ":5: security_groups.0.ingress.0.ports: port range '22/99999' is out of 1-65535",
+        ),
+        (
+            "region: r\nsecurity_groups:\n  - id: sg-1\n    ingress:\n      - {protocol: tcp, ports: 22/22, peer: nowhere}\n",
+            "security_groups.0.ingress.0.peer: 'nowhere' is not an IP address or CIDR block",
+        ),
+        ("region: r\nsecurity_groups:\n  - id: sg-1\n    colour: blue\n", ":4: security_groups.0.colour: Extra inputs"),
+        ("security_groups: []\n", "region: Field required"),
+        (
+            "region: r\nsecurity_groups:\n  - id: sg-1\n    accepted_exposures:\n      - {protocol: tcp, ports: 80}\n",
+            "security_groups.0.accepted_exposures.0.reason: Field required",
+        ),
+        ("", "file is empty"),
+    ],
+)
 def test_errors_name_file_line_and_path(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(InputError) as info:
@@ -94,8 +106,13 @@ def test_duplicate_groups_across_files(tmp_path: Path) -> None:
 def test_descriptions_that_look_like_other_yaml_types_round_trip(tmp_path: Path, text: str) -> None:
     from tests.test_exposure import _rule
 
-    group = Group("default", "cn-hangzhou", "sg-1", name=text, rules=(_rule("accept 1 tcp 22/22 sg-x")._replace(
-        description=text),))
+    group = Group(
+        "default",
+        "cn-hangzhou",
+        "sg-1",
+        name=text,
+        rules=(_rule("accept 1 tcp 22/22 sg-x")._replace(description=text),),
+    )
     baseline.capture(snapshot_of([group]), tmp_path / "b")
     loaded = baseline.load(tmp_path / "b").groups[group.key]
     assert loaded.rules[0].description == text and loaded.name == text

@@ -20,8 +20,9 @@ GOLDEN = ROOT / "tests" / "golden"
 
 def sgwatch(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SGWATCH_")}
-    return subprocess.run([sys.executable, "-m", "sgwatch", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "sgwatch", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
+    )
 
 
 def demo_report(*extra: str) -> subprocess.CompletedProcess[str]:
@@ -77,13 +78,16 @@ def test_incomplete_snapshot_exits_3_and_still_reports(tmp_path: Path) -> None:
     assert [(e["security_group_id"], e["code"]) for e in report["errors"]] == [("sg-web", "AttributesMissing")]
 
 
-@pytest.mark.parametrize(("setup", "needle"), [
-    ("bad_json", "sg-web.json:1: not valid JSON"),
-    ("wrong_shape", "not a DescribeSecurityGroups or DescribeSecurityGroupAttribute response"),
-    ("bad_rule", "Permissions.Permission[0]: unknown protocol"),
-    ("rule_not_object", "Permissions.Permission[1]: expected an object"),
-    ("missing", "snapshot directory not found"),
-])
+@pytest.mark.parametrize(
+    ("setup", "needle"),
+    [
+        ("bad_json", "sg-web.json:1: not valid JSON"),
+        ("wrong_shape", "not a DescribeSecurityGroups or DescribeSecurityGroupAttribute response"),
+        ("bad_rule", "Permissions.Permission[0]: unknown protocol"),
+        ("rule_not_object", "Permissions.Permission[1]: expected an object"),
+        ("missing", "snapshot directory not found"),
+    ],
+)
 def test_bad_snapshot_is_one_line_exit_2(tmp_path: Path, setup: str, needle: str) -> None:
     snap = tmp_path / "snap"
     shutil.copytree(DEMO / "snapshot", snap)

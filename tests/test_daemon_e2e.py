@@ -66,11 +66,18 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "cond
 class Daemon:
     def __init__(self, config: Path, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SGWATCH_", "HTTP", "http"))}
-        env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
-                   ALIBABA_CLOUD_ECS_METADATA_DISABLED="true")
+        env.update(
+            ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID,
+            ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
+            ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+        )
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "sgwatch", "run", "--config", str(config)],
-                                     stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sgwatch", "run", "--config", str(config)],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def stop(self) -> tuple[int, float]:
         started = time.monotonic()
@@ -120,24 +127,56 @@ def test_daemon_scans_serves_metrics_tracks_drift_and_stops_cleanly(tmp_path: Pa
         assert value(m, "sgwatch_new_exposures", severity="critical") == 2
         assert value(m, "sgwatch_last_scan_complete") == 1
         assert value(m, "sgwatch_api_requests_total", action="DescribeSecurityGroupAttribute", result="ok")
-        assert value(m, "sgwatch_group_drift_findings", account="default", region="cn-shanghai",
-                     security_group_id="sg-new-reporting", severity="medium") == 1
+        assert (
+            value(
+                m,
+                "sgwatch_group_drift_findings",
+                account="default",
+                region="cn-shanghai",
+                security_group_id="sg-new-reporting",
+                severity="medium",
+            )
+            == 1
+        )
 
         # Someone opens PostgreSQL on the app tier to the world.
         control = EmulatorControl(estate.url)
-        control.add_permission("cn-hangzhou", "sg-app", {
-            "Direction": "ingress", "IpProtocol": "TCP", "PortRange": "5432/5432", "SourceCidrIp": "0.0.0.0/0",
-            "Policy": "Accept", "Priority": "1", "Description": "oops"})
-        wait_for(lambda: value(metrics(base), "sgwatch_findings", severity="critical", kind="rule_added") == 2,
-                 what="the new critical finding in /metrics")
+        control.add_permission(
+            "cn-hangzhou",
+            "sg-app",
+            {
+                "Direction": "ingress",
+                "IpProtocol": "TCP",
+                "PortRange": "5432/5432",
+                "SourceCidrIp": "0.0.0.0/0",
+                "Policy": "Accept",
+                "Priority": "1",
+                "Description": "oops",
+            },
+        )
+        wait_for(
+            lambda: value(metrics(base), "sgwatch_findings", severity="critical", kind="rule_added") == 2,
+            what="the new critical finding in /metrics",
+        )
         drift = [json.loads(line) for line in daemon.lines() if '"drift detected"' in line]
         assert any(d["security_group_id"] == "sg-app" and d["severity"] == "critical" for d in drift)
 
         # A deleted group's series disappear.
         control.remove_group("cn-shanghai", "sg-new-reporting")
-        wait_for(lambda: value(metrics(base), "sgwatch_group_drift_findings", account="default",
-                               region="cn-shanghai", security_group_id="sg-new-reporting",
-                               severity="medium") is None, what="the deleted group's series to go")
+        wait_for(
+            lambda: (
+                value(
+                    metrics(base),
+                    "sgwatch_group_drift_findings",
+                    account="default",
+                    region="cn-shanghai",
+                    security_group_id="sg-new-reporting",
+                    severity="medium",
+                )
+                is None
+            ),
+            what="the deleted group's series to go",
+        )
     finally:
         code, took = daemon.stop()
     assert code == 0 and took < 10
@@ -175,8 +214,9 @@ def test_a_failing_region_is_incomplete_never_removed(tmp_path: Path, estate: Em
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("baseline: nowhere\ninterval: -5\n")
-    result = subprocess.run([sys.executable, "-m", "sgwatch", "run", "--config", str(cfg)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "sgwatch", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "interval" in result.stderr and "Traceback" not in result.stderr
 
@@ -184,9 +224,23 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_corrupt_state_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite"
     state.write_bytes(b"this is not a database" * 100)
-    result = subprocess.run([sys.executable, "-m", "sgwatch", "run", "--baseline", str(DEMO / "baseline"),
-                             "--state", str(state), "--listen", f"127.0.0.1:{free_port()}"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sgwatch",
+            "run",
+            "--baseline",
+            str(DEMO / "baseline"),
+            "--state",
+            str(state),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "state file is unusable" in result.stderr and "Traceback" not in result.stderr
 
@@ -198,14 +252,17 @@ def test_daemon_notifies_a_webhook_once_and_keeps_its_token_out_of_logs(tmp_path
     token = "hook-token-5d41402abc4b2a76b9719d911017c592"
     port = free_port()
     cfg = write_config(tmp_path, estate, port)
-    cfg.write_text(cfg.read_text() + (
-        "notifications:\n"
-        "  - type: webhook\n"
-        "    name: siem\n"
-        f"    url: {receiver.url}/hook?token=${{HOOK_TOKEN}}\n"
-        "    secret: ${HOOK_SECRET}\n"
-        "    min_severity: critical\n"
-    ))
+    cfg.write_text(
+        cfg.read_text()
+        + (
+            "notifications:\n"
+            "  - type: webhook\n"
+            "    name: siem\n"
+            f"    url: {receiver.url}/hook?token=${{HOOK_TOKEN}}\n"
+            "    secret: ${HOOK_SECRET}\n"
+            "    min_severity: critical\n"
+        )
+    )
     os.environ["HOOK_TOKEN"], os.environ["HOOK_SECRET"] = token, "hmac-secret-0123456789abcdef"
     try:
         daemon = Daemon(cfg, tmp_path / "daemon.log")
@@ -248,8 +305,21 @@ def test_reload_keeps_the_last_good_baseline_and_takes_a_fixed_one(tmp_path: Pat
         assert get(base + "/healthz")[0] == 200
         assert value(metrics(base), "sgwatch_drifted_groups") == 8  # still the last good baseline
         # Accept today's state as the baseline: a file change alone triggers the reload.
-        subprocess.run([sys.executable, "-m", "sgwatch", "baseline", "capture", "--snapshot", str(DEMO / "snapshot"),
-                        "--output", str(tmp_path / "fresh")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sgwatch",
+                "baseline",
+                "capture",
+                "--snapshot",
+                str(DEMO / "snapshot"),
+                "--output",
+                str(tmp_path / "fresh"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         shutil.rmtree(baseline)
         shutil.copytree(tmp_path / "fresh", baseline)
         wait_for(lambda: value(metrics(base), "sgwatch_drifted_groups") == 0, what="drift to clear after reload")

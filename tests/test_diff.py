@@ -18,9 +18,11 @@ def test_swapping_sides_swaps_added_and_removed(a: list[Rule], b: list[Rule]) ->
     forward = diff_rules(KEY, a, b)
     backward = diff_rules(KEY, b, a)
     assert sorted(c.live.key for c in forward if c.kind == "rule_added" and c.live) == sorted(
-        c.baseline.key for c in backward if c.kind == "rule_removed" and c.baseline)
+        c.baseline.key for c in backward if c.kind == "rule_removed" and c.baseline
+    )
     assert sorted(c.baseline.key for c in forward if c.kind == "rule_removed" and c.baseline) == sorted(
-        c.live.key for c in backward if c.kind == "rule_added" and c.live)
+        c.live.key for c in backward if c.kind == "rule_added" and c.live
+    )
 
 
 @given(rule_sets)

@@ -17,8 +17,15 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 KEY = ("default", "cn-hangzhou", "sg-1")
 
 
-def run(base: Group | None, live: Group | None, *, accepted: tuple[AcceptedExposure, ...] = (),
-        listed: bool = True, errors: list[ScanError] | None = None, settings: CheckSettings | None = None) -> Report:
+def run(
+    base: Group | None,
+    live: Group | None,
+    *,
+    accepted: tuple[AcceptedExposure, ...] = (),
+    listed: bool = True,
+    errors: list[ScanError] | None = None,
+    settings: CheckSettings | None = None,
+) -> Report:
     baseline = Baseline(groups={KEY: base} if base else {}, accepted={KEY: accepted} if accepted else {})
     snap = Snapshot(groups={KEY: live} if live else {}, errors=errors or [])
     if listed:
@@ -42,25 +49,29 @@ def egress(spec: str) -> Rule:
 def test_removing_the_guard_drop_is_critical_and_adding_a_shadowed_accept_is_quiet() -> None:
     guarded = with_rules("accept 100 tcp 1/65535 0.0.0.0/0", "drop 1 tcp 3306/3306 0.0.0.0/0")
     assert kinds(run(guarded, with_rules("accept 100 tcp 1/65535 0.0.0.0/0"))) == [
-        ("rule_removed", "critical", ["internet-database-port"])]
+        ("rule_removed", "critical", ["internet-database-port"])
+    ]
     quiet = with_rules("drop 1 tcp 3306/3306 0.0.0.0/0")
     shadowed = with_rules("drop 1 tcp 3306/3306 0.0.0.0/0", "accept 100 tcp 3306/3306 0.0.0.0/0")
     assert kinds(run(quiet, shadowed)) == [("rule_added", "low", ["no-exposure-change"])]
 
 
-@pytest.mark.parametrize(("spec", "severity", "check"), [
-    ("accept 1 tcp 22/22 0.0.0.0/0", "high", "internet-remote-admin"),
-    ("accept 1 tcp 3389/3389 ::/0", "high", "internet-remote-admin"),
-    ("accept 1 tcp 6379/6379 0.0.0.0/0", "critical", "internet-database-port"),
-    ("accept 1 all -1/-1 0.0.0.0/0", "critical", "internet-all-traffic"),
-    ("accept 1 tcp 1/65535 0.0.0.0/1", "critical", "internet-all-traffic"),
-    ("accept 1 tcp 8443/8443 0.0.0.0/0", "high", "internet-unapproved-port"),
-    ("accept 1 tcp 22/22 47.100.12.0/24", "medium", "narrow-public-exposure"),
-    ("accept 1 tcp 22/22 10.0.0.0/8", "low", "private-peer-rule"),
-    ("accept 1 tcp 22/22 sg-app", "low", "private-peer-rule"),
-    ("accept 1 tcp 22/22 999/sg-app", "medium", "cross-account-reference"),
-    ("drop 1 tcp 22/22 0.0.0.0/0", "low", "no-exposure-change"),
-])
+@pytest.mark.parametrize(
+    ("spec", "severity", "check"),
+    [
+        ("accept 1 tcp 22/22 0.0.0.0/0", "high", "internet-remote-admin"),
+        ("accept 1 tcp 3389/3389 ::/0", "high", "internet-remote-admin"),
+        ("accept 1 tcp 6379/6379 0.0.0.0/0", "critical", "internet-database-port"),
+        ("accept 1 all -1/-1 0.0.0.0/0", "critical", "internet-all-traffic"),
+        ("accept 1 tcp 1/65535 0.0.0.0/1", "critical", "internet-all-traffic"),
+        ("accept 1 tcp 8443/8443 0.0.0.0/0", "high", "internet-unapproved-port"),
+        ("accept 1 tcp 22/22 47.100.12.0/24", "medium", "narrow-public-exposure"),
+        ("accept 1 tcp 22/22 10.0.0.0/8", "low", "private-peer-rule"),
+        ("accept 1 tcp 22/22 sg-app", "low", "private-peer-rule"),
+        ("accept 1 tcp 22/22 999/sg-app", "medium", "cross-account-reference"),
+        ("drop 1 tcp 22/22 0.0.0.0/0", "low", "no-exposure-change"),
+    ],
+)
 def test_added_rule_severity(spec: str, severity: str, check: str) -> None:
     report = run(with_rules(), with_rules(spec))
     assert [(f.kind, f.severity) for f in report.findings] == [("rule_added", severity)]
@@ -71,11 +82,20 @@ def test_new_exposure_objects_carry_scope_family_and_peers() -> None:
     report = run(with_rules(), with_rules("accept 1 tcp 3306/3306 ::/0"))
     (e,) = report.findings[0].new_exposures
     assert (e.family, e.protocol, e.from_port, e.to_port, e.scope, e.peers, e.new) == (
-        "ipv6", "tcp", 3306, 3306, "any", ("::/0",), True)
+        "ipv6",
+        "tcp",
+        3306,
+        3306,
+        "any",
+        ("::/0",),
+        True,
+    )
 
 
 def test_egress_whitelist_drop_removed_is_medium() -> None:
-    whitelist = replace(with_rules(), rules=(egress("drop 2 all -1/-1 0.0.0.0/0"), egress("accept 1 tcp 443/443 1.1.1.1/32")))
+    whitelist = replace(
+        with_rules(), rules=(egress("drop 2 all -1/-1 0.0.0.0/0"), egress("accept 1 tcp 443/443 1.1.1.1/32"))
+    )
     opened = replace(whitelist, rules=whitelist.rules[1:])
     assert kinds(run(whitelist, opened)) == [("rule_removed", "medium", ["egress-opened"])]
 
@@ -100,7 +120,8 @@ def test_priority_change_without_exposure_change_is_low_and_description_is_info(
 
 def test_accept_removed_is_low() -> None:
     assert kinds(run(with_rules("accept 1 tcp 80/80 0.0.0.0/0"), with_rules())) == [
-        ("rule_removed", "low", ["accept-removed"])]
+        ("rule_removed", "low", ["accept-removed"])
+    ]
 
 
 def test_new_group_without_exposure_is_medium_and_with_exposure_takes_its_severity() -> None:

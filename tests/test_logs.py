@@ -19,6 +19,7 @@ def _restore_logging() -> Iterator[None]:
     yield
     logs.configure("warning", stream=sys.stderr)
 
+
 SECRET = "Zm9vYmFyLXNlY3JldC1ub3QtZm9y"
 TOKEN = "sts-token-CAIS-abcdef-0123456789"
 HOOK = "https://oapi.dingtalk.com/robot/send?access_token=9f8e7d6c5b4a39281706"

@@ -15,9 +15,19 @@ from sgwatch.core.normalize import NormalizeError
 
 def perm(**over: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "Direction": "ingress", "IpProtocol": "TCP", "PortRange": "22/22", "SourceCidrIp": "0.0.0.0/0",
-        "Policy": "Accept", "Priority": "1", "NicType": "intranet", "Description": "", "SourcePortRange": "",
-        "SecurityGroupRuleId": "sgr-1", "Ipv6SourceCidrIp": "", "SourceGroupId": "", "SourcePrefixListId": "",
+        "Direction": "ingress",
+        "IpProtocol": "TCP",
+        "PortRange": "22/22",
+        "SourceCidrIp": "0.0.0.0/0",
+        "Policy": "Accept",
+        "Priority": "1",
+        "NicType": "intranet",
+        "Description": "",
+        "SourcePortRange": "",
+        "SecurityGroupRuleId": "sgr-1",
+        "Ipv6SourceCidrIp": "",
+        "SourceGroupId": "",
+        "SourcePrefixListId": "",
     }
     base.update(over)
     return base
@@ -30,9 +40,18 @@ def test_case_numbers_and_types_normalise_to_one_key() -> None:
     assert a.key == b.key == c.key
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("ALL", "all"), ("-1", "all"), ("icmp", "icmp"), ("58", "icmpv6"), ("47", "gre"), ("132", "132"), ("UDP", "udp"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ALL", "all"),
+        ("-1", "all"),
+        ("icmp", "icmp"),
+        ("58", "icmpv6"),
+        ("47", "gre"),
+        ("132", "132"),
+        ("UDP", "udp"),
+    ],
+)
 def test_protocols(raw: str, expected: str) -> None:
     assert normalize.protocol(raw) == expected
 
@@ -50,8 +69,9 @@ def test_ipv6_group_and_prefix_list_peers() -> None:
     assert grp.peer == Peer(PeerKind.GROUP, "sg-a", "999") and str(grp.peer) == "999/sg-a"
     own = normalize.rule_from_api(perm(SourceCidrIp="", SourceGroupId="sg-a", SourceGroupOwnerAccount="111"), "111")
     assert own.peer.owner == ""
-    egress = normalize.rule_from_api({"Direction": "egress", "IpProtocol": "ALL", "PortRange": "-1/-1",
-                                      "DestPrefixListId": "pl-1", "Policy": "Drop"})
+    egress = normalize.rule_from_api(
+        {"Direction": "egress", "IpProtocol": "ALL", "PortRange": "-1/-1", "DestPrefixListId": "pl-1", "Policy": "Drop"}
+    )
     assert egress.peer.kind is PeerKind.PREFIX_LIST and egress.policy == "drop"
 
 
@@ -62,10 +82,19 @@ def test_portless_protocols_and_source_ports() -> None:
     assert (src.key.src_from_port, src.key.src_to_port) == (1024, 65535)
 
 
-@pytest.mark.parametrize("bad", [
-    perm(IpProtocol="tcpx"), perm(PortRange="0/70000"), perm(PortRange="90/80"), perm(Policy="maybe"),
-    perm(Priority="high"), perm(SourceCidrIp="1.2.3.999"), perm(SourceCidrIp=""), perm(Direction="sideways"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        perm(IpProtocol="tcpx"),
+        perm(PortRange="0/70000"),
+        perm(PortRange="90/80"),
+        perm(Policy="maybe"),
+        perm(Priority="high"),
+        perm(SourceCidrIp="1.2.3.999"),
+        perm(SourceCidrIp=""),
+        perm(Direction="sideways"),
+    ],
+)
 def test_bad_values_raise_with_the_field(bad: dict[str, object]) -> None:
     with pytest.raises(NormalizeError):
         normalize.rule_from_api(bad)

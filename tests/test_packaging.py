@@ -46,10 +46,6 @@ CLUSTER_SCOPED = {"Namespace"}
 UID = 10001
 
 
-
-
-
-
 def run(cmd: list[str], timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 

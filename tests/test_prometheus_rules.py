@@ -25,10 +25,6 @@ RUNBOOK_URL_PREFIX = "https://github.com/sgwatch/sgwatch/blob/main/docs/runbook.
 SEVERITIES = {"critical", "warning", "info"}
 
 
-
-
-
-
 def load_yaml(path: Path) -> Any:
     return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
 

@@ -46,16 +46,16 @@ def test_finding_life_survives_restart_and_resolves(tmp_path: Path) -> None:
 def test_unreadable_group_keeps_its_findings_open(tmp_path: Path) -> None:
     state = State(tmp_path / "s.sqlite")
     (fid,) = state.record(report("accept 1 tcp 22/22 0.0.0.0/0"), T0)
-    blind = Report(generated_at=T0, groups=0,
-                   errors=[ScanError("default", "cn-hangzhou", "ServiceUnavailable", "503")])
+    blind = Report(generated_at=T0, groups=0, errors=[ScanError("default", "cn-hangzhou", "ServiceUnavailable", "503")])
     assert fid in state.record(blind, T0 + timedelta(minutes=5))
 
 
 def test_scan_history(tmp_path: Path) -> None:
     state = State(tmp_path / "s.sqlite")
     state.add_scan(scan_id="a", started=T0, duration=2.5, result="complete", report=report())
-    state.add_scan(scan_id="b", started=T0 + timedelta(minutes=5), duration=1, result="failed", report=None,
-                   message="boom")
+    state.add_scan(
+        scan_id="b", started=T0 + timedelta(minutes=5), duration=1, result="failed", report=None, message="boom"
+    )
     assert [s["result"] for s in state.scans()] == ["failed", "complete"]
     assert state.last_success() == T0 + timedelta(seconds=2.5)
 
@@ -85,14 +85,28 @@ def test_metrics_from_the_last_scan() -> None:
     assert registry.get_sample_value("sgwatch_findings", {"severity": "critical", "kind": "rule_added"}) == 1
     assert registry.get_sample_value("sgwatch_findings", {"severity": "high", "kind": "rule_added"}) == 1
     assert registry.get_sample_value("sgwatch_new_exposures", {"severity": "critical"}) == 1
-    assert registry.get_sample_value("sgwatch_group_drift_findings", {
-        "account": "default", "region": "cn-hangzhou", "security_group_id": "sg-1", "severity": "critical"}) == 2
+    assert (
+        registry.get_sample_value(
+            "sgwatch_group_drift_findings",
+            {"account": "default", "region": "cn-hangzhou", "security_group_id": "sg-1", "severity": "critical"},
+        )
+        == 2
+    )
     assert registry.get_sample_value("sgwatch_scans_total", {"result": "complete"}) == 1
     assert registry.get_sample_value("sgwatch_scans_total", {"result": "failed"}) == 0
-    assert registry.get_sample_value("sgwatch_api_requests_total",
-                                     {"action": "DescribeSecurityGroups", "result": "throttled"}) == 2
+    assert (
+        registry.get_sample_value(
+            "sgwatch_api_requests_total", {"action": "DescribeSecurityGroups", "result": "throttled"}
+        )
+        == 2
+    )
     # The group is fixed: its series go with the next scan.
     telemetry.last = ScanSummary.of(report(), T0.timestamp(), 1.0)
-    assert registry.get_sample_value("sgwatch_group_drift_findings", {
-        "account": "default", "region": "cn-hangzhou", "security_group_id": "sg-1", "severity": "critical"}) is None
+    assert (
+        registry.get_sample_value(
+            "sgwatch_group_drift_findings",
+            {"account": "default", "region": "cn-hangzhou", "security_group_id": "sg-1", "severity": "critical"},
+        )
+        is None
+    )
     assert registry.get_sample_value("sgwatch_drifted_groups") == 0
