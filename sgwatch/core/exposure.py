@@ -59,7 +59,7 @@ class Segment:
 ExposureMap = dict[tuple[Family, str], list[Segment]]
 
 _Box = tuple[int, int, int, int]  # dport low, dport high, sport low, sport high
-_Piece = tuple[int, int, int]  # dport low, dport high, position of the granting rule (-1: the default)
+_Grant = tuple[int, int, int]  # dport low, dport high, position of the granting rule (-1: the default)
 _Shape = tuple[int, str, _Box]  # what of a rule decides a painting: priority, policy, ports
 
 
@@ -94,7 +94,7 @@ def _shape(k: RuleKey, ported: bool) -> _Shape:
 
 
 @lru_cache(maxsize=1 << 16)
-def _paint(shapes: tuple[_Shape, ...], ported: bool, default_accept: bool) -> tuple[_Piece, ...]:
+def _paint(shapes: tuple[_Shape, ...], ported: bool, default_accept: bool) -> tuple[_Grant, ...]:
     """Decide one address segment: the destination ports accepted, and which rule grants them.
 
     Takes the shapes of the rules covering the segment, in decision order, and answers with
@@ -103,7 +103,7 @@ def _paint(shapes: tuple[_Shape, ...], ported: bool, default_accept: bool) -> tu
     """
     space: _Box = (*_PORT_SPACE, *_PORT_SPACE) if ported else (0, 0, 0, 0)
     undecided = [space]
-    accepted: list[_Piece] = []
+    accepted: list[_Grant] = []
     # Rules of equal precedence decide together, so each of them is credited with what it grants.
     for _, tier in itertools.groupby(enumerate(shapes), key=lambda item: item[1][:2]):
         if not undecided:
@@ -229,7 +229,7 @@ def _evaluate_bucket(
         else:
             where.append((point, points[n + 1] - 1))
     shapes = [_shape(k, ported) for k, _ in chosen]
-    runs_of: dict[_Piece, list[Interval]] = defaultdict(list)  # accepted ports and granting rule -> addresses
+    runs_of: dict[_Grant, list[Interval]] = defaultdict(list)  # accepted ports and granting rule -> addresses
     for order, where in stretches.items():
         for dl, dh, j in _paint(tuple(map(shapes.__getitem__, order)), ported, default_accept):
             runs_of[(dl, dh, order[j] if j >= 0 else -1)].extend(where)
@@ -238,16 +238,16 @@ def _evaluate_bucket(
     )
 
 
-def _to_segments(runs_of: dict[_Piece, list[Interval]], ported: bool, keys: list[RuleKey]) -> list[Segment]:
+def _to_segments(runs_of: dict[_Grant, list[Interval]], ported: bool, keys: list[RuleKey]) -> list[Segment]:
     # A sweep over destination ports: between two cuts the same accepted pieces are active.
     if not runs_of:
         return []
-    starts: dict[int, list[_Piece]] = defaultdict(list)
-    ends: dict[int, list[_Piece]] = defaultdict(list)
+    starts: dict[int, list[_Grant]] = defaultdict(list)
+    ends: dict[int, list[_Grant]] = defaultdict(list)
     for piece in runs_of:
         starts[piece[0]].append(piece)
         ends[piece[1] + 1].append(piece)
-    active: set[_Piece] = set()
+    active: set[_Grant] = set()
     out: list[Segment] = []
     last: tuple[int, ...] = ()
     for low, nxt in itertools.pairwise(sorted(starts.keys() | ends.keys())):
