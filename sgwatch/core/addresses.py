@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache, lru_cache
 from typing import Literal
+
+from sgwatch.core.memo import Memo
 
 Family = Literal["ipv4", "ipv6"]
 Interval = tuple[int, int]
@@ -57,7 +59,7 @@ def parse_network(cidr: str) -> tuple[Family, Interval]:
     return family, (int(net.network_address), int(net.broadcast_address))
 
 
-network_interval = lru_cache(maxsize=1 << 18)(parse_network)
+network_interval: Callable[[str], tuple[Family, Interval]] = Memo(parse_network).__getitem__
 
 
 def subtract(intervals: Sequence[Interval], holes: Sequence[Interval]) -> list[Interval]:

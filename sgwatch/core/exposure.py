@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from sgwatch.core import addresses
 from sgwatch.core.addresses import Family, Interval
+from sgwatch.core.memo import Memo
 from sgwatch.core.model import NO_PORTS, PORTED, Direction, Group, Peer, PeerKind, Rule, RuleKey
 
 Scope = Literal["any", "wide", "narrow"]
@@ -139,10 +140,12 @@ class Question(NamedTuple):
     default_accept: bool
 
 
-@lru_cache(maxsize=1 << 18)
-def internet_part(peer: Peer) -> tuple[Interval, ...]:
-    """The public addresses a peer names (none for groups, prefix lists and private blocks)."""
+def _internet_part(peer: Peer) -> tuple[Interval, ...]:
     return addresses.public_part(peer.value)[1] if peer.kind in _CIDR_KINDS else ()
+
+
+internet_part: Callable[[Peer], tuple[Interval, ...]] = Memo(_internet_part).__getitem__
+"""The public addresses a peer names (none for groups, prefix lists and private blocks)."""
 
 
 def questions(group: Group) -> dict[Direction, Question]:

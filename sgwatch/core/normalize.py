@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
 from typing import Any
 
+from sgwatch.core.memo import Memo
 from sgwatch.core.model import (
     NO_PORTS,
     PORTED,
@@ -126,8 +127,7 @@ def _fast_v4(text: str) -> Peer | None:
     )
 
 
-@lru_cache(maxsize=1 << 18)
-def cidr(value: str) -> Peer:
+def _cidr(value: str) -> Peer:
     text = value.strip()
     fast = _fast_v4(text)
     if fast is not None:
@@ -138,6 +138,9 @@ def cidr(value: str) -> Peer:
         raise NormalizeError(f"{value!r} is not an IP address or CIDR block") from None
     kind = PeerKind.CIDR4 if net.version == 4 else PeerKind.CIDR6
     return Peer(kind, str(net))
+
+
+cidr: Callable[[str], Peer] = Memo(_cidr).__getitem__
 
 
 def peer_from_text(value: str) -> Peer:
@@ -166,14 +169,24 @@ _PEER_FIELDS: dict[str, tuple[str, str, str, str, str]] = {
 }
 
 
+# Shared: a referenced group appears in many rules, and a NamedTuple's __new__ runs in Python.
+def _same_account_group(group: str) -> Peer:
+    return Peer(PeerKind.GROUP, group)
+
+
+_group_peer: Callable[[str], Peer] = Memo(_same_account_group).__getitem__
+
+
 def _peer(get: Callable[[str], Any], direction: Direction, account: str) -> Peer:
     f_v4, f_v6, f_group, f_owner, f_prefix = _PEER_FIELDS[direction]
     # Most of these fields are "" (the API sends every field): test before cleaning.
     group = get(f_group)
     if group and (group := _text(group)):
         # The owner is "" for the same account; the API sometimes echoes our own id.
-        owner = _text(get(f_owner))
-        return Peer(PeerKind.GROUP, group, "" if owner == account else owner)
+        owner = get(f_owner)
+        if not owner or (owner := _text(owner)) == account:
+            return _group_peer(group)
+        return Peer(PeerKind.GROUP, group, owner)
     v4 = get(f_v4)
     if v4 and (v4 := _text(v4)):
         return cidr(v4)
@@ -189,11 +202,11 @@ def _peer(get: Callable[[str], Any], direction: Direction, account: str) -> Peer
 
 # The cloud's values come from small sets; caching each parse turns a million rules into
 # a million dictionary lookups.
-_protocol = lru_cache(maxsize=1024)(protocol)
-_policy = lru_cache(maxsize=64)(policy)
-_priority = lru_cache(maxsize=2048)(priority)
-_nic_type = lru_cache(maxsize=64)(nic_type)
-_port_range = lru_cache(maxsize=1 << 18)(port_range)
+_protocol: Callable[[object], str] = Memo(protocol).__getitem__
+_policy: Callable[[object], Policy] = Memo(policy).__getitem__
+_priority: Callable[[object], int] = Memo(priority).__getitem__
+_nic_type: Callable[[object], NicType] = Memo(nic_type).__getitem__
+_port_range = lru_cache(maxsize=1 << 18)(port_range)  # two arguments: a memo would build a key tuple as this does
 _DIRECTION: dict[object, Direction] = {
     "ingress": "ingress",
     "egress": "egress",

@@ -5,14 +5,14 @@ Posture results are reported apart from drift and never change the exit code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
-from functools import lru_cache
 
 from sgwatch.core import addresses
 from sgwatch.core.checks import CheckSettings, exposure_class
 from sgwatch.core.exposure import decision_order, internet_part
 from sgwatch.core.findings import Exposure, PostureResult, describe_rule
+from sgwatch.core.memo import Memo
 from sgwatch.core.model import NO_PORTS, AcceptedExposure, Group, GroupKey, Peer, PeerKind, Rule
 
 
@@ -33,8 +33,7 @@ def _exposure_check(e: Exposure, settings: CheckSettings) -> str | None:
 _Extent = tuple[str, int, int, int, int]
 
 
-@lru_cache(maxsize=1 << 18)
-def _block(peer: Peer) -> tuple[str, int, int, int]:
+def _block_of(peer: Peer) -> tuple[str, int, int, int]:
     """A peer as (what it can only be covered by, prefix length, first address, family width in bits).
 
     Rules with different first fields never cover each other: IPv4 blocks, IPv6 blocks, and
@@ -45,6 +44,9 @@ def _block(peer: Peer) -> tuple[str, int, int, int]:
         width = 32 if peer.kind is PeerKind.CIDR4 else 128
         return peer.kind, int(peer.value.rpartition("/")[2]), low, width
     return str(peer), 0, 0, 0
+
+
+_block: Callable[[Peer], tuple[str, int, int, int]] = Memo(_block_of).__getitem__
 
 
 def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
