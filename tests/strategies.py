@@ -33,6 +33,13 @@ PORTS = [
     (3300, 3310),
     (8080, 8090),
 ]
+# Prefix lists the generated rules may name, with entries the probes above know.
+PREFIX_LISTS: dict[str, tuple[str, ...]] = {
+    "pl-office": ("1.2.3.0/24", "10.0.0.0/8"),
+    "pl-world": ("0.0.0.0/0", "::/0"),
+    "pl-v6": ("2400:cb00::/32",),
+    "pl-private": ("192.168.1.0/24", "fc00::/7"),
+}
 SPORTS = [(-1, -1), (-1, -1), (-1, -1), (1024, 65535), (53, 53)]
 PROTOCOLS = ["tcp", "tcp", "udp", "icmp", "icmpv6", "gre", "all", "132"]
 
@@ -48,7 +55,7 @@ def peers(draw: st.DrawFn) -> Peer:
         return Peer(
             PeerKind.GROUP, draw(st.sampled_from(["sg-app", "sg-db"])), draw(st.sampled_from(["", "", "1234567890"]))
         )
-    return Peer(PeerKind.PREFIX_LIST, "pl-office")
+    return Peer(PeerKind.PREFIX_LIST, draw(st.sampled_from(sorted(PREFIX_LISTS))))
 
 
 @st.composite

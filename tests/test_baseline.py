@@ -15,7 +15,7 @@ from sgwatch.core.engine import assess
 from sgwatch.core.model import Group, Snapshot
 from sgwatch.errors import InputError
 from sgwatch.sources import snapshot as snapshot_source
-from tests.strategies import groups
+from tests.strategies import PREFIX_LISTS, groups
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo"
@@ -25,6 +25,7 @@ def snapshot_of(members: list[Group]) -> Snapshot:
     snap = Snapshot(groups={g.key: g for g in members})
     for g in members:
         snap.listed[(g.account, g.region)] = snap.listed.get((g.account, g.region), frozenset()) | {g.id}
+        snap.prefix_lists.update({(g.account, g.region, pl): entries for pl, entries in PREFIX_LISTS.items()})
     return snap
 
 

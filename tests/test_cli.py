@@ -82,7 +82,10 @@ def test_incomplete_snapshot_exits_3_and_still_reports(tmp_path: Path) -> None:
     ("setup", "needle"),
     [
         ("bad_json", "sg-web.json:1: not valid JSON"),
-        ("wrong_shape", "not a DescribeSecurityGroups or DescribeSecurityGroupAttribute response"),
+        (
+            "wrong_shape",
+            "not a DescribeSecurityGroups, DescribeSecurityGroupAttribute or DescribePrefixListAttributes response",
+        ),
         ("bad_rule", "Permissions.Permission[0]: unknown protocol"),
         ("rule_not_object", "Permissions.Permission[1]: expected an object"),
         ("missing", "snapshot directory not found"),

@@ -25,9 +25,11 @@ def run(
     listed: bool = True,
     errors: list[ScanError] | None = None,
     settings: CheckSettings | None = None,
+    lists: dict[str, tuple[str, ...]] | None = None,
 ) -> Report:
     baseline = Baseline(groups={KEY: base} if base else {}, accepted={KEY: accepted} if accepted else {})
     snap = Snapshot(groups={KEY: live} if live else {}, errors=errors or [])
+    snap.prefix_lists = {("default", "cn-hangzhou", pl): entries for pl, entries in (lists or {}).items()}
     if listed:
         snap.listed[("default", "cn-hangzhou")] = frozenset({KEY[2]} if live else set())
     return assess(baseline, snap, settings or CheckSettings(), NOW)
@@ -186,3 +188,50 @@ def test_posture_flags_shadowed_rules_and_rule_limit() -> None:
     checks = sorted(p.check for p in report.posture)
     assert "posture-shadowed-rule" in checks and "posture-rule-limit" in checks
     assert report.findings == []
+
+
+# -- prefix lists: a rule that names one lets in what its entries say ------------------------------
+LISTS = {"pl-world": ("0.0.0.0/0",), "pl-office": ("10.0.0.0/8", "47.100.12.0/24"), "pl-lan": ("10.0.0.0/8",)}
+
+
+def test_a_rule_naming_a_prefix_list_of_the_internet_is_graded_by_its_entries() -> None:
+    base = with_rules("accept 1 tcp 443/443 0.0.0.0/0")
+    report = run(base, with_rules("accept 1 tcp 443/443 0.0.0.0/0", "accept 1 tcp 3306/3306 pl-world"), lists=LISTS)
+    assert kinds(report) == [("rule_added", "critical", ["internet-database-port"])]
+    (finding,) = report.findings
+    assert [(e.from_port, e.scope, e.peers) for e in finding.new_exposures] == [(3306, "any", ("pl-world",))]
+    assert report.complete
+
+
+def test_a_prefix_list_of_one_office_is_narrow_and_of_private_entries_is_quiet() -> None:
+    base = with_rules()
+    office = run(base, with_rules("accept 1 tcp 22/22 pl-office"), lists=LISTS)
+    assert kinds(office) == [("rule_added", "medium", ["narrow-public-exposure"])]
+    lan = run(base, with_rules("accept 1 tcp 3306/3306 pl-lan"), lists=LISTS)
+    assert kinds(lan) == [("rule_added", "low", ["private-peer-rule"])]
+
+
+def test_an_unread_prefix_list_makes_the_report_incomplete_never_quietly_private() -> None:
+    report = run(with_rules(), with_rules("accept 1 tcp 3306/3306 pl-unknown"), lists=LISTS)
+    assert kinds(report) == [("rule_added", "medium", ["prefix-list-unresolved"])]
+    assert not report.complete
+    assert [(e.code, e.security_group_id) for e in report.errors] == [("PrefixListUnresolved", "sg-1")]
+    assert "pl-unknown" in report.errors[0].message
+
+
+def test_entries_added_to_a_prefix_list_are_exposure_not_drift() -> None:
+    # The baseline names the list, not its entries: the same rules are no drift, and the
+    # exposure the list's entries now grant is listed and caught by posture.
+    group = with_rules("accept 1 tcp 3306/3306 pl-world")
+    report = run(group, group, lists=LISTS)
+    assert report.findings == []
+    assert [(e.from_port, e.peers, e.new) for e in report.exposures] == [(3306, ("pl-world",), False)]
+    assert "posture-internet-database-port" in {p.check for p in report.posture}
+
+
+def test_removing_a_drop_that_named_a_prefix_list_owns_the_exposure_it_let_through() -> None:
+    guarded = with_rules("accept 100 tcp 1/65535 0.0.0.0/0", "drop 1 tcp 3306/3306 pl-world")
+    opened = with_rules("accept 100 tcp 1/65535 0.0.0.0/0", "drop 1 tcp 22/22 0.0.0.0/0")
+    report = run(guarded, opened, lists=LISTS)
+    removed = [f for f in report.findings if f.kind == "rule_removed"]
+    assert [(f.severity, f.checks) for f in removed] == [("critical", ["internet-database-port"])]

@@ -8,8 +8,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sgwatch.core import addresses, exposure, normalize
-from sgwatch.core.model import Group, Rule, RuleKey
-from tests.strategies import CIDRS4, CIDRS6, groups
+from sgwatch.core.model import Group, PeerKind, Rule, RuleKey
+from tests.strategies import CIDRS4, CIDRS6, PREFIX_LISTS, groups
 
 
 def oracle(group: Group, direction: str, family: str, proto: str, dport: int, sport: int, addr: int) -> bool:
@@ -17,14 +17,17 @@ def oracle(group: Group, direction: str, family: str, proto: str, dport: int, sp
     matching = []
     for rule in group.rules:
         k = rule.key
-        if k.direction != direction or not k.peer.is_cidr:
+        if k.direction != direction or k.peer.kind is PeerKind.GROUP:
             continue
         if not group.vpc_id and k.nic_type != "internet":
             continue
-        net = ipaddress.ip_network(k.peer.value)
-        if ("ipv4" if net.version == 4 else "ipv6") != family:
-            continue
-        if not int(net.network_address) <= addr <= int(net.broadcast_address):
+        blocks = PREFIX_LISTS[k.peer.value] if k.peer.kind is PeerKind.PREFIX_LIST else (k.peer.value,)
+        nets = [ipaddress.ip_network(b) for b in blocks]
+        if not any(
+            ("ipv4" if net.version == 4 else "ipv6") == family
+            and int(net.network_address) <= addr <= int(net.broadcast_address)
+            for net in nets
+        ):
             continue
         if k.protocol not in ("all", proto):
             continue
@@ -68,7 +71,7 @@ def test_evaluator_agrees_with_oracle(
 ) -> None:
     # ICMPv6 does not travel over IPv4, nor ICMP over IPv6: no such packet to decide.
     assume((family, proto) not in {("ipv4", "icmpv6"), ("ipv6", "icmp")})
-    result = exposure.evaluate(group, direction)  # type: ignore[arg-type]
+    result = exposure.evaluate(group, direction, PREFIX_LISTS)  # type: ignore[arg-type]
     addr = data.draw(st.sampled_from(ADDRS[family]))
     port = dport if proto in ("tcp", "udp") else -1
     expected = addresses.is_public_address(family, addr) and any(  # type: ignore[arg-type]

@@ -61,10 +61,21 @@ CATALOGUE: tuple[Check, ...] = (
     Check("inner-access-opened", "medium", "drift", 5, "InnerAccessPolicy changed from drop to accept"),
     Check("cross-account-reference", "medium", "drift", 8, "New reference to a security group in another account"),
     Check("new-group", "medium", "drift", 9, "A security group exists that the baseline does not know"),
+    Check(
+        "prefix-list-unresolved",
+        "medium",
+        "drift",
+        None,
+        "A new accept rule names a prefix list whose entries could not be read: what it lets in is unknown",
+    ),
     Check("accept-removed", "low", "drift", None, "An accept rule was removed (tightening; possible outage)"),
     Check("no-exposure-change", "low", "drift", None, "A rule changed without changing internet exposure"),
     Check(
-        "private-peer-rule", "low", "drift", 4, "A new rule whose peers are private addresses, groups or prefix lists"
+        "private-peer-rule",
+        "low",
+        "drift",
+        4,
+        "A new rule whose peers are private addresses, groups or prefix lists of private entries",
     ),
     Check("group-removed", "low", "drift", None, "A security group in the baseline no longer exists"),
     Check("group-attribute-changed", "low", "drift", None, "The group's type or VPC changed"),

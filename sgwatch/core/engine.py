@@ -15,7 +15,7 @@ from sgwatch.core import addresses, exposure, posture
 from sgwatch.core.addresses import Family, Interval
 from sgwatch.core.checks import RANK, CheckSettings, Severity, exposure_class, worst
 from sgwatch.core.diff import Change, diff_group
-from sgwatch.core.exposure import ExposureMap
+from sgwatch.core.exposure import FAMILIES, ExposureMap, PrefixLists
 from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
 from sgwatch.core.model import (
     DIRECTIONS,
@@ -169,14 +169,24 @@ def _protocol(bucket: str) -> str:
 
 
 def group_exposures(
-    group: Group, base: Group, accepted: Sequence[AcceptedExposure], settings: CheckSettings, same_rules: bool
+    group: Group,
+    base: Group,
+    accepted: Sequence[AcceptedExposure],
+    settings: CheckSettings,
+    same_rules: bool,
+    lists: PrefixLists | None = None,
+    unresolved: set[str] | None = None,
 ) -> tuple[list[Exposure], list[_Graded]]:
-    """The group's live exposures worth listing, and those of them that are new, graded."""
+    """The group's live exposures worth listing, and those of them that are new, graded.
+
+    Both sides read prefix lists as they are now (``lists``): the baseline names a list, not its
+    entries. The live side's lists that could not be read go to ``unresolved``.
+    """
     listed: list[Exposure] = []
     new: list[_Graded] = []
     same = same_rules and (base.type, base.vpc_id) == (group.type, group.vpc_id)
-    live_qs = exposure.questions(group)
-    base_qs = live_qs if same else exposure.questions(base)
+    live_qs = exposure.questions(group, lists, unresolved)
+    base_qs = live_qs if same else exposure.questions(base, lists)
     for direction in DIRECTIONS:
         live_q, base_q = live_qs[direction], base_qs[direction]
         if base_q == live_q:  # the same internet-facing rules: nothing is new
@@ -211,13 +221,11 @@ def group_exposures(
     return listed, new
 
 
-def _overlaps(rule: Rule, graded: _Graded) -> bool:
+def _overlaps(rule: Rule, graded: _Graded, lists: PrefixLists) -> bool:
     """Could this (removed or weakened) rule have been what blocked the new exposure?"""
     e, piece = graded.exposure, graded.piece
     k = rule.key
-    if k.direction != e.direction or not k.peer.is_cidr:
-        return False
-    if (k.peer.kind is PeerKind.CIDR4) != (e.family == "ipv4"):
+    if k.direction != e.direction:
         return False
     if not exposure.matches_bucket(k.protocol, piece.bucket):
         return False
@@ -227,10 +235,10 @@ def _overlaps(rule: Rule, graded: _Graded) -> bool:
         and (k.to_port < e.from_port or k.from_port > e.to_port)
     ):
         return False
-    return bool(addresses.intersect(exposure.internet_part(k.peer), piece.new_addresses))
+    return bool(addresses.intersect(exposure.peer_public_part(k.peer, e.family, lists), piece.new_addresses))
 
 
-def _attribute(changes: list[Change], new: list[_Graded]) -> dict[int, list[_Graded]]:
+def _attribute(changes: list[Change], new: list[_Graded], lists: PrefixLists) -> dict[int, list[_Graded]]:
     """Which change caused which new exposure. Every new exposure lands on some change."""
     by_change: dict[int, list[_Graded]] = {}
     for g in new:
@@ -243,7 +251,7 @@ def _attribute(changes: list[Change], new: list[_Graded]) -> dict[int, list[_Gra
             or [
                 n
                 for n, c in enumerate(changes)
-                if c.baseline is not None and c.baseline.policy == "drop" and _overlaps(c.baseline, g)
+                if c.baseline is not None and c.baseline.policy == "drop" and _overlaps(c.baseline, g, lists)
             ]
             or [n for n, c in enumerate(changes) if c.kind == "group_changed"]
             or [n for n, c in enumerate(changes) if c.direction == g.exposure.direction][:1]
@@ -253,19 +261,21 @@ def _attribute(changes: list[Change], new: list[_Graded]) -> dict[int, list[_Gra
     return by_change
 
 
-def _base_check(change: Change, live: Group | None, base: Group | None) -> str:
+def _base_check(change: Change, live: Group | None, base: Group | None, lists: PrefixLists) -> str:
     if change.kind == "group_changed":
         opened = "inner_access_policy" in change.fields and live is not None and live.inner_access_policy == "accept"
         return "inner-access-opened" if opened else "group-attribute-changed"
     if change.kind == "rule_changed" and change.live and change.baseline and change.live.key == change.baseline.key:
         return "description-changed"
     rule = change.live if change.kind == "rule_added" else None
-    if rule is not None and rule.policy == "accept" and not rule.peer.is_cidr:
-        if rule.peer.kind is PeerKind.GROUP and rule.peer.owner:
-            return "cross-account-reference"
-        return "private-peer-rule"
-    if rule is not None and rule.policy == "accept" and not exposure.internet_part(rule.peer):
-        return "private-peer-rule"
+    if rule is not None and rule.policy == "accept":
+        peer = rule.peer
+        if peer.kind is PeerKind.GROUP:
+            return "cross-account-reference" if peer.owner else "private-peer-rule"
+        if peer.kind is PeerKind.PREFIX_LIST and peer.value not in lists:
+            return "prefix-list-unresolved"
+        if not any(exposure.peer_public_part(peer, family, lists) for family in FAMILIES):
+            return "private-peer-rule"
     if change.kind == "rule_removed" and change.baseline and change.baseline.policy == "accept":
         return "accept-removed"
     return "no-exposure-change"
@@ -319,9 +329,19 @@ def _finding(
 
 
 def assess_group(
-    live: Group | None, base: Group | None, accepted: Sequence[AcceptedExposure], settings: CheckSettings
+    live: Group | None,
+    base: Group | None,
+    accepted: Sequence[AcceptedExposure],
+    settings: CheckSettings,
+    lists: PrefixLists | None = None,
+    unresolved: set[str] | None = None,
 ) -> tuple[list[Finding], list[Exposure]]:
-    """Findings and live exposures of one group (live None: removed; base None: added)."""
+    """Findings and live exposures of one group (live None: removed; base None: added).
+
+    ``lists``: the prefix lists of the group's account and region; those its live rules name
+    but ``lists`` lacks are added to ``unresolved``.
+    """
+    lists = {} if lists is None else lists
     if live is None:
         assert base is not None
         change = Change("group_removed", base.key)
@@ -332,18 +352,18 @@ def assess_group(
     # Compared once here: a deep compare of two large equal tuples is a good part of the cost
     # of an unchanged group.
     same_rules = reference.rules == live.rules
-    exposures, new = group_exposures(live, reference, accepted, settings, same_rules)
+    exposures, new = group_exposures(live, reference, accepted, settings, same_rules, lists, unresolved)
     if base is None:
         change = Change("group_added", live.key)
         news = [g.exposure for g in new]
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
         return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
     changes = diff_group(base, live, same_rules)
-    owners = _attribute(changes, new)
+    owners = _attribute(changes, new, lists)
     findings = []
     for n, change in enumerate(changes):
         caused = [g.exposure for g in owners.get(n, [])]
-        check: str | None = _base_check(change, live, base)
+        check: str | None = _base_check(change, live, base, lists)
         if caused and check == "no-exposure-change":
             check = None  # the exposure's own checks say it all
         findings.append(_finding(change, check, caused, settings, _message(change, caused)))
@@ -358,6 +378,9 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     unreadable_groups = {(e.account, e.region, e.security_group_id) for e in errors if e.security_group_id}
     report = Report(generated_at=now, groups=0, errors=errors)
     seen_regions = live.regions
+    lists_of: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+    for (account, region, pl), entries in live.prefix_lists.items():
+        lists_of.setdefault((account, region), {})[pl] = entries
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
         if live.scope is not None and (account, region) not in live.scope:
@@ -386,7 +409,20 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
                 continue  # listed but unread: the parser has recorded the error
         report.groups += 1
         accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
-        findings, exposures = assess_group(lgroup, bgroup, accepted, settings)
+        unresolved: set[str] = set()
+        findings, exposures = assess_group(
+            lgroup, bgroup, accepted, settings, lists_of.get((account, region), {}), unresolved
+        )
+        errors.extend(
+            ScanError(
+                account,
+                region,
+                "PrefixListUnresolved",
+                f"rules name prefix list {pl}, whose entries were not read: what it lets in is unknown",
+                key[2],
+            )
+            for pl in sorted(unresolved)
+        )
         report.findings.extend(findings)
         report.exposures.extend(exposures)
         if lgroup is not None:

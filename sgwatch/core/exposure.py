@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple
@@ -133,11 +133,19 @@ def decision_order(rules: Sequence[Rule]) -> list[Rule]:
     return sorted(rules, key=lambda r: (r.key.priority, r.key.policy != "drop", r.key))  # precedence, inlined
 
 
+# A prefix list's entries as (family, public part) pairs, the families with no public part left out.
+ListPart = tuple[tuple[Family, tuple[Interval, ...]], ...]
+# The prefix lists of one account and region: id -> entries (canonical CIDRs).
+PrefixLists = Mapping[str, tuple[str, ...]]
+
+
 class Question(NamedTuple):
-    """What decides a group's exposure in one direction: its internet rules, in decision order, and its default."""
+    """What decides a group's exposure in one direction: its internet rules in decision order, its
+    default, and the public part of each prefix list those rules name, (id, family, addresses)."""
 
     rules: tuple[RuleKey, ...]
     default_accept: bool
+    lists: tuple[tuple[str, Family, tuple[Interval, ...]], ...] = ()
 
 
 def _internet_part(peer: Peer) -> tuple[Interval, ...]:
@@ -145,29 +153,73 @@ def _internet_part(peer: Peer) -> tuple[Interval, ...]:
 
 
 internet_part: Callable[[Peer], tuple[Interval, ...]] = Memo(_internet_part).__getitem__
-"""The public addresses a peer names (none for groups, prefix lists and private blocks)."""
+"""The public addresses a CIDR peer names (none for groups, prefix lists and private blocks)."""
 
 
-def questions(group: Group) -> dict[Direction, Question]:
+def _list_part(entries: tuple[str, ...]) -> ListPart:
+    by_family: dict[Family, list[Interval]] = {"ipv4": [], "ipv6": []}
+    for cidr in entries:
+        family, part = addresses.public_part(cidr)
+        by_family[family].extend(part)
+    return tuple((f, tuple(addresses.union(parts))) for f, parts in by_family.items() if parts)
+
+
+list_part: Callable[[tuple[str, ...]], ListPart] = Memo(_list_part, limit=4096).__getitem__
+"""The public addresses of a prefix list's entries, per family."""
+
+
+def peer_public_part(peer: Peer, family: Family, lists: PrefixLists) -> tuple[Interval, ...]:
+    """The public addresses of this family a peer names; a prefix list through its entries."""
+    if peer.kind is PeerKind.PREFIX_LIST:
+        entries = lists.get(peer.value)
+        return next((part for f, part in list_part(entries) if f == family), ()) if entries else ()
+    if peer.kind is not _FAMILY_KIND[family]:
+        return ()
+    return internet_part(peer)
+
+
+def questions(
+    group: Group, lists: PrefixLists | None = None, unresolved: set[str] | None = None
+) -> dict[Direction, Question]:
     """Per direction, the rules that can match internet traffic, in decision order, and the default.
 
     In a VPC every rule governs internet traffic; in the classic network only ``internet``
-    NIC rules do. Group and prefix-list peers never match a public address, and leaving out
-    private peers too makes groups that differ only in private rules share one evaluation.
+    NIC rules do. Group peers never match a public address, and leaving out private peers too
+    makes groups that differ only in private rules share one evaluation. A prefix list counts
+    through its entries (``lists``); one missing there is added to ``unresolved`` and decides
+    nothing here, so the caller must say the answer is incomplete.
     """
     classic = not group.vpc_id
     chosen: dict[Direction, list[RuleKey]] = {"ingress": [], "egress": []}
+    used: dict[Direction, dict[str, ListPart]] = {"ingress": {}, "egress": {}}
     for k, _, _ in group.rules:
-        if internet_part(k.peer) and not (classic and k.nic_type != "internet"):
+        peer = k.peer
+        if peer.kind is PeerKind.PREFIX_LIST:
+            entries = lists.get(peer.value) if lists is not None else None
+            if entries is None:
+                if unresolved is not None:
+                    unresolved.add(peer.value)
+                continue
+            if not (part := list_part(entries)):
+                continue
+            used[k.direction][peer.value] = part
+        elif not internet_part(peer):
+            continue
+        if not (classic and k.nic_type != "internet"):
             chosen[k.direction].append(k)
     return {
-        d: Question(tuple(sorted(keys, key=precedence)), default_accepts(group.type, d)) for d, keys in chosen.items()
+        d: Question(
+            tuple(sorted(keys, key=precedence)),
+            default_accepts(group.type, d),
+            tuple(sorted((pl, f, iv) for pl, part in used[d].items() for f, iv in part)),
+        )
+        for d, keys in chosen.items()
     }
 
 
-def evaluate(group: Group, direction: Direction) -> ExposureMap:
+def evaluate(group: Group, direction: Direction, lists: PrefixLists | None = None) -> ExposureMap:
     """Everything the public internet can reach (or be reached at) through this group."""
-    return answer(questions(group)[direction])
+    return answer(questions(group, lists)[direction])
 
 
 @lru_cache(maxsize=8192)
@@ -175,11 +227,11 @@ def answer(q: Question) -> ExposureMap:
     """The exposure a question decides. The map is shared between callers: do not change it."""
     # Cached on content: estates repeat the same public rules (80/443, an office /24) in many
     # groups, and the baseline and live sides of an unchanged group are the same question.
-    ordered, default_accept = q
+    ordered, default_accept, lists = q
+    of_list = {(pl, family): part for pl, family, part in lists}
     result: ExposureMap = {}
     for family in FAMILIES:
-        kind = _FAMILY_KIND[family]
-        fam_rules = [(key, internet_part(key.peer)) for key in ordered if key.peer.kind is kind]
+        fam_rules = _family_rules(ordered, family, of_list)
         if not fam_rules and not default_accept:
             continue
         for bucket in buckets(family, (k.protocol for k, _ in fam_rules)):
@@ -189,6 +241,21 @@ def answer(q: Question) -> ExposureMap:
             # Kept even when empty: an evaluated bucket must not fall back to "other".
             result[(family, bucket)] = _evaluate_bucket(family, chosen, bucket in PORTED, default_accept)
     return result
+
+
+def _family_rules(
+    ordered: Sequence[RuleKey], family: Family, of_list: Mapping[tuple[str, Family], tuple[Interval, ...]]
+) -> list[tuple[RuleKey, tuple[Interval, ...]]]:
+    """The rules naming public addresses of this family, in decision order, with those addresses."""
+    kind = _FAMILY_KIND[family]
+    out = []
+    for key in ordered:
+        peer = key.peer
+        if peer.kind is kind:
+            out.append((key, internet_part(peer)))
+        elif peer.kind is PeerKind.PREFIX_LIST and (part := of_list.get((peer.value, family))):
+            out.append((key, part))
+    return out
 
 
 def _evaluate_bucket(

@@ -144,6 +144,9 @@ class Snapshot:
     # Baseline groups outside the scope are not compared (a scan of one region is not a
     # report that every other region is empty).
     scope: frozenset[tuple[str, str]] | None = None
+    # (account, region, prefix-list id) -> the list's entries as canonical CIDRs. A rule's
+    # prefix list that is not here could not be read: its exposure is unknown.
+    prefix_lists: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def regions(self) -> set[tuple[str, str]]:

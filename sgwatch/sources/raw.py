@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from sgwatch.core.model import ScanError
 
-Action = Literal["DescribeRegions", "DescribeSecurityGroups", "DescribeSecurityGroupAttribute"]
+Action = Literal[
+    "DescribeRegions", "DescribeSecurityGroups", "DescribeSecurityGroupAttribute", "DescribePrefixListAttributes"
+]
 
 DEFAULT_ACCOUNT = "default"
 
@@ -54,4 +56,6 @@ def classify(body: dict[str, Any]) -> Action | None:
         return "DescribeSecurityGroups"
     if "Regions" in body:
         return "DescribeRegions"
+    if "PrefixListId" in body and "Entries" in body:
+        return "DescribePrefixListAttributes"
     return None

@@ -2,8 +2,10 @@
 
 Layout: ``DIR/*.json`` (account ``default``) or ``DIR/<account>/**.json``; a first folder named
 like the response's region is a region folder, not an account. Each file holds one
-DescribeSecurityGroups or DescribeSecurityGroupAttribute response (pages of the same group are
-merged); ``errors.json`` lists what a live scan could not read.
+DescribeSecurityGroups, DescribeSecurityGroupAttribute (pages of the same group are merged) or
+DescribePrefixListAttributes response (the entries of a prefix list that rules reference; the
+API leaves out the region, so such a file carries a ``RegionId`` sgwatch adds);
+``errors.json`` lists what a live scan could not read.
 """
 
 from __future__ import annotations
@@ -76,7 +78,15 @@ class SnapshotBuilder:
         body, account = resp.body, resp.account
         region = str(body.get("RegionId") or "")
         if not region:
-            fault(self.snap.errors, account, "", "", "RegionId", "response has no RegionId")
+            hint = (
+                ' (this API leaves it out: sgwatch adds "RegionId" when it saves one; add it to a hand-saved answer)'
+                if resp.action == "DescribePrefixListAttributes"
+                else ""
+            )
+            fault(self.snap.errors, account, "", "", "RegionId", f"response has no RegionId{hint}")
+            return
+        if resp.action == "DescribePrefixListAttributes":
+            self._prefix_list(body, account, region, fault)
             return
         if resp.action == "DescribeSecurityGroups":
             listing = self._listed[(account, region)]
@@ -105,6 +115,20 @@ class SnapshotBuilder:
                 except NormalizeError as exc:
                     fault(self.snap.errors, account, region, sg, f"{sg} Permissions.Permission[{i}]", str(exc))
                     part.failed = True
+
+    def _prefix_list(self, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
+        pl = str(body.get("PrefixListId") or "").strip()
+        cidrs: set[str] = set()
+        for i, entry in enumerate(_list(body, "Entries", "Entry")):
+            try:
+                if not isinstance(entry, Mapping):
+                    raise NormalizeError("expected an object (one entry)")
+                cidrs.add(normalize.cidr(str(entry.get("Cidr") or "")).value)
+            except NormalizeError as exc:
+                # Not kept: a list read in part would understate what its rules let in.
+                fault(self.snap.errors, account, region, "", f"{pl} Entries.Entry[{i}]", str(exc))
+                return
+        self.snap.prefix_lists[(account, region, pl)] = tuple(sorted(cidrs))
 
     def finish(self) -> Snapshot:
         snap = self.snap
@@ -204,8 +228,8 @@ def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
         action = classify(data)
         if action is None or action == "DescribeRegions":
             raise InputError(
-                f"{file}: not a DescribeSecurityGroups or DescribeSecurityGroupAttribute response "
-                "(no SecurityGroups or Permissions key)"
+                f"{file}: not a DescribeSecurityGroups, DescribeSecurityGroupAttribute or "
+                "DescribePrefixListAttributes response (no SecurityGroups, Permissions or Entries key)"
             )
         yield str(file), RawResponse(_account_for(file.relative_to(path), data), action, data)
 

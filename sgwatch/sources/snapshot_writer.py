@@ -9,6 +9,7 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
         <region>.DescribeSecurityGroups.2.json      further pages
         <region>.<sg-id>.json                       DescribeSecurityGroupAttribute, first page
         <region>.<sg-id>.2.json                     further pages of the same group
+        <region>.<pl-id>.json                       DescribePrefixListAttributes, with "RegionId" added
 
 Files sit directly in each account folder (no region sub-folders), so a loader that reads
 ``DIR/<account>/*.json`` and tells the APIs apart with :func:`sgwatch.sources.raw.classify` sees
@@ -62,6 +63,8 @@ def _stem(response: RawResponse) -> str:
     region = _segment(str(body.get("RegionId", "")), "unknown-region")
     if response.action == "DescribeSecurityGroups":
         return f"{region}.DescribeSecurityGroups"
+    if response.action == "DescribePrefixListAttributes":
+        return f"{region}.{_segment(str(body.get('PrefixListId', '')), 'unknown-prefix-list')}"
     return f"{region}.{_segment(str(body.get('SecurityGroupId', '')), 'unknown-group')}"
 
 
