@@ -17,8 +17,8 @@ from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 from darabonba.runtime import RuntimeOptions
 
-from sgwatch.emulator import AccessKey, Emulator, EmulatorControl, Estate
-from sgwatch.emulator.estate import LISTING_FIELDS, PERMISSION_FIELDS
+from sgwatch.emulator import AccessKey, ControlError, Emulator, EmulatorControl, Estate
+from sgwatch.emulator.estate import LISTING_FIELDS, PERMISSION_FIELDS, PREFIX_LIST_FIELDS, PrefixList
 from tests import livefixtures
 from tests.livefixtures import AK_ID, AK_SECRET, EmulatorFactory
 
@@ -55,6 +55,27 @@ def attribute(
         region_id=REGION, security_group_id=gid, direction=direction, max_results=max_results, next_token=token
     )
     return client.describe_security_group_attribute_with_options(request, RuntimeOptions())
+
+
+def prefix_list(client: Client, pl_id: str | None, region: str = REGION) -> Any:
+    request = ecs_models.DescribePrefixListAttributesRequest(region_id=region, prefix_list_id=pl_id)
+    return client.describe_prefix_list_attributes_with_options(request, RuntimeOptions())
+
+
+OFFICE: dict[str, Any] = {
+    "PrefixListId": "pl-office0000000000001",
+    "PrefixListName": "office",
+    "AddressFamily": "IPv4",
+    "MaxEntries": 10,
+    "Description": "office egress",
+    "CreationTime": "2021-02-20T07:11Z",
+    "Entries": {
+        "Entry": [
+            {"Cidr": "192.168.1.0/24", "Description": "hangzhou"},
+            {"Cidr": "10.20.0.0/16", "Description": ""},
+        ]
+    },
+}
 
 
 def big_group(emulator: Emulator) -> str:
@@ -302,3 +323,144 @@ def test_cli_serves_stats(tmp_path: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_prefix_list_answers_with_the_documented_shape(make_emulator: EmulatorFactory) -> None:
+    estate = Estate()
+    estate.put_prefix_list("default", REGION, PrefixList.from_body(OFFICE))
+    emu = make_emulator(estate=estate)
+    response = prefix_list(sdk(emu), OFFICE["PrefixListId"])
+    body = response.body.to_map()
+    assert set(body) == {"RequestId", *PREFIX_LIST_FIELDS}  # no RegionId, as the real API
+    assert body["RequestId"]
+    assert {k: v for k, v in body.items() if k != "RequestId"} == OFFICE
+    assert [e.cidr for e in response.body.entries.entry] == ["192.168.1.0/24", "10.20.0.0/16"]
+    assert response.body.max_entries == 10
+    assert emu.ok_calls("DescribePrefixListAttributes") == 1
+    assert emu.log[-1].region == REGION
+
+
+def test_prefix_list_errors(make_emulator: EmulatorFactory) -> None:
+    estate = Estate()
+    estate.put_prefix_list("default", REGION, PrefixList.from_body(OFFICE))
+    emu = make_emulator(estate=estate)
+    client = sdk(emu)
+    with pytest.raises(ClientException) as unknown:
+        prefix_list(client, "pl-doesnotexist")
+    assert (unknown.value.code, unknown.value.status_code) == ("InvalidPrefixListId.NotFound", 404)
+    assert unknown.value.data["Message"] == "The specified prefix list was not found."
+    with pytest.raises(ClientException) as other_region:  # a list lives in one region only
+        prefix_list(client, OFFICE["PrefixListId"], region="cn-shanghai")
+    assert other_region.value.code == "InvalidPrefixListId.NotFound"
+    with pytest.raises(ClientException) as missing:
+        prefix_list(client, None)
+    assert (missing.value.code, missing.value.status_code) == ("MissingPrefixListId", 400)
+    assert emu.results[("DescribePrefixListAttributes", "InvalidPrefixListId.NotFound")] == 2
+
+
+def test_prefix_list_honours_ram_and_faults(make_emulator: EmulatorFactory) -> None:
+    estate = Estate()
+    estate.put_prefix_list("default", REGION, PrefixList.from_body(OFFICE))
+    keys = {AK_ID: AccessKey(AK_SECRET, actions=frozenset({"DescribeSecurityGroups"}))}
+    emu = make_emulator(estate=estate, keys=keys)
+    with pytest.raises(ClientException) as denied:
+        prefix_list(sdk(emu), OFFICE["PrefixListId"])
+    assert (denied.value.code, denied.value.status_code) == ("Forbidden.RAM", 403)
+    assert denied.value.access_denied_detail["AuthAction"] == "ecs:DescribePrefixListAttributes"
+
+    emu = make_emulator(estate=estate, throttle_rate=1.0)
+    with pytest.raises(ClientException) as throttled:
+        prefix_list(sdk(emu), OFFICE["PrefixListId"])
+    assert throttled.value.code == "Throttling.User"
+    EmulatorControl(emu.url).set_faults(throttle_rate=0.0, malformed_rate=1.0)
+    assert prefix_list(sdk(emu), OFFICE["PrefixListId"]).body is None
+
+
+def test_snapshot_estate_serves_prefix_lists(tmp_path: Any, make_emulator: EmulatorFactory) -> None:
+    (tmp_path / "acct").mkdir()
+    saved = {**OFFICE, "RegionId": REGION, "RequestId": "r"}  # as sgwatch saves one
+    (tmp_path / "acct" / f"{REGION}.{OFFICE['PrefixListId']}.json").write_text(json.dumps(saved))
+    top = {**OFFICE, "PrefixListId": "pl-top", "RegionId": "cn-shanghai", "Entries": {"Entry": []}}
+    (tmp_path / "cn-shanghai.pl-top.json").write_text(json.dumps(top))
+    estate = Estate.from_snapshot(tmp_path)
+    stored = estate.prefix_list("acct", REGION, OFFICE["PrefixListId"])
+    assert stored is not None and stored.body() == OFFICE
+    default = estate.prefix_list("default", "cn-shanghai", "pl-top")
+    assert default is not None and default.entries == []
+    assert estate.prefix_list_count() == 2
+
+    emu = make_emulator(snapshot=tmp_path, keys={AK_ID: AccessKey(AK_SECRET, account="acct")})
+    body = prefix_list(sdk(emu), OFFICE["PrefixListId"]).body.to_map()
+    assert "RegionId" not in body and body["Entries"] == OFFICE["Entries"]
+
+
+def test_snapshot_prefix_list_without_region_is_refused(tmp_path: Any) -> None:
+    listing = {"RegionId": REGION, "NextToken": "", "SecurityGroups": {"SecurityGroup": []}}
+    (tmp_path / "listing.json").write_text(json.dumps(listing))
+    bad = tmp_path / "pl-noregion.json"
+    bad.write_text(json.dumps(OFFICE))  # the API's answer verbatim: it has no RegionId
+    with pytest.raises(ValueError, match=r"pl-noregion\.json: .*RegionId"):
+        Estate.from_snapshot(tmp_path)
+    bad.write_text(json.dumps({**OFFICE, "RegionId": REGION, "Entries": {"Entry": "10.0.0.0/8"}}))
+    with pytest.raises(ValueError, match=r"pl-noregion\.json: Entries must be"):
+        Estate.from_snapshot(tmp_path)
+
+
+def test_control_api_replaces_and_removes_prefix_lists(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(synthetic_groups=1, synthetic_regions=1, synthetic_prefix_lists=False)
+    control = EmulatorControl(emu.url)
+    client = sdk(emu)
+    pl_id = OFFICE["PrefixListId"]
+    attributes = {k: v for k, v in OFFICE.items() if k != "PrefixListId"}
+    assert control.put_prefix_list(REGION, pl_id, attributes) == OFFICE
+    assert prefix_list(client, pl_id).body.to_map()["Entries"] == OFFICE["Entries"]
+
+    wider = {"PrefixListName": "office", "Entries": {"Entry": [{"Cidr": "0.0.0.0/0"}]}}
+    stored = control.put_prefix_list(REGION, pl_id, wider)
+    assert stored["Entries"] == {"Entry": [{"Cidr": "0.0.0.0/0", "Description": ""}]}
+    assert stored["MaxEntries"] == 10 and stored["AddressFamily"] == "IPv4"  # a PUT replaces it all
+    body = prefix_list(client, pl_id).body.to_map()
+    assert body["Entries"]["Entry"] == [{"Cidr": "0.0.0.0/0", "Description": ""}]
+    assert body["Description"] == ""
+    assert control.prefix_list(REGION, pl_id) == stored
+
+    with pytest.raises(ControlError, match="400"):
+        control.put_prefix_list(REGION, pl_id, {"PrefixListId": "pl-other"})
+    with pytest.raises(ControlError, match="400"):
+        control.put_prefix_list(REGION, pl_id, {"Entries": ["10.0.0.0/8"]})
+
+    control.put_prefix_list(REGION, "pl-elsewhere", {}, account="other")
+    with pytest.raises(ClientException):  # another account's list is not this key's
+        prefix_list(client, "pl-elsewhere")
+
+    control.remove_prefix_list(REGION, pl_id)
+    with pytest.raises(ClientException) as gone:
+        prefix_list(client, pl_id)
+    assert gone.value.code == "InvalidPrefixListId.NotFound"
+    with pytest.raises(ControlError, match="404"):
+        control.remove_prefix_list(REGION, pl_id)
+    assert control.stats()["prefix_lists"] == 1
+
+
+def test_synthetic_prefix_lists_leave_groups_alone_and_resolve_every_reference() -> None:
+    plain = Estate.synthetic(60, 2, seed=7, prefix_lists=False)
+    with_lists = Estate.synthetic(60, 2, seed=7)
+    assert plain.prefix_list_count() == 0
+    for name, region in plain.regions("default").items():
+        other = with_lists.regions("default")[name]
+        assert {g: region.groups[g].permissions for g in region.groups} == {
+            g: other.groups[g].permissions for g in other.groups
+        }
+        referenced = {
+            p[f"{side}PrefixListId"]
+            for g in other.groups.values()
+            for p in g.permissions
+            for side in ("Source", "Dest")
+            if p[f"{side}PrefixListId"]
+        }
+        assert referenced and set(other.prefix_lists) == referenced
+        assert all(1 <= len(pl.entries) <= pl.max_entries for pl in other.prefix_lists.values())
+    again = Estate.synthetic(60, 2, seed=7)
+    assert [pl.body() for r in again.regions("default").values() for pl in r.prefix_lists.values()] == [
+        pl.body() for r in with_lists.regions("default").values() for pl in r.prefix_lists.values()
+    ]

@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--snapshot", type=Path, help="directory of raw API responses to serve")
     src.add_argument("--synthetic", type=int, metavar="N", default=0, help="generate N groups")
     p.add_argument("--regions", type=int, default=3, help="regions for --synthetic (default 3)")
+    p.add_argument(
+        "--prefix-lists",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --synthetic, give every prefix list a rule references its entries (default: yes)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8089)
     p.add_argument("--seed", type=int, default=0)
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         snapshot=args.snapshot,
         synthetic_groups=args.synthetic,
         synthetic_regions=args.regions,
+        synthetic_prefix_lists=args.prefix_lists,
         keys=dict(args.key) or None,
         host=args.host,
         port=args.port,

@@ -2,6 +2,13 @@
 
 It talks to the emulator over plain HTTP with proxies disabled: the control API sits on
 loopback and an inherited HTTP_PROXY would otherwise swallow the request.
+
+Routes, each taking ``?account=NAME`` (default ``default``): ``GET|DELETE stats``,
+``GET|PUT faults``, ``PUT|DELETE groups/{region}/{sg}``, ``GET|POST
+groups/{region}/{sg}/permissions``, ``DELETE groups/{region}/{sg}/permissions/{rule_id}`` and
+``GET|PUT|DELETE prefix-lists/{region}/{pl}`` (PUT takes the DescribePrefixListAttributes
+fields, ``{"PrefixListName": ..., "Entries": {"Entry": [{"Cidr": ..., "Description": ...}]}}``,
+and replaces the whole list).
 """
 
 from __future__ import annotations
@@ -76,3 +83,26 @@ class EmulatorControl:
 
     def remove_permission(self, region: str, group_id: str, rule_id: str, account: str = DEFAULT_ACCOUNT) -> None:
         self._call("DELETE", f"groups/{region}/{group_id}/permissions/{rule_id}", account=account)
+
+    def put_prefix_list(
+        self,
+        region: str,
+        prefix_list_id: str,
+        attributes: dict[str, Any] | None = None,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> dict[str, Any]:
+        """Create or wholly replace a prefix list; returns it as DescribePrefixListAttributes answers.
+
+        ``attributes`` holds the API's fields: ``PrefixListName``, ``AddressFamily``,
+        ``MaxEntries``, ``Description``, ``CreationTime`` and ``Entries`` as
+        ``{"Entry": [{"Cidr": ..., "Description": ...}]}``; absent ones take defaults.
+        """
+        result: dict[str, Any] = self._call("PUT", f"prefix-lists/{region}/{prefix_list_id}", attributes or {}, account)
+        return result
+
+    def prefix_list(self, region: str, prefix_list_id: str, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"prefix-lists/{region}/{prefix_list_id}", account=account)
+        return result
+
+    def remove_prefix_list(self, region: str, prefix_list_id: str, account: str = DEFAULT_ACCOUNT) -> None:
+        self._call("DELETE", f"prefix-lists/{region}/{prefix_list_id}", account=account)

@@ -1,4 +1,4 @@
-"""The emulated cloud's contents: accounts -> regions -> security groups with their rules.
+"""The emulated cloud's contents: accounts -> regions -> security groups and prefix lists.
 
 An estate comes from a snapshot directory of raw API responses (the same layout
 :mod:`sgwatch.sources.snapshot_writer` writes) or from a seeded synthetic generator, so the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,16 @@ LISTING_FIELDS: tuple[str, ...] = (
     "Tags",
 )
 
+PREFIX_LIST_FIELDS: tuple[str, ...] = (
+    "PrefixListId",
+    "PrefixListName",
+    "AddressFamily",
+    "MaxEntries",
+    "Description",
+    "CreationTime",
+    "Entries",
+)
+
 REGION_NAMES: dict[str, str] = {
     "cn-hangzhou": "China (Hangzhou)",
     "cn-shanghai": "China (Shanghai)",
@@ -79,6 +89,13 @@ _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 def random_id(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice(_ALNUM) for _ in range(20))
+
+
+def is_prefix_list_body(body: Mapping[str, Any]) -> bool:
+    """Whether a response body is a DescribePrefixListAttributes answer."""
+    # Told apart here rather than by sgwatch.sources.raw.classify, so the estate does not
+    # depend on which APIs that function has learnt.
+    return "PrefixListId" in body and "Entries" in body
 
 
 def full_permission(partial: dict[str, Any]) -> dict[str, Any]:
@@ -110,10 +127,69 @@ class SecurityGroup:
 
 
 @dataclass
+class PrefixList:
+    prefix_list_id: str
+    name: str = ""
+    address_family: str = "IPv4"
+    max_entries: int = 10
+    description: str = ""
+    creation_time: str = ""
+    entries: list[dict[str, Any]] = field(default_factory=list)  # {"Cidr": ..., "Description": ...}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any], prefix_list_id: str = "") -> PrefixList:
+        """From DescribePrefixListAttributes fields; other keys (RegionId, RequestId) are ignored.
+
+        Raises ValueError saying which field is wrong.
+        """
+        pl_id = prefix_list_id or str(body.get("PrefixListId") or "")
+        if not pl_id:
+            raise ValueError("PrefixListId is missing or empty")
+        raw_entries = body.get("Entries") or {"Entry": []}
+        items = raw_entries.get("Entry") if isinstance(raw_entries, Mapping) else None
+        if not isinstance(items, list) or not all(isinstance(e, Mapping) for e in items):
+            raise ValueError('Entries must be {"Entry": [{"Cidr": "...", "Description": "..."}, ...]}')
+        entries = [{"Cidr": "", "Description": "", **copy.deepcopy(dict(e))} for e in items]
+        raw_max = body.get("MaxEntries")
+        if raw_max is None or raw_max == "":
+            # the cloud never has fewer slots than entries, so a guess must not either
+            max_entries = max(10, len(entries))
+        elif isinstance(raw_max, bool) or not isinstance(raw_max, int | str):
+            raise ValueError(f"MaxEntries must be an integer, not {raw_max!r}")
+        else:
+            try:
+                max_entries = int(raw_max)
+            except ValueError:
+                raise ValueError(f"MaxEntries must be an integer, not {raw_max!r}") from None
+        return cls(
+            prefix_list_id=pl_id,
+            name=str(body.get("PrefixListName") or ""),
+            address_family=str(body.get("AddressFamily") or "IPv4"),
+            max_entries=max_entries,
+            description=str(body.get("Description") or ""),
+            creation_time=str(body.get("CreationTime") or ""),
+            entries=entries,
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The DescribePrefixListAttributes answer but its RequestId; the real one has no RegionId."""
+        return {
+            "PrefixListId": self.prefix_list_id,
+            "PrefixListName": self.name,
+            "AddressFamily": self.address_family,
+            "MaxEntries": self.max_entries,
+            "Description": self.description,
+            "CreationTime": self.creation_time,
+            "Entries": {"Entry": copy.deepcopy(self.entries)},
+        }
+
+
+@dataclass
 class Region:
     region_id: str
     local_name: str = ""
     groups: dict[str, SecurityGroup] = field(default_factory=dict)
+    prefix_lists: dict[str, PrefixList] = field(default_factory=dict)
 
     def sorted_groups(self) -> list[SecurityGroup]:
         return [self.groups[k] for k in sorted(self.groups)]
@@ -140,6 +216,26 @@ class Estate:
         region = self.region(account, region_id)
         return None if region is None else region.groups.get(group_id)
 
+    def prefix_list(self, account: str, region_id: str, prefix_list_id: str) -> PrefixList | None:
+        region = self.region(account, region_id)
+        return None if region is None else region.prefix_lists.get(prefix_list_id)
+
+    def put_prefix_list(self, account: str, region_id: str, prefix_list: PrefixList) -> PrefixList:
+        """Add the list, or replace the one with its id, as a whole."""
+        with self.lock:
+            region = self.region(account, region_id, create=True)
+            assert region is not None
+            region.prefix_lists[prefix_list.prefix_list_id] = prefix_list
+        return prefix_list
+
+    def remove_prefix_list(self, account: str, region_id: str, prefix_list_id: str) -> bool:
+        with self.lock:
+            region = self.region(account, region_id)
+            return region is not None and region.prefix_lists.pop(prefix_list_id, None) is not None
+
+    def prefix_list_count(self) -> int:
+        return sum(len(r.prefix_lists) for regions in self.accounts.values() for r in regions.values())
+
     def group_count(self) -> int:
         return sum(len(r.groups) for regions in self.accounts.values() for r in regions.values())
 
@@ -160,15 +256,20 @@ class Estate:
 
         estate = cls()
         try:
-            for _, item in iter_dir(directory):
+            for origin, item in iter_dir(directory):
                 if not isinstance(item, list):  # the scan-errors file has nothing to serve
-                    estate.add_response(item.account, item.body)
+                    estate.add_response(item.account, item.body, origin)
         except InputError as exc:
             raise ValueError(str(exc)) from None
         return estate
 
-    def add_response(self, account: str, body: dict[str, Any]) -> None:
+    def add_response(self, account: str, body: dict[str, Any], origin: str = "") -> None:
+        """Fold one saved response in; ValueError (naming ``origin``, the file) for one that cannot be."""
         action = classify(body)
+        # either test alone would drop a list silently when the other knows a shape it does not
+        if is_prefix_list_body(body) or action == "DescribePrefixListAttributes":
+            self._add_prefix_list(account, body, origin or "DescribePrefixListAttributes response")
+            return
         if action == "DescribeRegions":
             for item in body.get("Regions", {}).get("Region", []):
                 region = self.region(account, item["RegionId"], create=True)
@@ -209,6 +310,19 @@ class Estate:
                 seen.add(rule_id)
                 group.permissions.append(full_permission(copy.deepcopy(perm)))
 
+    def _add_prefix_list(self, account: str, body: dict[str, Any], where: str) -> None:
+        region_id = str(body.get("RegionId") or "")
+        if not region_id:
+            raise ValueError(
+                f'{where}: DescribePrefixListAttributes response has no "RegionId" (the API leaves it out; '
+                "sgwatch adds it when it saves one, so add it by hand to an answer saved otherwise)"
+            )
+        try:
+            prefix_list = PrefixList.from_body(body)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        self.put_prefix_list(account, region_id, prefix_list)
+
     # -- synthetic ----------------------------------------------------------------------------
     @classmethod
     def synthetic(
@@ -218,11 +332,15 @@ class Estate:
         seed: int = 0,
         account: str = DEFAULT_ACCOUNT,
         big_group_every: int = 50,
+        prefix_lists: bool = True,
     ) -> Estate:
         """N groups spread round-robin over the regions, with a realistic mix of rules.
 
         Every ``big_group_every``-th group carries a few hundred rules so attribute paging is
-        exercised; the rest hold 3 to 15 rules, like most real groups.
+        exercised; the rest hold 3 to 15 rules, like most real groups. Every prefix list a rule
+        references exists in its region with a few entries, as in the cloud; ``prefix_lists=False``
+        leaves them dangling (to test a list that cannot be read). The groups and rules are the
+        same either way.
         """
         rng = random.Random(seed)
         names = list(REGION_NAMES)[:regions] if isinstance(regions, int) else list(regions)
@@ -257,7 +375,41 @@ class Estate:
             group.inner_access_policy = "Drop" if enterprise else "Accept"
             group.permissions = _unique_rules(rng, n_rules)
             region.groups[gid] = group
+        if prefix_lists:
+            for region in region_objs:
+                assert region is not None
+                _add_referenced_prefix_lists(region, seed)
         return estate
+
+
+def _add_referenced_prefix_lists(region: Region, seed: int) -> None:
+    for group in region.groups.values():
+        for perm in group.permissions:
+            for side in ("Source", "Dest"):
+                pl_id = perm.get(f"{side}PrefixListId") or ""
+                if pl_id and pl_id not in region.prefix_lists:
+                    name = perm.get(f"{side}PrefixListName") or ""
+                    region.prefix_lists[pl_id] = _synthetic_prefix_list(seed, pl_id, name)
+
+
+def _synthetic_prefix_list(seed: int, prefix_list_id: str, name: str) -> PrefixList:
+    # An RNG of its own per list: drawing from the estate's would change every group after
+    # the first reference, and benchmarks compare estates of one seed across runs.
+    rng = random.Random(f"{seed}:{prefix_list_id}")
+    cidrs: list[str] = []
+    for _ in range(rng.randint(1, 6)):
+        cidr = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.0/24"
+        if cidr not in cidrs:  # the cloud refuses an entry a list already has
+            cidrs.append(cidr)
+    return PrefixList(
+        prefix_list_id=prefix_list_id,
+        name=name,
+        address_family="IPv4",
+        max_entries=rng.choice([10, 20, 50]),
+        description=rng.choice(["", "office egress", "partner ranges"]),
+        creation_time=f"2024-0{rng.randint(1, 4)}-1{rng.randint(0, 9)}T0{rng.randint(0, 9)}:00Z",
+        entries=[{"Cidr": c, "Description": f"site {i + 1}"} for i, c in enumerate(cidrs)],
+    )
 
 
 def _unique_rules(rng: random.Random, count: int) -> list[dict[str, Any]]:

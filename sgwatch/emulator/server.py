@@ -1,6 +1,6 @@
 """A local ECS API emulator that the real Alibaba Cloud SDK can talk to.
 
-It answers the three read APIs a scan needs with the documented response shapes, verifies
+It answers the four read APIs a scan needs with the documented response shapes, verifies
 signature V3 against configured AccessKeys, and injects faults (latency, throttling, 5xx, a
 dead region, malformed bodies, lowercase values) so the live scanner can be tested end to end
 through the official SDK, never through mocks.
@@ -30,11 +30,16 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sgwatch.emulator.estate import REGION_NAMES, Estate, SecurityGroup, full_permission, random_id
+from sgwatch.emulator.estate import REGION_NAMES, Estate, PrefixList, SecurityGroup, full_permission, random_id
 from sgwatch.emulator.signature import expected_signature, parse_authorization, signature_matches
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
-ACTIONS = ("DescribeRegions", "DescribeSecurityGroups", "DescribeSecurityGroupAttribute")
+ACTIONS = (
+    "DescribeRegions",
+    "DescribeSecurityGroups",
+    "DescribeSecurityGroupAttribute",
+    "DescribePrefixListAttributes",
+)
 API_VERSION = "2014-05-26"
 _REGION_RE = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
 
@@ -120,6 +125,7 @@ class Emulator:
         snapshot: Path | None = None,
         synthetic_groups: int = 0,
         synthetic_regions: int = 3,
+        synthetic_prefix_lists: bool = True,
         keys: Mapping[str, AccessKey | str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -134,7 +140,9 @@ class Emulator:
             if snapshot is not None:
                 estate = Estate.from_snapshot(Path(snapshot))
             else:
-                estate = Estate.synthetic(synthetic_groups, synthetic_regions, seed=seed)
+                estate = Estate.synthetic(
+                    synthetic_groups, synthetic_regions, seed=seed, prefix_lists=synthetic_prefix_lists
+                )
         self.estate = estate
         raw_keys = keys if keys is not None else {"test-ak": "test-secret"}
         self.keys: dict[str, AccessKey] = {
@@ -212,6 +220,7 @@ class Emulator:
                 "max_in_flight": self.max_in_flight,
                 "groups": self.estate.group_count(),
                 "rules": self.estate.rule_count(),
+                "prefix_lists": self.estate.prefix_list_count(),
             }
 
     def reset_stats(self) -> None:
@@ -366,9 +375,11 @@ class Emulator:
                 return self._describe_regions(account)
             if action == "DescribeSecurityGroups":
                 return self._describe_security_groups(account, params)
+            if action == "DescribePrefixListAttributes":
+                return self._describe_prefix_list(account, params)
             return self._describe_attribute(account, params)
 
-    # -- the three APIs -----------------------------------------------------------------------
+    # -- the four APIs ------------------------------------------------------------------------
     def _known_regions(self, account: str) -> list[str]:
         names = set(self.estate.regions(account)) | set(self.extra_regions) | set(self.faults.failing_regions)
         return sorted(names)
@@ -458,6 +469,16 @@ class Emulator:
             "Permissions": {"Permission": [self._render_permission(p) for p in page]},
         }
 
+    def _describe_prefix_list(self, account: str, params: Mapping[str, str]) -> dict[str, Any]:
+        region_id = self._require_region(params)
+        pl_id = params.get("PrefixListId", "")
+        if not pl_id:
+            raise ApiError(400, "MissingPrefixListId", "PrefixListId is mandatory for this action.")
+        prefix_list = self.estate.prefix_list(account, region_id, pl_id)
+        if prefix_list is None:
+            raise ApiError(404, "InvalidPrefixListId.NotFound", "The specified prefix list was not found.")
+        return prefix_list.body()
+
     def _render_listing(self, group: SecurityGroup) -> dict[str, Any]:
         return group.listing_entry()
 
@@ -491,7 +512,32 @@ class Emulator:
             return 200, dataclasses.asdict(self.faults)
         if len(parts) >= 3 and parts[0] == "groups":
             return self._control_groups(method, account, parts[1:], body)
+        if len(parts) == 3 and parts[0] == "prefix-lists":
+            return self._control_prefix_list(method, account, parts[1], parts[2], body)
         return 404, {"error": f"no control route {method} {path}"}
+
+    def _control_prefix_list(self, method: str, account: str, region_id: str, pl_id: str, body: Any) -> tuple[int, Any]:
+        with self.estate.lock:
+            if method == "PUT":
+                if not isinstance(body, dict):
+                    return 400, {"error": "expected a JSON object of DescribePrefixListAttributes fields"}
+                if body.get("PrefixListId") not in (None, "", pl_id):
+                    return 400, {"error": f"body PrefixListId {body['PrefixListId']!r} is not {pl_id!r} of the path"}
+                try:
+                    stored = PrefixList.from_body(body, prefix_list_id=pl_id)
+                except ValueError as exc:
+                    return 400, {"error": str(exc)}
+                return 200, self.estate.put_prefix_list(account, region_id, stored).body()
+            if method == "GET":
+                found = self.estate.prefix_list(account, region_id, pl_id)
+                if found is None:
+                    return 404, {"error": f"no prefix list {account}/{region_id}/{pl_id}"}
+                return 200, found.body()
+            if method == "DELETE":
+                if not self.estate.remove_prefix_list(account, region_id, pl_id):
+                    return 404, {"error": f"no prefix list {account}/{region_id}/{pl_id}"}
+                return 200, {"ok": True}
+        return 404, {"error": "unknown prefix-list route"}
 
     def _control_groups(self, method: str, account: str, parts: list[str], body: Any) -> tuple[int, Any]:
         region_id, gid = parts[0], parts[1]
