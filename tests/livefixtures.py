@@ -65,12 +65,24 @@ def settings_for(emulator: Emulator, **overrides: Any) -> LiveSettings:
     return LiveSettings.model_validate(base)
 
 
+def prefix_lists_named(emulator: Emulator, region: str, account: str = "default") -> set[str]:
+    """The prefix lists the rules of a region name: the scan reads each once."""
+    groups = emulator.estate.regions(account)[region].groups.values()
+    fields = ("SourcePrefixListId", "DestPrefixListId")
+    return {p[f] for g in groups for p in g.permissions for f in fields if p.get(f)}
+
+
 def minimum_calls(emulator: Emulator, account: str = "default") -> dict[str, int]:
     """The fewest calls that can read the estate given the emulator's page caps."""
     list_calls = 0
     attribute_calls = 0
-    for region in emulator.estate.regions(account).values():
+    list_reads = 0
+    for name, region in emulator.estate.regions(account).items():
         list_calls += max(1, math.ceil(len(region.groups) / min(100, emulator.list_page_cap)))
         for group in region.groups.values():
             attribute_calls += max(1, math.ceil(len(group.permissions) / min(1000, emulator.attribute_page_cap)))
-    return {"DescribeSecurityGroups": list_calls, "DescribeSecurityGroupAttribute": attribute_calls}
+        list_reads += len(prefix_lists_named(emulator, name, account))
+    calls = {"DescribeSecurityGroups": list_calls, "DescribeSecurityGroupAttribute": attribute_calls}
+    if list_reads:
+        calls["DescribePrefixListAttributes"] = list_reads
+    return calls

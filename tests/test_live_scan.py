@@ -7,19 +7,28 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from sgwatch.core.checks import CheckSettings
+from sgwatch.core.engine import assess
+from sgwatch.core.findings import Report
+from sgwatch.core.model import Baseline
 from sgwatch.emulator import AccessKey, Emulator, EmulatorControl, Estate
+from sgwatch.emulator.estate import PrefixList
 from sgwatch.errors import AuthError
+from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.live import LiveSettings, scan
 from sgwatch.sources.raw import RawScan
+from sgwatch.sources.snapshot import parse_scan
 from sgwatch.sources.snapshot_writer import write_snapshot
 from tests import livefixtures
-from tests.livefixtures import AK_ID, AK_SECRET, EmulatorFactory, minimum_calls, settings_for
+from tests.livefixtures import AK_ID, AK_SECRET, EmulatorFactory, minimum_calls, prefix_lists_named, settings_for
 
 # the shared fixtures, bound here so pytest finds them (tests/conftest.py is not ours)
 make_emulator = livefixtures.make_emulator
@@ -107,9 +116,9 @@ def test_5xx_is_retried(make_emulator: EmulatorFactory) -> None:
     raw = scan(settings_for(emu, max_retries=6))
     assert raw.errors == []
     assert rules_by_group(raw) == estate_rules(emu)
-    server_errors = (
-        emu.results[("DescribeSecurityGroupAttribute", "InternalError")]
-        + emu.results[("DescribeSecurityGroups", "InternalError")]
+    server_errors = sum(
+        emu.results[(action, "InternalError")]
+        for action in ("DescribeSecurityGroupAttribute", "DescribeSecurityGroups", "DescribePrefixListAttributes")
     )
     assert server_errors > 0 and raw.stats.retries == server_errors
 
@@ -226,7 +235,9 @@ def test_deadline_turns_unread_work_into_errors(make_emulator: EmulatorFactory) 
     assert elapsed < 3
     assert raw.errors and {e.code for e in raw.errors} == {"DeadlineExceeded"}
     read = set(rules_by_group(raw))
-    unread = {e.security_group_id for e in raw.errors}
+    # A prefix list the deadline cut off is reported on the (read) group whose rules name it.
+    unread = {e.security_group_id for e in raw.errors if "prefix list" not in e.message}
+    assert {e.security_group_id for e in raw.errors if "prefix list" in e.message} <= read
     assert read and not read & unread
     assert read | unread == set(estate_rules(emu))  # every group is read or reported, never dropped
 
@@ -243,7 +254,7 @@ def test_rate_limit_per_region_is_respected(make_emulator: EmulatorFactory) -> N
     scan(settings_for(emu, requests_per_second=25, concurrency=8))
     for region in ("cn-hangzhou", "cn-shanghai"):
         times = sorted(c.t for c in emu.log if c.region == region)
-        assert len(times) == 19
+        assert len(times) == 19 + len(prefix_lists_named(emu, region))
         rate = (len(times) - 1) / (times[-1] - times[0])
         assert rate < 25 * 1.5  # loosely: spacing is 40 ms, never a burst of 8 at once
 
@@ -345,4 +356,79 @@ def test_default_credential_chain_from_the_environment(make_emulator: EmulatorFa
         "HOME": "/nonexistent",
     }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split() == ["4", "0"]
+    assert out.stdout.split() == [str(4 + len(prefix_lists_named(emu, "cn-hangzhou"))), "0"]
+
+
+# -- prefix lists: a rule naming one lets in what its entries say -------------------------------
+def _estate_with_list(entries: list[str] | None) -> Estate:
+    """One group whose rule opens MySQL to prefix list pl-partners (absent when entries is None)."""
+    estate = Estate.synthetic(1, ["cn-hangzhou"], seed=3, prefix_lists=False)
+    (group,) = estate.regions("default")["cn-hangzhou"].groups.values()
+    group.permissions = [
+        {
+            "SecurityGroupRuleId": "sgr-partners",
+            "Direction": "ingress",
+            "IpProtocol": "TCP",
+            "PortRange": "3306/3306",
+            "SourcePrefixListId": "pl-partners",
+            "Policy": "Accept",
+            "Priority": "1",
+            "NicType": "intranet",
+            "Description": "partners",
+        }
+    ]
+    if entries is not None:
+        estate.put_prefix_list(
+            "default",
+            "cn-hangzhou",
+            PrefixList.from_body({"Entries": {"Entry": [{"Cidr": c} for c in entries]}}, prefix_list_id="pl-partners"),
+        )
+    return estate
+
+
+def _drift(raw: RawScan) -> Report:
+    # Against a baseline where the group has no rules: the rule naming the list is the drift.
+    snap = parse_scan(raw)
+    (group,) = snap.groups.values()
+    desired = Baseline(groups={group.key: replace(group, rules=())})
+    return assess(desired, snap, CheckSettings(), datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_a_prefix_list_is_read_once_and_its_entries_decide(make_emulator: EmulatorFactory, tmp_path: Path) -> None:
+    emu = make_emulator(estate=_estate_with_list(["0.0.0.0/0", "10.0.0.0/8"]))
+    raw = scan(settings_for(emu))
+    assert raw.errors == [] and emu.calls["DescribePrefixListAttributes"] == 1
+    report = _drift(raw)
+    assert report.complete
+    assert [(f.kind, f.severity, f.checks) for f in report.findings] == [
+        ("rule_added", "critical", ["internet-database-port"])
+    ]
+    # saved and read back offline, the list comes with the region the API leaves out
+    write_snapshot(raw, tmp_path / "snap")
+    (saved,) = (tmp_path / "snap" / "default").glob("cn-hangzhou.pl-partners.json")
+    assert json.loads(saved.read_text())["RegionId"] == "cn-hangzhou"
+    assert snapshot_source.load(tmp_path / "snap").prefix_lists == {
+        ("default", "cn-hangzhou", "pl-partners"): ("0.0.0.0/0", "10.0.0.0/8")
+    }
+
+
+def test_a_policy_without_the_prefix_list_permission_leaves_the_scan_incomplete_not_stopped(
+    make_emulator: EmulatorFactory,
+) -> None:
+    old_policy = frozenset({"DescribeSecurityGroups", "DescribeSecurityGroupAttribute"})
+    emu = make_emulator(estate=_estate_with_list(["0.0.0.0/0"]), keys={AK_ID: AccessKey(AK_SECRET, actions=old_policy)})
+    raw = scan(settings_for(emu))
+    ((gid, error),) = [(e.security_group_id, e) for e in raw.errors]
+    assert error.code == "Forbidden.RAM" and "grant ecs:DescribePrefixListAttributes" in error.message
+    assert gid in rules_by_group(raw)  # the group itself was read
+    report = _drift(raw)
+    assert not report.complete
+    assert [f.checks for f in report.findings] == [["prefix-list-unresolved"]]
+    assert {e.code for e in report.errors} == {"Forbidden.RAM", "PrefixListUnresolved"}
+
+
+def test_a_dangling_prefix_list_is_an_error_never_a_private_peer(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(estate=_estate_with_list(None))
+    raw = scan(settings_for(emu))
+    assert [e.code for e in raw.errors] == ["InvalidPrefixListId.NotFound"]
+    assert not _drift(raw).complete

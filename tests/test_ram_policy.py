@@ -18,7 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "deploy" / "ram-policy.json"
 PACKAGE = ROOT / "sgwatch"
 LIVE = PACKAGE / "sources" / "live.py"
-EXPECTED = {"ecs:DescribeRegions", "ecs:DescribeSecurityGroups", "ecs:DescribeSecurityGroupAttribute"}
+EXPECTED = {
+    "ecs:DescribeRegions",
+    "ecs:DescribeSecurityGroups",
+    "ecs:DescribeSecurityGroupAttribute",
+    "ecs:DescribePrefixListAttributes",
+}
 
 # `.describe_x(`, `.describe_x_with_options(`, `.describe_x_async(`, `.describe_x_with_options_async(`;
 # a leading dot, so private helpers such as `self._describe_regions` do not count.

@@ -65,7 +65,11 @@ LIST_PAGE_SIZE = 100  # DescribeSecurityGroups accepts at most 100
 RULE_PAGE_SIZE = 1000  # DescribeSecurityGroupAttribute accepts 10..1000
 # DescribeRegions needs an endpoint even though its answer covers every region
 REGIONS_ENDPOINT_REGION = "cn-hangzhou"
-READ_PERMISSIONS = "ecs:DescribeRegions, ecs:DescribeSecurityGroups and ecs:DescribeSecurityGroupAttribute"
+READ_PERMISSIONS = (
+    "ecs:DescribeRegions, ecs:DescribeSecurityGroups, ecs:DescribeSecurityGroupAttribute and "
+    "ecs:DescribePrefixListAttributes"
+)
+_PREFIX_LIST_FIELDS = ("SourcePrefixListId", "DestPrefixListId")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -97,6 +101,7 @@ _AUTH_CODES = frozenset(
     }
 )
 _AUTH_PREFIXES = ("InvalidAccessKeyId", "InvalidSecurityToken", "Forbidden")
+_DENIED_CODES = frozenset({"NoPermission", "UnauthorizedOperation"})
 _RETRYABLE_CODES = frozenset({"ServiceUnavailable", "InternalError", "UnknownError", "RequestTimeout"})
 
 
@@ -131,6 +136,7 @@ class _Scanner:
         self._clients: dict[tuple[str, str], EcsClient] = {}
         self._credentials: dict[str, CredentialClient] = {}
         self._responses: list[tuple[tuple[Any, ...], RawResponse]] = []
+        self._lists_asked: set[tuple[str, str, str]] = set()  # (account, region, prefix-list id)
         self._secrets = self._collect_secrets()
         self.groups_total = 0
         self.groups_done = 0
@@ -322,6 +328,50 @@ class _Scanner:
             self._report_progress()
         for index, page in enumerate(pages):
             self._keep(account.name, "DescribeSecurityGroupAttribute", (region, gid, index), page)
+        # What a rule naming a prefix list lets in is the list's entries: read each list once.
+        named = {
+            pl.strip()
+            for page in pages
+            for perm in page.get("Permissions", {}).get("Permission", [])
+            if isinstance(perm, dict)
+            for pl in (perm.get(f) for f in _PREFIX_LIST_FIELDS)
+            if isinstance(pl, str) and pl.strip()
+        }
+        with self._lock:
+            fresh = sorted(pl for pl in named if (account.name, region, pl) not in self._lists_asked)
+            self._lists_asked.update((account.name, region, pl) for pl in fresh)
+        for pl in fresh:
+            self._submit(self._read_prefix_list, account, region, pl, gid)
+
+    def _read_prefix_list(self, account: AccountSettings, region: str, pl: str, gid: str) -> None:
+        client = self._client(account, region)
+        request = ecs_models.DescribePrefixListAttributesRequest(region_id=region, prefix_list_id=pl)
+        try:
+            body = self._call(
+                account,
+                region,
+                "DescribePrefixListAttributes",
+                lambda rt: client.describe_prefix_list_attributes_with_options(request, rt),
+                fatal_auth=False,
+            )
+        except _ApiFailure as failure:
+            # Named after the group whose rules led here; the engine adds one line per group
+            # whose rules name the list, so none of them passes for complete.
+            self._error(
+                account.name, region, failure.code, f"DescribePrefixListAttributes {pl} failed: {failure.message}", gid
+            )
+            return
+        except _DeadlineExceeded:
+            self._error(
+                account.name,
+                region,
+                "DeadlineExceeded",
+                f"the scan deadline passed before prefix list {pl} was read",
+                gid,
+            )
+            return
+        # The answer does not say its region; a snapshot of it must.
+        self._keep(account.name, "DescribePrefixListAttributes", (region, pl, 0), {**body, "RegionId": region})
 
     # -- one API call with retries ------------------------------------------------------------
     def _call(
@@ -330,7 +380,11 @@ class _Scanner:
         region: str,
         action: Action,
         invoke: Callable[[RuntimeOptions], Any],
+        *,
+        fatal_auth: bool = True,
     ) -> dict[str, Any]:
+        """One call with retries. ``fatal_auth=False``: a permission refusal is this call's failure
+        (an incomplete scan), not the end of the scan, for calls a RAM policy may not grant yet."""
         s = self.settings
         limiter = self.limiters.get((account.name, region))
         failures = 0
@@ -370,6 +424,8 @@ class _Scanner:
                         wait = self._backoff(throttles)
                 elif _is_auth(code):
                     self._count(action, "error")
+                    if not fatal_auth and (code.startswith("Forbidden") or code in _DENIED_CODES):
+                        raise _ApiFailure(code, f"permission denied: grant ecs:{action} to the RAM identity") from None
                     self._fail_auth(account, region, action, code, exc)
                 elif (exc.status_code or 0) >= 500 or code in _RETRYABLE_CODES:
                     self._count(action, "error")
@@ -443,7 +499,7 @@ class _Scanner:
     ) -> NoReturn:
         where = f"account '{account.name}'" + (f" region {region}" if region else "")
         key = self._key_hint(account)
-        if code.startswith("Forbidden") or code in ("NoPermission", "UnauthorizedOperation"):
+        if code.startswith("Forbidden") or code in _DENIED_CODES:
             denied = getattr(exc, "access_denied_detail", None) or {}
             needed = denied.get("AuthAction") if isinstance(denied, dict) else None
             fix = f"grant {needed or 'ecs:' + action} to the RAM identity{key} (a scan needs {READ_PERMISSIONS})"
@@ -525,7 +581,12 @@ class _Scanner:
                 self.raw.stats.throttles += 1
 
     def _keep(self, account: str, action: Action, where: tuple[str, str, int], body: dict[str, Any]) -> None:
-        order = {"DescribeRegions": 0, "DescribeSecurityGroups": 1, "DescribeSecurityGroupAttribute": 2}[action]
+        order = {
+            "DescribeRegions": 0,
+            "DescribeSecurityGroups": 1,
+            "DescribeSecurityGroupAttribute": 2,
+            "DescribePrefixListAttributes": 3,
+        }[action]
         with self._lock:
             self._responses.append(((account, order, *where), RawResponse(account, action, body)))
 

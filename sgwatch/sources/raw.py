@@ -56,6 +56,6 @@ def classify(body: dict[str, Any]) -> Action | None:
         return "DescribeSecurityGroups"
     if "Regions" in body:
         return "DescribeRegions"
-    if "PrefixListId" in body and "Entries" in body:
+    if "PrefixListId" in body and ("Entries" in body or "AddressFamily" in body):
         return "DescribePrefixListAttributes"
     return None
