@@ -41,6 +41,9 @@ def _minimum_calls(estate: Estate) -> int:
     for region in estate.regions("default").values():
         calls += max(1, math.ceil(len(region.groups) / 100))
         calls += sum(max(1, math.ceil(len(g.permissions) / 1000)) for g in region.groups.values())
+        # and each prefix list a rule names, once per region
+        fields = ("SourcePrefixListId", "DestPrefixListId")
+        calls += len({p[f] for g in region.groups.values() for p in g.permissions for f in fields if p.get(f)})
     return calls
 
 

@@ -88,6 +88,8 @@ def group(
 
 
 OFFICE = "47.100.12.0/24"
+# A partner's ranges, kept as a prefix list: a rule naming it lets in what the entries say.
+PREFIX_LISTS: dict[tuple[str, str], list[str]] = {("cn-shanghai", "pl-partners"): ["203.119.0.0/16", "10.20.0.0/16"]}
 ADMIN = "47.100.12.34/32"
 
 BASE: list[dict[str, Any]] = [
@@ -221,6 +223,7 @@ def drift(estate: list[dict[str, Any]]) -> list[dict[str, Any]]:
             vpc="vpc-sh01",
         )
     )  # medium: new group, no exposure
+    rules("sg-batch").append(perm("ingress", "TCP", "9200/9200", "pl-partners", desc="partner search"))  # medium
     all_ports = next(r for r in rules("sg-batch") if r["PortRange"] == "443/443")
     all_ports.update({"IpProtocol": "6", "Policy": "accept", "Priority": 1})  # same rule, cloud's other spellings
     return live
@@ -286,6 +289,20 @@ def write_snapshot(groups: list[dict[str, Any]], out: Path) -> RawScan:
             suffix = "" if n == 0 else f".{n + 1}"
             (out / g["RegionId"] / f"{g['SecurityGroupId']}{suffix}.json").write_text(json.dumps(body, indent=2) + "\n")
             raw.responses.append(RawResponse("default", "DescribeSecurityGroupAttribute", body))
+    for (region, pl), cidrs in PREFIX_LISTS.items():
+        body = {
+            "RequestId": f"DEMO-{pl}",
+            "RegionId": region,  # the API leaves it out; sgwatch adds it when it saves a snapshot
+            "PrefixListId": pl,
+            "PrefixListName": pl.removeprefix("pl-"),
+            "AddressFamily": "IPv4",
+            "MaxEntries": 10,
+            "Description": "",
+            "CreationTime": "2025-11-02T08:00:00Z",
+            "Entries": {"Entry": [{"Cidr": c, "Description": ""} for c in cidrs]},
+        }
+        (out / region / f"{pl}.json").write_text(json.dumps(body, indent=2) + "\n")
+        raw.responses.append(RawResponse("default", "DescribePrefixListAttributes", body))
     return raw
 
 
