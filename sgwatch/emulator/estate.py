@@ -412,6 +412,16 @@ def _synthetic_prefix_list(seed: int, prefix_list_id: str, name: str) -> PrefixL
     )
 
 
+# Prefix lists are shared by design (and few: a region allows ~100), so the rules of a synthetic
+# estate name a handful, not one each; the id drawn is still drawn, so every other field of a
+# seeded estate stays what it was.
+_PREFIX_LIST_POOL = tuple(f"pl-office{n}ranges{n * 7 % 10}x" for n in range(6))
+
+
+def _shared_prefix_list(drawn: str) -> str:
+    return _PREFIX_LIST_POOL[sum(map(ord, drawn)) % len(_PREFIX_LIST_POOL)]
+
+
 def _unique_rules(rng: random.Random, count: int) -> list[dict[str, Any]]:
     # the cloud refuses a rule identical to an existing one, so a realistic group has none
     rules: list[dict[str, Any]] = []
@@ -470,7 +480,7 @@ def _synthetic_rule(rng: random.Random, index: int) -> dict[str, Any]:
         base.update(
             IpProtocol="TCP",
             PortRange="6379/6379",
-            SourcePrefixListId=random_id(rng, "pl-"),
+            SourcePrefixListId=_shared_prefix_list(random_id(rng, "pl-")),
             SourcePrefixListName="office-ranges",
         )
     elif kind == 8:
