@@ -88,9 +88,14 @@ def group(
 
 
 OFFICE = "47.100.12.0/24"
-# A partner's ranges, kept as a prefix list: a rule naming it lets in what the entries say.
-PREFIX_LISTS: dict[tuple[str, str], list[str]] = {("cn-shanghai", "pl-partners"): ["203.119.0.0/16", "10.20.0.0/16"]}
 ADMIN = "47.100.12.34/32"
+# A partner's ranges, kept as a prefix list: a rule naming it lets in what the entries say.
+# The ops list is recorded in the baseline; in the live state someone has added the whole internet.
+PREFIX_LISTS: dict[tuple[str, str], list[str]] = {
+    ("cn-shanghai", "pl-partners"): ["203.119.0.0/16", "10.20.0.0/16"],
+    ("cn-hangzhou", "pl-ops"): [ADMIN],
+}
+LIVE_PREFIX_LISTS = {**PREFIX_LISTS, ("cn-hangzhou", "pl-ops"): [ADMIN, "0.0.0.0/0"]}  # high: RDP to the world
 
 BASE: list[dict[str, Any]] = [
     group(
@@ -121,6 +126,7 @@ BASE: list[dict[str, Any]] = [
         "bastion",
         [
             perm("ingress", "TCP", "22/22", OFFICE, desc="office ssh"),
+            perm("ingress", "TCP", "3389/3389", "pl-ops", desc="rdp from the ops list"),
         ],
     ),
     group(
@@ -274,7 +280,7 @@ def attribute_pages(g: dict[str, Any], page: int) -> list[dict[str, Any]]:
     return out
 
 
-def write_snapshot(groups: list[dict[str, Any]], out: Path) -> RawScan:
+def write_snapshot(groups: list[dict[str, Any]], out: Path, lists: dict[tuple[str, str], list[str]]) -> RawScan:
     shutil.rmtree(out, ignore_errors=True)
     raw = RawScan()
     for region in sorted({g["RegionId"] for g in groups}):
@@ -289,7 +295,7 @@ def write_snapshot(groups: list[dict[str, Any]], out: Path) -> RawScan:
             suffix = "" if n == 0 else f".{n + 1}"
             (out / g["RegionId"] / f"{g['SecurityGroupId']}{suffix}.json").write_text(json.dumps(body, indent=2) + "\n")
             raw.responses.append(RawResponse("default", "DescribeSecurityGroupAttribute", body))
-    for (region, pl), cidrs in PREFIX_LISTS.items():
+    for (region, pl), cidrs in lists.items():
         body = {
             "RequestId": f"DEMO-{pl}",
             "RegionId": region,  # the API leaves it out; sgwatch adds it when it saves a snapshot
@@ -308,12 +314,13 @@ def write_snapshot(groups: list[dict[str, Any]], out: Path) -> RawScan:
 
 def main() -> None:
     live = drift(BASE)
-    write_snapshot(live, ROOT / "snapshot")
-    base_raw = write_snapshot(BASE, ROOT / ".base-tmp")
+    write_snapshot(live, ROOT / "snapshot", LIVE_PREFIX_LISTS)
+    base_raw = write_snapshot(BASE, ROOT / ".base-tmp", PREFIX_LISTS)
     shutil.rmtree(ROOT / ".base-tmp")
-    base_groups: list[Group] = list(snapshot_source.parse_scan(base_raw).groups.values())
+    base = snapshot_source.parse_scan(base_raw)
+    base_groups: list[Group] = list(base.groups.values())
     shutil.rmtree(ROOT / "baseline", ignore_errors=True)
-    for rel, text in baseline_file.render(base_groups, dict(ACCEPTED)).items():
+    for rel, text in baseline_file.render(base_groups, dict(ACCEPTED), base.prefix_lists).items():
         (ROOT / "baseline" / rel).parent.mkdir(parents=True, exist_ok=True)
         (ROOT / "baseline" / rel).write_text(text)
     print(f"wrote {ROOT}/snapshot ({len(live)} groups) and {ROOT}/baseline ({len(base_groups)} groups)")

@@ -13,7 +13,10 @@ security_groups:
       - {protocol: tcp, ports: 443/443, reason: public web tier, owner: team-web, expires: 2027-06-30}
     ingress:
       - {policy: accept, priority: 1, protocol: tcp, ports: 443/443, peer: 0.0.0.0/0, description: https}
+      - {policy: accept, priority: 1, protocol: tcp, ports: 22/22, peer: pl-office}
     egress: []
+prefix_lists:               # the entries the rules' prefix lists should hold
+  - {id: pl-office, name: office, entries: [47.100.12.0/24]}
 ```
 
 A peer is a CIDR (IPv4 or IPv6), ``sg-…``, ``account/sg-…`` or ``pl-…``.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from io import StringIO
 from pathlib import Path
@@ -43,6 +46,7 @@ from sgwatch.core.model import (
     Direction,
     Group,
     GroupKey,
+    PeerKind,
     Rule,
     RuleKey,
     Snapshot,
@@ -199,10 +203,19 @@ class GroupSpec(_Strict):
         return str(v).lower() if isinstance(v, str) else v
 
 
+class PrefixListSpec(_Strict):
+    id: str = Field(pattern=r"^pl-[0-9A-Za-z\-]+$")
+    name: str = ""
+    entries: list[str] = Field(default_factory=list)
+
+    _cidrs = field_validator("entries")(ExposureSpec._cidrs.__func__)  # type: ignore[attr-defined]
+
+
 class BaselineFile(_Strict):
     account: str = DEFAULT_ACCOUNT
     region: str = Field(min_length=1)
     security_groups: list[GroupSpec] = Field(default_factory=list)
+    prefix_lists: list[PrefixListSpec] = Field(default_factory=list)
 
 
 def _yaml() -> YAML:
@@ -307,6 +320,11 @@ def load(path: Path) -> Baseline:
             )
             if g.accepted_exposures:
                 baseline.accepted[key] = tuple(e.to_model() for e in g.accepted_exposures)
+        for n, pl in enumerate(spec.prefix_lists):
+            pl_key = (spec.account, spec.region, pl.id)
+            if pl_key in baseline.prefix_lists:
+                raise InputError(f"{file}: prefix_lists.{n}: {pl.id} is defined twice for this account and region")
+            baseline.prefix_lists[pl_key] = tuple(sorted(set(pl.entries)))
     return baseline
 
 
@@ -354,11 +372,17 @@ def _exposure_spec(a: AcceptedExposure) -> CommentedMap:
     return _flow(out)
 
 
-def render(groups: Iterable[Group], accepted: dict[GroupKey, tuple[AcceptedExposure, ...]]) -> dict[Path, str]:
-    """Baseline files (relative path -> YAML text) for these groups, one per account and region."""
+def render(
+    groups: Iterable[Group],
+    accepted: dict[GroupKey, tuple[AcceptedExposure, ...]],
+    prefix_lists: Mapping[tuple[str, str, str], tuple[str, ...]] | None = None,
+) -> dict[Path, str]:
+    """Baseline files (relative path -> YAML text) for these groups, one per account and region,
+    with the entries of each prefix list their rules name (of those in ``prefix_lists``)."""
     by_region: dict[tuple[str, str], list[Group]] = defaultdict(list)
     for g in groups:
         by_region[(g.account, g.region)].append(g)
+    prefix_lists = prefix_lists or {}
     out: dict[Path, str] = {}
     for (account, region), members in sorted(by_region.items()):
         specs = CommentedSeq()
@@ -379,6 +403,14 @@ def render(groups: Iterable[Group], accepted: dict[GroupKey, tuple[AcceptedExpos
                 spec[direction] = CommentedSeq(rule_spec(r) for r in chosen)
             specs.append(spec)
         doc = CommentedMap({"account": account, "region": region, "security_groups": specs})
+        named = sorted(
+            {r.peer.value for g in members for r in g.rules if r.peer.kind is PeerKind.PREFIX_LIST}
+            & {pl for a, reg, pl in prefix_lists if (a, reg) == (account, region)}
+        )
+        if named:
+            doc["prefix_lists"] = CommentedSeq(
+                _prefix_list_spec(pl, prefix_lists[(account, region, pl)]) for pl in named
+            )
         doc.yaml_set_start_comment(HEADER)
         buf = StringIO()
         yaml = _yaml()
@@ -389,13 +421,17 @@ def render(groups: Iterable[Group], accepted: dict[GroupKey, tuple[AcceptedExpos
     return out
 
 
+def _prefix_list_spec(pl: str, entries: tuple[str, ...]) -> CommentedMap:
+    return _flow({"id": pl, "entries": [SingleQuotedScalarString(c) if ":" in c else c for c in entries]})
+
+
 def capture(snapshot: Snapshot, output: Path) -> list[Path]:
     """Write the snapshot as a baseline, keeping accepted exposures already recorded there."""
     accepted: dict[GroupKey, tuple[AcceptedExposure, ...]] = {}
     if output.exists() and any(output.rglob("*.yaml")):
         accepted = load(output).accepted
     written = []
-    for rel, text in render(snapshot.groups.values(), accepted).items():
+    for rel, text in render(snapshot.groups.values(), accepted, snapshot.prefix_lists).items():
         target = output / rel
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from sgwatch.core.model import Group, Snapshot
 from sgwatch.errors import InputError
 from sgwatch.sources import snapshot as snapshot_source
 from tests.strategies import PREFIX_LISTS, groups
+from tests.test_exposure import _rule
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo"
@@ -105,7 +106,6 @@ def test_duplicate_groups_across_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["on", "no", "yes", "off", "y", "null", "~", "0x1F", "1e3", "12:30", "#hash", "a: b"])
 def test_descriptions_that_look_like_other_yaml_types_round_trip(tmp_path: Path, text: str) -> None:
-    from tests.test_exposure import _rule
 
     group = Group(
         "default",
@@ -117,3 +117,22 @@ def test_descriptions_that_look_like_other_yaml_types_round_trip(tmp_path: Path,
     baseline.capture(snapshot_of([group]), tmp_path / "b")
     loaded = baseline.load(tmp_path / "b").groups[group.key]
     assert loaded.rules[0].description == text and loaded.name == text
+
+
+def test_prefix_lists_round_trip_through_capture_and_load(tmp_path: Path) -> None:
+    group = Group("default", "cn-hangzhou", "sg-1", vpc_id="vpc-1", rules=(_rule("accept 1 tcp 22/22 pl-office"),))
+    snap = snapshot_of([group])
+    snap.prefix_lists = {("default", "cn-hangzhou", "pl-office"): ("2400:cb00::/32", "47.100.12.0/24")}
+    (written,) = baseline.capture(snap, tmp_path / "b")
+    assert "- {id: pl-office, entries: ['2400:cb00::/32', 47.100.12.0/24]}" in written.read_text()
+    loaded = baseline.load(tmp_path / "b")
+    assert loaded.prefix_lists == snap.prefix_lists
+    assert assess(loaded, snap, CheckSettings(), NOW).findings == []
+
+
+def test_a_bad_prefix_list_entry_names_file_line_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text("region: cn-hangzhou\nprefix_lists:\n  - {id: pl-office, entries: [47.100.12.0/24, office]}\n")
+    with pytest.raises(InputError) as caught:
+        baseline.load(path)
+    assert str(caught.value).startswith(f"{path}:3: prefix_lists.0.entries: ")

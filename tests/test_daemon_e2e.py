@@ -122,7 +122,7 @@ def test_daemon_scans_serves_metrics_tracks_drift_and_stops_cleanly(tmp_path: Pa
         wait_for(lambda: get(base + "/readyz")[0] == 200, what="/readyz")
         assert get(base + "/healthz")[0] == 200
         m = metrics(base)
-        assert value(m, "sgwatch_drifted_groups") == 8
+        assert value(m, "sgwatch_drifted_groups") == 9
         assert value(m, "sgwatch_findings", severity="critical", kind="rule_removed") == 1
         assert value(m, "sgwatch_new_exposures", severity="critical") == 2
         assert value(m, "sgwatch_last_scan_complete") == 1
@@ -303,7 +303,7 @@ def test_reload_keeps_the_last_good_baseline_and_takes_a_fixed_one(tmp_path: Pat
         daemon.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: '"reload failed, keeping the last good config"' in daemon.log.read_text(), what="reload error")
         assert get(base + "/healthz")[0] == 200
-        assert value(metrics(base), "sgwatch_drifted_groups") == 8  # still the last good baseline
+        assert value(metrics(base), "sgwatch_drifted_groups") == 9  # still the last good baseline
         # Accept today's state as the baseline: a file change alone triggers the reload.
         subprocess.run(
             [

@@ -235,3 +235,38 @@ def test_removing_a_drop_that_named_a_prefix_list_owns_the_exposure_it_let_throu
     report = run(guarded, opened, lists=LISTS)
     removed = [f for f in report.findings if f.kind == "rule_removed"]
     assert [(f.severity, f.checks) for f in removed] == [("critical", ["internet-database-port"])]
+
+
+def run_with_recorded_lists(
+    group: Group, recorded: dict[str, tuple[str, ...]], now: dict[str, tuple[str, ...]]
+) -> Report:
+    baseline = Baseline(
+        groups={KEY: group}, prefix_lists={("default", "cn-hangzhou", pl): e for pl, e in recorded.items()}
+    )
+    snap = Snapshot(groups={KEY: group}, listed={("default", "cn-hangzhou"): frozenset({KEY[2]})})
+    snap.prefix_lists = {("default", "cn-hangzhou", pl): e for pl, e in now.items()}
+    return assess(baseline, snap, CheckSettings(), NOW)
+
+
+def test_the_world_added_to_a_recorded_prefix_list_is_drift_of_every_group_naming_it() -> None:
+    group = with_rules("accept 1 tcp 3389/3389 pl-ops", "accept 1 tcp 443/443 0.0.0.0/0")
+    report = run_with_recorded_lists(
+        group, {"pl-ops": ("47.100.12.0/24",)}, {"pl-ops": ("0.0.0.0/0", "47.100.12.0/24")}
+    )
+    assert kinds(report) == [("group_changed", "high", ["prefix-list-changed", "internet-remote-admin"])]
+    (finding,) = report.findings
+    assert finding.message.startswith("sg-1 group changed: prefix list pl-ops entries; new exposure: tcp 3389")
+    assert [(e.from_port, e.scope, e.peers) for e in finding.new_exposures] == [(3389, "any", ("pl-ops",))]
+    assert report.complete
+
+
+def test_a_recorded_prefix_list_that_only_narrowed_is_low_and_one_not_recorded_is_read_as_it_is() -> None:
+    group = with_rules("accept 1 tcp 22/22 pl-ops")
+    narrowed = run_with_recorded_lists(
+        group, {"pl-ops": ("47.100.12.0/24", "58.0.0.0/24")}, {"pl-ops": ("47.100.12.0/24",)}
+    )
+    assert kinds(narrowed) == [("group_changed", "low", ["prefix-list-changed"])]
+    assert run_with_recorded_lists(group, {}, {"pl-ops": ("0.0.0.0/0",)}).findings == []
+    # unread now: unknown, so incomplete, and not called a change
+    unread = run_with_recorded_lists(group, {"pl-ops": ("47.100.12.0/24",)}, {})
+    assert unread.findings == [] and [e.code for e in unread.errors] == ["PrefixListUnresolved"]

@@ -68,6 +68,13 @@ CATALOGUE: tuple[Check, ...] = (
         None,
         "A new accept rule names a prefix list whose entries could not be read: what it lets in is unknown",
     ),
+    Check(
+        "prefix-list-changed",
+        "low",
+        "drift",
+        None,
+        "A prefix list the group's rules name holds other entries than the baseline records",
+    ),
     Check("accept-removed", "low", "drift", None, "An accept rule was removed (tightening; possible outage)"),
     Check("no-exposure-change", "low", "drift", None, "A rule changed without changing internet exposure"),
     Check(

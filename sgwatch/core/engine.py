@@ -6,8 +6,8 @@ The one entry point is :func:`assess`. Everything here is pure: the clock comes 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -31,6 +31,27 @@ from sgwatch.core.model import (
 )
 
 _PUBLIC_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "gre"}
+
+
+@dataclass(frozen=True, slots=True)
+class RegionLists:
+    """The prefix lists of one account and region: as read now, and as the baseline expects them.
+
+    ``baseline`` is ``live`` with the baseline's own entries laid over it (a list the baseline does
+    not record is compared as it is now); ``changed`` names the lists whose recorded entries differ
+    from those read.
+    """
+
+    live: PrefixLists = field(default_factory=dict)
+    baseline: PrefixLists = field(default_factory=dict)
+    changed: frozenset[str] = frozenset()
+
+
+_NO_LISTS = RegionLists()
+
+
+def _list_change(pl: str) -> str:
+    return f"prefix list {pl} entries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,19 +195,21 @@ def group_exposures(
     accepted: Sequence[AcceptedExposure],
     settings: CheckSettings,
     same_rules: bool,
-    lists: PrefixLists | None = None,
+    lists: RegionLists = _NO_LISTS,
     unresolved: set[str] | None = None,
+    lists_moved: bool = False,
 ) -> tuple[list[Exposure], list[_Graded]]:
     """The group's live exposures worth listing, and those of them that are new, graded.
 
-    Both sides read prefix lists as they are now (``lists``): the baseline names a list, not its
-    entries. The live side's lists that could not be read go to ``unresolved``.
+    The live side reads prefix lists as they are now, the baseline side as the baseline records
+    them (``lists``); ``lists_moved``: the group names a list whose entries differ. The live
+    side's lists that could not be read go to ``unresolved``.
     """
     listed: list[Exposure] = []
     new: list[_Graded] = []
-    same = same_rules and (base.type, base.vpc_id) == (group.type, group.vpc_id)
-    live_qs = exposure.questions(group, lists, unresolved)
-    base_qs = live_qs if same else exposure.questions(base, lists)
+    same = same_rules and not lists_moved and (base.type, base.vpc_id) == (group.type, group.vpc_id)
+    live_qs = exposure.questions(group, lists.live, unresolved)
+    base_qs = live_qs if same else exposure.questions(base, lists.baseline)
     for direction in DIRECTIONS:
         live_q, base_q = live_qs[direction], base_qs[direction]
         if base_q == live_q:  # the same internet-facing rules: nothing is new
@@ -242,12 +265,16 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: PrefixLists) ->
     """Which change caused which new exposure. Every new exposure lands on some change."""
     by_change: dict[int, list[_Graded]] = {}
     for g in new:
+        granted_by_lists = {
+            _list_change(k.peer.value) for k in g.piece.rules if k and k.peer.kind is PeerKind.PREFIX_LIST
+        }
         owners = (
             [
                 n
                 for n, c in enumerate(changes)
                 if c.live is not None and c.live.policy == "accept" and c.live.key in g.piece.rules
             ]
+            or [n for n, c in enumerate(changes) if c.kind == "group_changed" and granted_by_lists & set(c.fields)]
             or [
                 n
                 for n, c in enumerate(changes)
@@ -263,6 +290,8 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: PrefixLists) ->
 
 def _base_check(change: Change, live: Group | None, base: Group | None, lists: PrefixLists) -> str:
     if change.kind == "group_changed":
+        if any(f.startswith("prefix list ") for f in change.fields):
+            return "prefix-list-changed"
         opened = "inner_access_policy" in change.fields and live is not None and live.inner_access_policy == "accept"
         return "inner-access-opened" if opened else "group-attribute-changed"
     if change.kind == "rule_changed" and change.live and change.baseline and change.live.key == change.baseline.key:
@@ -333,15 +362,14 @@ def assess_group(
     base: Group | None,
     accepted: Sequence[AcceptedExposure],
     settings: CheckSettings,
-    lists: PrefixLists | None = None,
+    lists: RegionLists = _NO_LISTS,
     unresolved: set[str] | None = None,
 ) -> tuple[list[Finding], list[Exposure]]:
     """Findings and live exposures of one group (live None: removed; base None: added).
 
     ``lists``: the prefix lists of the group's account and region; those its live rules name
-    but ``lists`` lacks are added to ``unresolved``.
+    but ``lists.live`` lacks are added to ``unresolved``.
     """
-    lists = {} if lists is None else lists
     if live is None:
         assert base is not None
         change = Change("group_removed", base.key)
@@ -352,22 +380,46 @@ def assess_group(
     # Compared once here: a deep compare of two large equal tuples is a good part of the cost
     # of an unchanged group.
     same_rules = reference.rules == live.rules
-    exposures, new = group_exposures(live, reference, accepted, settings, same_rules, lists, unresolved)
+    moved = (
+        sorted(lists.changed & {r.peer.value for r in live.rules if r.peer.kind is PeerKind.PREFIX_LIST})
+        if lists.changed and base is not None
+        else []
+    )
+    exposures, new = group_exposures(live, reference, accepted, settings, same_rules, lists, unresolved, bool(moved))
     if base is None:
         change = Change("group_added", live.key)
         news = [g.exposure for g in new]
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
         return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
     changes = diff_group(base, live, same_rules)
-    owners = _attribute(changes, new, lists)
+    changes += [Change("group_changed", live.key, fields=(_list_change(pl),)) for pl in moved]
+    owners = _attribute(changes, new, lists.live)
     findings = []
     for n, change in enumerate(changes):
         caused = [g.exposure for g in owners.get(n, [])]
-        check: str | None = _base_check(change, live, base, lists)
+        check: str | None = _base_check(change, live, base, lists.live)
         if caused and check == "no-exposure-change":
             check = None  # the exposure's own checks say it all
         findings.append(_finding(change, check, caused, settings, _message(change, caused)))
     return findings, exposures
+
+
+def _region_lists(
+    live: Mapping[tuple[str, str, str], tuple[str, ...]], recorded: Mapping[tuple[str, str, str], tuple[str, ...]]
+) -> dict[tuple[str, str], RegionLists]:
+    read: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+    for (account, region, pl), entries in live.items():
+        read.setdefault((account, region), {})[pl] = entries
+    expected: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+    for (account, region, pl), entries in recorded.items():
+        expected.setdefault((account, region), {})[pl] = entries
+    out = {}
+    for where in read.keys() | expected.keys():
+        now, want = read.get(where, {}), expected.get(where, {})
+        # A list that could not be read is unresolved, not changed: nothing is known of it.
+        changed = frozenset(pl for pl, entries in want.items() if pl in now and set(now[pl]) != set(entries))
+        out[where] = RegionLists(now, {**now, **want} if want else now, changed)
+    return out
 
 
 def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime) -> Report:
@@ -378,9 +430,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     unreadable_groups = {(e.account, e.region, e.security_group_id) for e in errors if e.security_group_id}
     report = Report(generated_at=now, groups=0, errors=errors)
     seen_regions = live.regions
-    lists_of: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
-    for (account, region, pl), entries in live.prefix_lists.items():
-        lists_of.setdefault((account, region), {})[pl] = entries
+    lists_of = _region_lists(live.prefix_lists, baseline.prefix_lists)
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
         if live.scope is not None and (account, region) not in live.scope:
@@ -411,7 +461,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
         accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
         unresolved: set[str] = set()
         findings, exposures = assess_group(
-            lgroup, bgroup, accepted, settings, lists_of.get((account, region), {}), unresolved
+            lgroup, bgroup, accepted, settings, lists_of.get((account, region), _NO_LISTS), unresolved
         )
         errors.extend(
             ScanError(

@@ -178,3 +178,6 @@ class AcceptedExposure:
 class Baseline:
     groups: dict[GroupKey, Group] = field(default_factory=dict)
     accepted: dict[GroupKey, tuple[AcceptedExposure, ...]] = field(default_factory=dict)
+    # (account, region, prefix-list id) -> the entries the team expects, as canonical CIDRs. A
+    # list not here is read as it is now: rules naming it are compared, its entries are not.
+    prefix_lists: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
