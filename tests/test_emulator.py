@@ -18,7 +18,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from darabonba.runtime import RuntimeOptions
 
 from sgwatch.emulator import AccessKey, ControlError, Emulator, EmulatorControl, Estate
-from sgwatch.emulator.estate import LISTING_FIELDS, PERMISSION_FIELDS, PREFIX_LIST_FIELDS, PrefixList
+from sgwatch.emulator.estate import LISTING_FIELDS, PERMISSION_FIELDS, PREFIX_LIST_FIELDS, PortRangeList, PrefixList
 from tests import livefixtures
 from tests.livefixtures import AK_ID, AK_SECRET, EmulatorFactory
 
@@ -60,6 +60,25 @@ def attribute(
 def prefix_list(client: Client, pl_id: str | None, region: str = REGION) -> Any:
     request = ecs_models.DescribePrefixListAttributesRequest(region_id=region, prefix_list_id=pl_id)
     return client.describe_prefix_list_attributes_with_options(request, RuntimeOptions())
+
+
+def port_range_list(client: Client, prl_id: str | None, region: str = REGION) -> Any:
+    request = ecs_models.DescribePortRangeListEntriesRequest(region_id=region, port_range_list_id=prl_id)
+    return client.describe_port_range_list_entries_with_options(request, RuntimeOptions())
+
+
+def wire_bodies(client: Client) -> list[Any]:
+    """Record each answer's JSON as it arrived: the SDK's models drop keys they do not know."""
+    seen: list[Any] = []
+    call_api = client.call_api
+
+    def recording(*args: Any) -> Any:
+        result = call_api(*args)
+        seen.append(result.get("body"))
+        return result
+
+    client.call_api = recording  # type: ignore[method-assign]
+    return seen
 
 
 OFFICE: dict[str, Any] = {
@@ -464,3 +483,148 @@ def test_synthetic_prefix_lists_leave_groups_alone_and_resolve_every_reference()
     assert [pl.body() for r in again.regions("default").values() for pl in r.prefix_lists.values()] == [
         pl.body() for r in with_lists.regions("default").values() for pl in r.prefix_lists.values()
     ]
+
+
+WEB_PORTS_ID = "prl-2ze9mxy3hhmu0yx3web1"
+WEB_PORTS: list[dict[str, str]] = [
+    {"PortRange": "80/80", "Description": "http"},
+    {"PortRange": "8000/8999", "Description": ""},
+]
+
+
+def web_ports_estate() -> Estate:
+    estate = Estate()
+    estate.put_port_range_list(
+        "default", REGION, PortRangeList.from_body({"PortRangeListId": WEB_PORTS_ID, "Entries": WEB_PORTS})
+    )
+    return estate
+
+
+def test_port_range_list_answers_with_the_documented_shape(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(estate=web_ports_estate())
+    client = sdk(emu)
+    wire = wire_bodies(client)
+    response = port_range_list(client, WEB_PORTS_ID)
+    assert set(wire[0]) == {"RequestId", "Entries"}  # neither RegionId nor PortRangeListId, as the real API
+    assert wire[0]["Entries"] == WEB_PORTS and wire[0]["RequestId"]
+    assert [(e.port_range, e.description) for e in response.body.entries] == [("80/80", "http"), ("8000/8999", "")]
+    assert response.body.to_map()["Entries"] == WEB_PORTS
+    assert emu.ok_calls("DescribePortRangeListEntries") == 1
+    assert emu.log[-1].region == REGION
+
+
+def test_port_range_list_errors(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(estate=web_ports_estate())
+    client = sdk(emu)
+    with pytest.raises(ClientException) as unknown:
+        port_range_list(client, "prl-doesnotexist")
+    assert (unknown.value.code, unknown.value.status_code) == ("InvalidPortRangeListId.NotFound", 404)
+    assert unknown.value.data["Message"] == "The specified port range list does not exist."
+    with pytest.raises(ClientException) as other_region:  # a list lives in one region only
+        port_range_list(client, WEB_PORTS_ID, region="cn-shanghai")
+    assert other_region.value.code == "InvalidPortRangeListId.NotFound"
+    with pytest.raises(ClientException) as missing:
+        port_range_list(client, None)
+    assert (missing.value.code, missing.value.status_code) == ("MissingPortRangeListId", 400)
+    assert emu.results[("DescribePortRangeListEntries", "InvalidPortRangeListId.NotFound")] == 2
+
+
+def test_port_range_list_honours_ram_and_faults(make_emulator: EmulatorFactory) -> None:
+    # the prefix-list permission is not this one: each list API needs its own grant
+    granted = frozenset({"DescribeSecurityGroups", "DescribeSecurityGroupAttribute", "DescribePrefixListAttributes"})
+    emu = make_emulator(estate=web_ports_estate(), keys={AK_ID: AccessKey(AK_SECRET, actions=granted)})
+    with pytest.raises(ClientException) as denied:
+        port_range_list(sdk(emu), WEB_PORTS_ID)
+    assert (denied.value.code, denied.value.status_code) == ("Forbidden.RAM", 403)
+    assert denied.value.access_denied_detail["AuthAction"] == "ecs:DescribePortRangeListEntries"
+    assert emu.results[("DescribePortRangeListEntries", "Forbidden.RAM")] == 1
+
+    emu = make_emulator(estate=web_ports_estate(), throttle_rate=1.0)
+    with pytest.raises(ClientException) as throttled:
+        port_range_list(sdk(emu), WEB_PORTS_ID)
+    assert throttled.value.code == "Throttling.User"
+    EmulatorControl(emu.url).set_faults(throttle_rate=0.0, failing_regions=[REGION])
+    with pytest.raises(ServerException) as region_down:
+        port_range_list(sdk(emu), WEB_PORTS_ID)
+    assert region_down.value.code == "ServiceUnavailable"
+    EmulatorControl(emu.url).set_faults(failing_regions=[], malformed_rate=1.0)
+    assert port_range_list(sdk(emu), WEB_PORTS_ID).body is None
+    assert emu.calls["DescribePortRangeListEntries"] == 3
+
+
+def test_snapshot_estate_serves_port_range_lists(tmp_path: Any, make_emulator: EmulatorFactory) -> None:
+    (tmp_path / "acct").mkdir()
+    # as sgwatch saves one: the answer plus the RegionId and PortRangeListId it leaves out
+    saved = {"RequestId": "r", "Entries": WEB_PORTS, "RegionId": REGION, "PortRangeListId": WEB_PORTS_ID}
+    (tmp_path / "acct" / f"{REGION}.{WEB_PORTS_ID}.json").write_text(json.dumps(saved))
+    (tmp_path / "acct" / f"{REGION}.{OFFICE['PrefixListId']}.json").write_text(
+        json.dumps({**OFFICE, "RegionId": REGION})
+    )
+    empty = {"RequestId": "r", "Entries": [], "RegionId": "cn-shanghai", "PortRangeListId": "prl-empty"}
+    (tmp_path / "cn-shanghai.prl-empty.json").write_text(json.dumps(empty))
+    estate = Estate.from_snapshot(tmp_path)
+    stored = estate.port_range_list("acct", REGION, WEB_PORTS_ID)
+    assert stored is not None and stored.entries == WEB_PORTS
+    default = estate.port_range_list("default", "cn-shanghai", "prl-empty")
+    assert default is not None and default.entries == []
+    assert estate.port_range_list_count() == 2
+    assert estate.prefix_list("acct", REGION, OFFICE["PrefixListId"]) is not None  # the other shapes still load
+
+    emu = make_emulator(snapshot=tmp_path, keys={AK_ID: AccessKey(AK_SECRET, account="acct")})
+    client = sdk(emu)
+    wire = wire_bodies(client)
+    assert port_range_list(client, WEB_PORTS_ID).body.to_map()["Entries"] == WEB_PORTS
+    assert set(wire[0]) == {"RequestId", "Entries"}
+
+
+def test_snapshot_port_range_list_without_region_or_id_is_refused(tmp_path: Any) -> None:
+    listing = {"RegionId": REGION, "NextToken": "", "SecurityGroups": {"SecurityGroup": []}}
+    (tmp_path / "listing.json").write_text(json.dumps(listing))
+    bad = tmp_path / "prl-noregion.json"
+    bad.write_text(json.dumps({"RequestId": "r", "PortRangeListId": WEB_PORTS_ID, "Entries": WEB_PORTS}))
+    with pytest.raises(ValueError, match=r"prl-noregion\.json: DescribePortRangeListEntries .*\"RegionId\""):
+        Estate.from_snapshot(tmp_path)
+    bad.write_text(json.dumps({"RequestId": "r", "Entries": WEB_PORTS, "RegionId": REGION}))  # the answer verbatim
+    with pytest.raises(ValueError, match=r"prl-noregion\.json: .*\"PortRangeListId\""):
+        Estate.from_snapshot(tmp_path)
+    bad.write_text(json.dumps({"PortRangeListId": WEB_PORTS_ID, "RegionId": REGION, "Entries": ["80/80"]}))
+    with pytest.raises(ValueError, match=r"prl-noregion\.json: Entries must be"):
+        Estate.from_snapshot(tmp_path)
+
+
+def test_control_api_replaces_and_removes_port_range_lists(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(synthetic_groups=5, synthetic_regions=1)
+    control = EmulatorControl(emu.url)
+    assert control.stats()["port_range_lists"] == 0  # no synthetic rule names one
+    client = sdk(emu)
+    stored = control.put_port_range_list(REGION, WEB_PORTS_ID, WEB_PORTS)
+    assert stored == {"PortRangeListId": WEB_PORTS_ID, "PortRangeListName": "", "Entries": WEB_PORTS}
+    assert port_range_list(client, WEB_PORTS_ID).body.to_map()["Entries"] == WEB_PORTS
+
+    wider = {"PortRangeListName": "web", "Entries": [{"PortRange": "1/65535"}]}
+    stored = control.put_port_range_list(REGION, WEB_PORTS_ID, wider)
+    assert stored["Entries"] == [{"PortRange": "1/65535", "Description": ""}]  # a PUT replaces it all
+    assert port_range_list(client, WEB_PORTS_ID).body.to_map()["Entries"] == [
+        {"PortRange": "1/65535", "Description": ""}
+    ]
+    assert control.port_range_list(REGION, WEB_PORTS_ID) == {**stored, "PortRangeListName": "web"} == stored
+
+    with pytest.raises(ControlError, match="400"):
+        control.put_port_range_list(REGION, WEB_PORTS_ID, {"PortRangeListId": "prl-other", "Entries": []})
+    with pytest.raises(ControlError, match="400"):
+        control.put_port_range_list(REGION, WEB_PORTS_ID, {"Entries": {"Entry": [{"PortRange": "80/80"}]}})
+    assert control.port_range_list(REGION, WEB_PORTS_ID) == stored  # a refused PUT leaves the list alone
+
+    control.put_port_range_list(REGION, "prl-elsewhere", [], account="other")
+    with pytest.raises(ClientException):  # another account's list is not this key's
+        port_range_list(client, "prl-elsewhere")
+
+    control.remove_port_range_list(REGION, WEB_PORTS_ID)
+    with pytest.raises(ClientException) as gone:
+        port_range_list(client, WEB_PORTS_ID)
+    assert gone.value.code == "InvalidPortRangeListId.NotFound"
+    with pytest.raises(ControlError, match="404"):
+        control.remove_port_range_list(REGION, WEB_PORTS_ID)
+    with pytest.raises(ControlError, match="404"):
+        control.port_range_list(REGION, WEB_PORTS_ID)
+    assert control.stats()["port_range_lists"] == 1

@@ -8,7 +8,10 @@ Routes, each taking ``?account=NAME`` (default ``default``): ``GET|DELETE stats`
 groups/{region}/{sg}/permissions``, ``DELETE groups/{region}/{sg}/permissions/{rule_id}`` and
 ``GET|PUT|DELETE prefix-lists/{region}/{pl}`` (PUT takes the DescribePrefixListAttributes
 fields, ``{"PrefixListName": ..., "Entries": {"Entry": [{"Cidr": ..., "Description": ...}]}}``,
-and replaces the whole list).
+and replaces the whole list) and ``GET|PUT|DELETE port-range-lists/{region}/{prl}`` (PUT takes
+``{"Entries": [{"PortRange": "80/80", "Description": ...}]}``, a plain array as
+DescribePortRangeListEntries answers, optionally with a ``PortRangeListName``, and replaces the
+whole list; PUT and GET answer ``{"PortRangeListId": ..., "PortRangeListName": ..., "Entries": [...]}``).
 """
 
 from __future__ import annotations
@@ -106,3 +109,28 @@ class EmulatorControl:
 
     def remove_prefix_list(self, region: str, prefix_list_id: str, account: str = DEFAULT_ACCOUNT) -> None:
         self._call("DELETE", f"prefix-lists/{region}/{prefix_list_id}", account=account)
+
+    def put_port_range_list(
+        self,
+        region: str,
+        port_range_list_id: str,
+        entries_or_attributes: list[dict[str, Any]] | dict[str, Any] | None = None,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> dict[str, Any]:
+        """Create or wholly replace a port range list; returns ``{"PortRangeListId", "PortRangeListName", "Entries"}``.
+
+        ``entries_or_attributes`` is the entries, ``[{"PortRange": "80/80", "Description": ...}]``,
+        or ``{"Entries": [...], "PortRangeListName": ...}``; absent fields become "".
+        """
+        body = {"Entries": entries_or_attributes} if isinstance(entries_or_attributes, list) else entries_or_attributes
+        result: dict[str, Any] = self._call(
+            "PUT", f"port-range-lists/{region}/{port_range_list_id}", body or {}, account
+        )
+        return result
+
+    def port_range_list(self, region: str, port_range_list_id: str, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"port-range-lists/{region}/{port_range_list_id}", account=account)
+        return result
+
+    def remove_port_range_list(self, region: str, port_range_list_id: str, account: str = DEFAULT_ACCOUNT) -> None:
+        self._call("DELETE", f"port-range-lists/{region}/{port_range_list_id}", account=account)

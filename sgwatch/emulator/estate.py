@@ -1,4 +1,4 @@
-"""The emulated cloud's contents: accounts -> regions -> security groups and prefix lists.
+"""The emulated cloud's contents: accounts -> regions -> security groups, prefix and port range lists.
 
 An estate comes from a snapshot directory of raw API responses (the same layout
 :mod:`sgwatch.sources.snapshot_writer` writes) or from a seeded synthetic generator, so the
@@ -98,6 +98,19 @@ def is_prefix_list_body(body: Mapping[str, Any]) -> bool:
     return "PrefixListId" in body and "Entries" in body
 
 
+def is_port_range_list_body(body: Mapping[str, Any]) -> bool:
+    """Whether a response body is a DescribePortRangeListEntries answer as sgwatch saves it."""
+    # The answer itself names no list; sgwatch adds PortRangeListId when it saves one, and a
+    # plain array of Entries tells it from a prefix list's {"Entry": [...]}.
+    return "PortRangeListId" in body and isinstance(body.get("Entries"), list)
+
+
+def _is_port_range_list_shape(body: Mapping[str, Any]) -> bool:
+    # Also the answer saved verbatim, without the id sgwatch adds: refused by name rather than
+    # dropped, whichever shapes sgwatch.sources.raw.classify has learnt.
+    return is_port_range_list_body(body) or ("PrefixListId" not in body and isinstance(body.get("Entries"), list))
+
+
 def full_permission(partial: dict[str, Any]) -> dict[str, Any]:
     """A permission with every documented field present; absent ones as "" like the API."""
     perm: dict[str, Any] = {name: "" for name in PERMISSION_FIELDS}
@@ -185,11 +198,48 @@ class PrefixList:
 
 
 @dataclass
+class PortRangeList:
+    port_range_list_id: str
+    name: str = ""  # DescribePortRangeListEntries never shows it; kept for whoever set it
+    entries: list[dict[str, Any]] = field(default_factory=list)  # {"PortRange": "80/80", "Description": ...}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any], port_range_list_id: str = "") -> PortRangeList:
+        """From ``Entries`` (a plain array, as the API answers) plus the ``PortRangeListId`` and
+        ``PortRangeListName`` the answer leaves out; other keys (RegionId, RequestId) are ignored.
+
+        Raises ValueError saying which field is wrong.
+        """
+        prl_id = port_range_list_id or str(body.get("PortRangeListId") or "")
+        if not prl_id:
+            raise ValueError("PortRangeListId is missing or empty")
+        items = body.get("Entries")
+        if items is None:
+            items = []
+        if not isinstance(items, list) or not all(isinstance(e, Mapping) for e in items):
+            raise ValueError('Entries must be [{"PortRange": "80/80", "Description": "..."}, ...]')
+        return cls(
+            port_range_list_id=prl_id,
+            name=str(body.get("PortRangeListName") or ""),
+            entries=[{"PortRange": "", "Description": "", **copy.deepcopy(dict(e))} for e in items],
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The DescribePortRangeListEntries answer but its RequestId: no id, name or RegionId, as the real one."""
+        return {"Entries": copy.deepcopy(self.entries)}
+
+    def record(self) -> dict[str, Any]:
+        """What the control API shows: the answer with the id and name it leaves out."""
+        return {"PortRangeListId": self.port_range_list_id, "PortRangeListName": self.name, **self.body()}
+
+
+@dataclass
 class Region:
     region_id: str
     local_name: str = ""
     groups: dict[str, SecurityGroup] = field(default_factory=dict)
     prefix_lists: dict[str, PrefixList] = field(default_factory=dict)
+    port_range_lists: dict[str, PortRangeList] = field(default_factory=dict)
 
     def sorted_groups(self) -> list[SecurityGroup]:
         return [self.groups[k] for k in sorted(self.groups)]
@@ -236,6 +286,26 @@ class Estate:
     def prefix_list_count(self) -> int:
         return sum(len(r.prefix_lists) for regions in self.accounts.values() for r in regions.values())
 
+    def port_range_list(self, account: str, region_id: str, port_range_list_id: str) -> PortRangeList | None:
+        region = self.region(account, region_id)
+        return None if region is None else region.port_range_lists.get(port_range_list_id)
+
+    def put_port_range_list(self, account: str, region_id: str, port_range_list: PortRangeList) -> PortRangeList:
+        """Add the list, or replace the one with its id, as a whole."""
+        with self.lock:
+            region = self.region(account, region_id, create=True)
+            assert region is not None
+            region.port_range_lists[port_range_list.port_range_list_id] = port_range_list
+        return port_range_list
+
+    def remove_port_range_list(self, account: str, region_id: str, port_range_list_id: str) -> bool:
+        with self.lock:
+            region = self.region(account, region_id)
+            return region is not None and region.port_range_lists.pop(port_range_list_id, None) is not None
+
+    def port_range_list_count(self) -> int:
+        return sum(len(r.port_range_lists) for regions in self.accounts.values() for r in regions.values())
+
     def group_count(self) -> int:
         return sum(len(r.groups) for regions in self.accounts.values() for r in regions.values())
 
@@ -250,7 +320,10 @@ class Estate:
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def from_snapshot(cls, directory: Path) -> Estate:
-        """Load a snapshot folder, read exactly as `sgwatch report --snapshot` reads it."""
+        """Load a snapshot folder, read exactly as `sgwatch report --snapshot` reads it.
+
+        ValueError names the file that cannot be served.
+        """
         from sgwatch.errors import InputError
         from sgwatch.sources.snapshot import iter_dir
 
@@ -265,6 +338,9 @@ class Estate:
 
     def add_response(self, account: str, body: dict[str, Any], origin: str = "") -> None:
         """Fold one saved response in; ValueError (naming ``origin``, the file) for one that cannot be."""
+        if _is_port_range_list_shape(body):
+            self._add_port_range_list(account, body, origin or "DescribePortRangeListEntries response")
+            return
         action = classify(body)
         # either test alone would drop a list silently when the other knows a shape it does not
         if is_prefix_list_body(body) or action == "DescribePrefixListAttributes":
@@ -322,6 +398,24 @@ class Estate:
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         self.put_prefix_list(account, region_id, prefix_list)
+
+    def _add_port_range_list(self, account: str, body: dict[str, Any], where: str) -> None:
+        region_id = str(body.get("RegionId") or "")
+        if not region_id:
+            raise ValueError(
+                f'{where}: DescribePortRangeListEntries response has no "RegionId" (the API leaves it out; '
+                "sgwatch adds it when it saves one, so add it by hand to an answer saved otherwise)"
+            )
+        if not str(body.get("PortRangeListId") or ""):
+            raise ValueError(
+                f'{where}: DescribePortRangeListEntries response has no "PortRangeListId" (the API leaves it out; '
+                "sgwatch adds it when it saves one, so add it by hand to an answer saved otherwise)"
+            )
+        try:
+            port_range_list = PortRangeList.from_body(body)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        self.put_port_range_list(account, region_id, port_range_list)
 
     # -- synthetic ----------------------------------------------------------------------------
     @classmethod

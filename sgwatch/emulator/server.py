@@ -1,6 +1,6 @@
 """A local ECS API emulator that the real Alibaba Cloud SDK can talk to.
 
-It answers the four read APIs a scan needs with the documented response shapes, verifies
+It answers the read APIs a scan needs with the documented response shapes, verifies
 signature V3 against configured AccessKeys, and injects faults (latency, throttling, 5xx, a
 dead region, malformed bodies, lowercase values) so the live scanner can be tested end to end
 through the official SDK, never through mocks.
@@ -30,7 +30,15 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sgwatch.emulator.estate import REGION_NAMES, Estate, PrefixList, SecurityGroup, full_permission, random_id
+from sgwatch.emulator.estate import (
+    REGION_NAMES,
+    Estate,
+    PortRangeList,
+    PrefixList,
+    SecurityGroup,
+    full_permission,
+    random_id,
+)
 from sgwatch.emulator.signature import expected_signature, parse_authorization, signature_matches
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
@@ -39,6 +47,7 @@ ACTIONS = (
     "DescribeSecurityGroups",
     "DescribeSecurityGroupAttribute",
     "DescribePrefixListAttributes",
+    "DescribePortRangeListEntries",
 )
 API_VERSION = "2014-05-26"
 _REGION_RE = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
@@ -221,6 +230,7 @@ class Emulator:
                 "groups": self.estate.group_count(),
                 "rules": self.estate.rule_count(),
                 "prefix_lists": self.estate.prefix_list_count(),
+                "port_range_lists": self.estate.port_range_list_count(),
             }
 
     def reset_stats(self) -> None:
@@ -377,9 +387,11 @@ class Emulator:
                 return self._describe_security_groups(account, params)
             if action == "DescribePrefixListAttributes":
                 return self._describe_prefix_list(account, params)
+            if action == "DescribePortRangeListEntries":
+                return self._describe_port_range_list(account, params)
             return self._describe_attribute(account, params)
 
-    # -- the four APIs ------------------------------------------------------------------------
+    # -- the APIs -----------------------------------------------------------------------------
     def _known_regions(self, account: str) -> list[str]:
         names = set(self.estate.regions(account)) | set(self.extra_regions) | set(self.faults.failing_regions)
         return sorted(names)
@@ -479,6 +491,16 @@ class Emulator:
             raise ApiError(404, "InvalidPrefixListId.NotFound", "The specified prefix list was not found.")
         return prefix_list.body()
 
+    def _describe_port_range_list(self, account: str, params: Mapping[str, str]) -> dict[str, Any]:
+        region_id = self._require_region(params)
+        prl_id = params.get("PortRangeListId", "")
+        if not prl_id:
+            raise ApiError(400, "MissingPortRangeListId", "PortRangeListId is mandatory for this action.")
+        port_range_list = self.estate.port_range_list(account, region_id, prl_id)
+        if port_range_list is None:
+            raise ApiError(404, "InvalidPortRangeListId.NotFound", "The specified port range list does not exist.")
+        return port_range_list.body()
+
     def _render_listing(self, group: SecurityGroup) -> dict[str, Any]:
         return group.listing_entry()
 
@@ -514,6 +536,8 @@ class Emulator:
             return self._control_groups(method, account, parts[1:], body)
         if len(parts) == 3 and parts[0] == "prefix-lists":
             return self._control_prefix_list(method, account, parts[1], parts[2], body)
+        if len(parts) == 3 and parts[0] == "port-range-lists":
+            return self._control_port_range_list(method, account, parts[1], parts[2], body)
         return 404, {"error": f"no control route {method} {path}"}
 
     def _control_prefix_list(self, method: str, account: str, region_id: str, pl_id: str, body: Any) -> tuple[int, Any]:
@@ -538,6 +562,35 @@ class Emulator:
                     return 404, {"error": f"no prefix list {account}/{region_id}/{pl_id}"}
                 return 200, {"ok": True}
         return 404, {"error": "unknown prefix-list route"}
+
+    def _control_port_range_list(
+        self, method: str, account: str, region_id: str, prl_id: str, body: Any
+    ) -> tuple[int, Any]:
+        with self.estate.lock:
+            if method == "PUT":
+                if not isinstance(body, dict):
+                    return 400, {
+                        "error": 'expected a JSON object, {"Entries": [{"PortRange": ..., "Description": ...}]}'
+                    }
+                if body.get("PortRangeListId") not in (None, "", prl_id):
+                    return 400, {
+                        "error": f"body PortRangeListId {body['PortRangeListId']!r} is not {prl_id!r} of the path"
+                    }
+                try:
+                    stored = PortRangeList.from_body(body, port_range_list_id=prl_id)
+                except ValueError as exc:
+                    return 400, {"error": str(exc)}
+                return 200, self.estate.put_port_range_list(account, region_id, stored).record()
+            if method == "GET":
+                found = self.estate.port_range_list(account, region_id, prl_id)
+                if found is None:
+                    return 404, {"error": f"no port range list {account}/{region_id}/{prl_id}"}
+                return 200, found.record()
+            if method == "DELETE":
+                if not self.estate.remove_port_range_list(account, region_id, prl_id):
+                    return 404, {"error": f"no port range list {account}/{region_id}/{prl_id}"}
+                return 200, {"ok": True}
+        return 404, {"error": "unknown port-range-list route"}
 
     def _control_groups(self, method: str, account: str, parts: list[str], body: Any) -> tuple[int, Any]:
         region_id, gid = parts[0], parts[1]
