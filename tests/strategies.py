@@ -40,6 +40,11 @@ PREFIX_LISTS: dict[str, tuple[str, ...]] = {
     "pl-v6": ("2400:cb00::/32",),
     "pl-private": ("192.168.1.0/24", "fc00::/7"),
 }
+# Port range lists the generated rules may name instead of a port range.
+PORT_LISTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "prl-web": ((80, 80), (443, 443)),
+    "prl-mixed": ((20, 25), (3306, 3306), (8000, 8999)),
+}
 SPORTS = [(-1, -1), (-1, -1), (-1, -1), (1024, 65535), (53, 53)]
 PROTOCOLS = ["tcp", "tcp", "udp", "icmp", "icmpv6", "gre", "all", "132"]
 
@@ -61,7 +66,8 @@ def peers(draw: st.DrawFn) -> Peer:
 @st.composite
 def rules(draw: st.DrawFn, direction: str | None = None) -> Rule:
     proto = draw(st.sampled_from(PROTOCOLS))
-    ports = draw(st.sampled_from(PORTS)) if proto in ("tcp", "udp") else (-1, -1)
+    port_list = draw(st.sampled_from(["", "", "", *sorted(PORT_LISTS)])) if proto in ("tcp", "udp") else ""
+    ports = (-1, -1) if port_list else draw(st.sampled_from(PORTS)) if proto in ("tcp", "udp") else (-1, -1)
     sports = draw(st.sampled_from(SPORTS)) if proto in ("tcp", "udp") else (-1, -1)
     key = RuleKey(
         direction=direction or draw(st.sampled_from(["ingress", "egress"])),  # type: ignore[arg-type]
@@ -74,6 +80,7 @@ def rules(draw: st.DrawFn, direction: str | None = None) -> Rule:
         policy=draw(st.sampled_from(["accept", "drop"])),
         priority=draw(st.sampled_from([1, 1, 2, 50, 100])),
         nic_type=draw(st.sampled_from(["intranet", "intranet", "internet"])),
+        port_list=port_list,
     )
     return Rule(key, draw(st.sampled_from(["", "web", "db"])), "")
 

@@ -15,7 +15,7 @@ from sgwatch.core.engine import assess
 from sgwatch.core.model import Group, Snapshot
 from sgwatch.errors import InputError
 from sgwatch.sources import snapshot as snapshot_source
-from tests.strategies import PREFIX_LISTS, groups
+from tests.strategies import PORT_LISTS, PREFIX_LISTS, groups
 from tests.test_exposure import _rule
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -27,6 +27,7 @@ def snapshot_of(members: list[Group]) -> Snapshot:
     for g in members:
         snap.listed[(g.account, g.region)] = snap.listed.get((g.account, g.region), frozenset()) | {g.id}
         snap.prefix_lists.update({(g.account, g.region, pl): entries for pl, entries in PREFIX_LISTS.items()})
+        snap.port_lists.update({(g.account, g.region, prl): ranges for prl, ranges in PORT_LISTS.items()})
     return snap
 
 

@@ -213,7 +213,7 @@ def test_a_prefix_list_of_one_office_is_narrow_and_of_private_entries_is_quiet()
 
 def test_an_unread_prefix_list_makes_the_report_incomplete_never_quietly_private() -> None:
     report = run(with_rules(), with_rules("accept 1 tcp 3306/3306 pl-unknown"), lists=LISTS)
-    assert kinds(report) == [("rule_added", "medium", ["prefix-list-unresolved"])]
+    assert kinds(report) == [("rule_added", "medium", ["list-unresolved"])]
     assert not report.complete
     assert [(e.code, e.security_group_id) for e in report.errors] == [("PrefixListUnresolved", "sg-1")]
     assert "pl-unknown" in report.errors[0].message
@@ -270,3 +270,33 @@ def test_a_recorded_prefix_list_that_only_narrowed_is_low_and_one_not_recorded_i
     # unread now: unknown, so incomplete, and not called a change
     unread = run_with_recorded_lists(group, {"pl-ops": ("47.100.12.0/24",)}, {})
     assert unread.findings == [] and [e.code for e in unread.errors] == ["PrefixListUnresolved"]
+
+
+# -- port range lists: a rule naming one matches the list's ranges, not every port ---------------
+def with_port_list(spec: str, port_list: str) -> Rule:
+    r = _rule(spec)
+    return r._replace(key=r.key._replace(from_port=-1, to_port=-1, port_list=port_list))
+
+
+def run_with_port_lists(base: Group, live: Group, ports: dict[str, tuple[tuple[int, int], ...]]) -> Report:
+    snap = Snapshot(groups={KEY: live}, listed={("default", "cn-hangzhou"): frozenset({KEY[2]})})
+    snap.port_lists = {("default", "cn-hangzhou", prl): ranges for prl, ranges in ports.items()}
+    return assess(Baseline(groups={KEY: base}), snap, CheckSettings(), NOW)
+
+
+def test_a_rule_naming_a_port_range_list_exposes_the_list_s_ports_only() -> None:
+    live = replace(with_rules(), rules=(with_port_list("accept 1 tcp 1/65535 0.0.0.0/0", "prl-web"),))
+    report = run_with_port_lists(with_rules(), live, {"prl-web": ((80, 80), (443, 443))})
+    assert kinds(report) == [("rule_added", "high", ["internet-unapproved-port"])]
+    assert [(e.from_port, e.to_port) for e in report.findings[0].new_exposures] == [(80, 80), (443, 443)]
+    assert report.complete
+
+
+def test_a_port_range_list_with_a_database_port_is_critical_and_an_unread_one_incomplete() -> None:
+    live = replace(with_rules(), rules=(with_port_list("accept 1 tcp 1/65535 0.0.0.0/0", "prl-db"),))
+    assert kinds(run_with_port_lists(with_rules(), live, {"prl-db": ((3306, 3306),)})) == [
+        ("rule_added", "critical", ["internet-database-port"])
+    ]
+    unread = run_with_port_lists(with_rules(), live, {})
+    assert kinds(unread) == [("rule_added", "medium", ["list-unresolved"])]
+    assert [(e.code, e.security_group_id) for e in unread.errors] == [("PortRangeListUnresolved", "sg-1")]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from sgwatch.core import addresses, exposure, normalize
 from sgwatch.core.model import Group, PeerKind, Rule, RuleKey
-from tests.strategies import CIDRS4, CIDRS6, PREFIX_LISTS, groups
+from tests.strategies import CIDRS4, CIDRS6, PORT_LISTS, PREFIX_LISTS, groups
 
 
 def oracle(group: Group, direction: str, family: str, proto: str, dport: int, sport: int, addr: int) -> bool:
@@ -32,7 +32,9 @@ def oracle(group: Group, direction: str, family: str, proto: str, dport: int, sp
         if k.protocol not in ("all", proto):
             continue
         if proto in ("tcp", "udp"):
-            if (k.from_port, k.to_port) != (-1, -1) and not k.from_port <= dport <= k.to_port:
+            if k.port_list and not any(low <= dport <= high for low, high in PORT_LISTS[k.port_list]):
+                continue
+            if not k.port_list and (k.from_port, k.to_port) != (-1, -1) and not k.from_port <= dport <= k.to_port:
                 continue
             if (k.src_from_port, k.src_to_port) != (-1, -1) and not k.src_from_port <= sport <= k.src_to_port:
                 continue
@@ -71,7 +73,7 @@ def test_evaluator_agrees_with_oracle(
 ) -> None:
     # ICMPv6 does not travel over IPv4, nor ICMP over IPv6: no such packet to decide.
     assume((family, proto) not in {("ipv4", "icmpv6"), ("ipv6", "icmp")})
-    result = exposure.evaluate(group, direction, PREFIX_LISTS)  # type: ignore[arg-type]
+    result = exposure.evaluate(group, direction, exposure.Lists(PREFIX_LISTS, PORT_LISTS))  # type: ignore[arg-type]
     addr = data.draw(st.sampled_from(ADDRS[family]))
     port = dport if proto in ("tcp", "udp") else -1
     expected = addresses.is_public_address(family, addr) and any(  # type: ignore[arg-type]

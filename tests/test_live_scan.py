@@ -20,7 +20,7 @@ from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
 from sgwatch.emulator import AccessKey, Emulator, EmulatorControl, Estate
-from sgwatch.emulator.estate import PrefixList
+from sgwatch.emulator.estate import PortRangeList, PrefixList
 from sgwatch.errors import AuthError
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.live import LiveSettings, scan
@@ -235,9 +235,9 @@ def test_deadline_turns_unread_work_into_errors(make_emulator: EmulatorFactory) 
     assert elapsed < 3
     assert raw.errors and {e.code for e in raw.errors} == {"DeadlineExceeded"}
     read = set(rules_by_group(raw))
-    # A prefix list the deadline cut off is reported on the (read) group whose rules name it.
-    unread = {e.security_group_id for e in raw.errors if "prefix list" not in e.message}
-    assert {e.security_group_id for e in raw.errors if "prefix list" in e.message} <= read
+    # A list the deadline cut off is reported on the (read) group whose rules name it.
+    unread = {e.security_group_id for e in raw.errors if "before list" not in e.message}
+    assert {e.security_group_id for e in raw.errors if "before list" in e.message} <= read
     assert read and not read & unread
     assert read | unread == set(estate_rules(emu))  # every group is read or reported, never dropped
 
@@ -423,7 +423,7 @@ def test_a_policy_without_the_prefix_list_permission_leaves_the_scan_incomplete_
     assert gid in rules_by_group(raw)  # the group itself was read
     report = _drift(raw)
     assert not report.complete
-    assert [f.checks for f in report.findings] == [["prefix-list-unresolved"]]
+    assert [f.checks for f in report.findings] == [["list-unresolved"]]
     assert {e.code for e in report.errors} == {"Forbidden.RAM", "PrefixListUnresolved"}
 
 
@@ -432,3 +432,36 @@ def test_a_dangling_prefix_list_is_an_error_never_a_private_peer(make_emulator: 
     raw = scan(settings_for(emu))
     assert [e.code for e in raw.errors] == ["InvalidPrefixListId.NotFound"]
     assert not _drift(raw).complete
+
+
+def test_a_port_range_list_is_read_and_only_its_ports_count(make_emulator: EmulatorFactory, tmp_path: Path) -> None:
+    estate = Estate.synthetic(1, ["cn-hangzhou"], seed=3, prefix_lists=False)
+    (group,) = estate.regions("default")["cn-hangzhou"].groups.values()
+    group.permissions = [
+        {
+            "SecurityGroupRuleId": "sgr-web",
+            "Direction": "ingress",
+            "IpProtocol": "TCP",
+            "PortRange": "-1/-1",
+            "PortRangeListId": "prl-web",
+            "SourceCidrIp": "0.0.0.0/0",
+            "Policy": "Accept",
+            "Priority": "1",
+            "NicType": "intranet",
+        }
+    ]
+    entries = [{"PortRange": "443/443", "Description": "https"}, {"PortRange": "80/80", "Description": "http"}]
+    estate.put_port_range_list("default", "cn-hangzhou", PortRangeList("prl-web", entries=entries))
+    emu = make_emulator(estate=estate)
+    raw = scan(settings_for(emu))
+    assert raw.errors == [] and emu.calls["DescribePortRangeListEntries"] == 1
+    report = _drift(raw)
+    assert report.complete
+    ((finding, ports),) = [(f, [(e.from_port, e.to_port) for e in f.new_exposures]) for f in report.findings]
+    assert finding.checks == ["internet-unapproved-port"] and ports == [(80, 80), (443, 443)]  # not "all ports"
+    write_snapshot(raw, tmp_path / "snap")
+    saved = json.loads((tmp_path / "snap" / "default" / "cn-hangzhou.prl-web.json").read_text())
+    assert (saved["RegionId"], saved["PortRangeListId"]) == ("cn-hangzhou", "prl-web")
+    assert snapshot_source.load(tmp_path / "snap").port_lists == {
+        ("default", "cn-hangzhou", "prl-web"): ((80, 80), (443, 443))
+    }

@@ -23,6 +23,7 @@ EXPECTED = {
     "ecs:DescribeSecurityGroups",
     "ecs:DescribeSecurityGroupAttribute",
     "ecs:DescribePrefixListAttributes",
+    "ecs:DescribePortRangeListEntries",
 }
 
 # `.describe_x(`, `.describe_x_with_options(`, `.describe_x_async(`, `.describe_x_with_options_async(`;

@@ -93,3 +93,22 @@ def test_a_prefix_list_that_a_live_scan_could_not_read_in_part_is_left_out() -> 
     snap = builder.finish()
     assert snap.prefix_lists == {}
     assert [(e.code, e.region) for e in snap.errors] == [("InvalidResponse", "cn-hangzhou")]
+
+
+def test_a_port_range_list_is_read_as_port_ranges(tmp_path: Path) -> None:
+    body = {
+        "RequestId": "R",
+        "RegionId": "cn-hangzhou",
+        "PortRangeListId": "prl-web",
+        "Entries": [{"PortRange": "443/443", "Description": "https"}, {"PortRange": "80/80"}, {"PortRange": "-1/-1"}],
+    }
+    (tmp_path / "cn-hangzhou.prl-web.json").write_text(json.dumps(body))
+    assert snapshot.load(tmp_path).port_lists == {
+        ("default", "cn-hangzhou", "prl-web"): ((1, 65535), (80, 80), (443, 443))
+    }
+
+
+def test_a_port_range_list_without_its_id_is_one_line_saying_what_to_add(tmp_path: Path) -> None:
+    (tmp_path / "prl.json").write_text(json.dumps({"RegionId": "cn-hangzhou", "Entries": [{"PortRange": "80/80"}]}))
+    with pytest.raises(InputError, match=r"prl\.json: PortRangeListId: response has no PortRangeListId"):
+        snapshot.load(tmp_path)

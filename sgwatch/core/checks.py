@@ -62,11 +62,11 @@ CATALOGUE: tuple[Check, ...] = (
     Check("cross-account-reference", "medium", "drift", 8, "New reference to a security group in another account"),
     Check("new-group", "medium", "drift", 9, "A security group exists that the baseline does not know"),
     Check(
-        "prefix-list-unresolved",
+        "list-unresolved",
         "medium",
         "drift",
         None,
-        "A new accept rule names a prefix list whose entries could not be read: what it lets in is unknown",
+        "A new accept rule names a prefix list or port range list whose entries could not be read: what it lets in is unknown",
     ),
     Check(
         "prefix-list-changed",

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from sgwatch.core import addresses, exposure, posture
 from sgwatch.core.addresses import Family, Interval
 from sgwatch.core.checks import RANK, CheckSettings, Severity, exposure_class, worst
 from sgwatch.core.diff import Change, diff_group
-from sgwatch.core.exposure import FAMILIES, ExposureMap, PrefixLists
+from sgwatch.core.exposure import FAMILIES, NO_LISTS, ExposureMap, Lists
 from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
 from sgwatch.core.model import (
     DIRECTIONS,
@@ -35,19 +36,20 @@ _PUBLIC_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "gre"}
 
 @dataclass(frozen=True, slots=True)
 class RegionLists:
-    """The prefix lists of one account and region: as read now, and as the baseline expects them.
+    """The lists of one account and region: as read now, and as the baseline expects them.
 
-    ``baseline`` is ``live`` with the baseline's own entries laid over it (a list the baseline does
-    not record is compared as it is now); ``changed`` names the lists whose recorded entries differ
-    from those read.
+    ``baseline`` is ``live`` with the baseline's own prefix-list entries laid over it (a list the
+    baseline does not record, and every port range list, is compared as it is now); ``changed``
+    names the prefix lists whose recorded entries differ from those read.
     """
 
-    live: PrefixLists = field(default_factory=dict)
-    baseline: PrefixLists = field(default_factory=dict)
+    live: Lists = NO_LISTS
+    baseline: Lists = NO_LISTS
     changed: frozenset[str] = frozenset()
 
 
 _NO_LISTS = RegionLists()
+_UNRESOLVED_CODES = {"prefix list": "PrefixListUnresolved", "port range list": "PortRangeListUnresolved"}
 
 
 def _list_change(pl: str) -> str:
@@ -196,7 +198,7 @@ def group_exposures(
     settings: CheckSettings,
     same_rules: bool,
     lists: RegionLists = _NO_LISTS,
-    unresolved: set[str] | None = None,
+    unresolved: set[tuple[str, str]] | None = None,
     lists_moved: bool = False,
 ) -> tuple[list[Exposure], list[_Graded]]:
     """The group's live exposures worth listing, and those of them that are new, graded.
@@ -244,7 +246,7 @@ def group_exposures(
     return listed, new
 
 
-def _overlaps(rule: Rule, graded: _Graded, lists: PrefixLists) -> bool:
+def _overlaps(rule: Rule, graded: _Graded, lists: Lists) -> bool:
     """Could this (removed or weakened) rule have been what blocked the new exposure?"""
     e, piece = graded.exposure, graded.piece
     k = rule.key
@@ -252,16 +254,19 @@ def _overlaps(rule: Rule, graded: _Graded, lists: PrefixLists) -> bool:
         return False
     if not exposure.matches_bucket(k.protocol, piece.bucket):
         return False
-    if (
-        e.from_port != -1
-        and (k.from_port, k.to_port) != (-1, -1)
-        and (k.to_port < e.from_port or k.from_port > e.to_port)
-    ):
-        return False
+    if e.from_port != -1:
+        if k.port_list:
+            ranges = lists.ports.get(k.port_list, ())  # an unread list: nothing known to have blocked it
+        elif (k.from_port, k.to_port) == (-1, -1):
+            ranges = ((1, 65535),)
+        else:
+            ranges = ((k.from_port, k.to_port),)
+        if all(high < e.from_port or low > e.to_port for low, high in ranges):
+            return False
     return bool(addresses.intersect(exposure.peer_public_part(k.peer, e.family, lists), piece.new_addresses))
 
 
-def _attribute(changes: list[Change], new: list[_Graded], lists: PrefixLists) -> dict[int, list[_Graded]]:
+def _attribute(changes: list[Change], new: list[_Graded], lists: Lists) -> dict[int, list[_Graded]]:
     """Which change caused which new exposure. Every new exposure lands on some change."""
     by_change: dict[int, list[_Graded]] = {}
     for g in new:
@@ -288,7 +293,7 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: PrefixLists) ->
     return by_change
 
 
-def _base_check(change: Change, live: Group | None, base: Group | None, lists: PrefixLists) -> str:
+def _base_check(change: Change, live: Group | None, base: Group | None, lists: Lists) -> str:
     if change.kind == "group_changed":
         if any(f.startswith("prefix list ") for f in change.fields):
             return "prefix-list-changed"
@@ -301,8 +306,10 @@ def _base_check(change: Change, live: Group | None, base: Group | None, lists: P
         peer = rule.peer
         if peer.kind is PeerKind.GROUP:
             return "cross-account-reference" if peer.owner else "private-peer-rule"
-        if peer.kind is PeerKind.PREFIX_LIST and peer.value not in lists:
-            return "prefix-list-unresolved"
+        if (peer.kind is PeerKind.PREFIX_LIST and peer.value not in lists.prefix) or (
+            rule.key.port_list and rule.key.port_list not in lists.ports
+        ):
+            return "list-unresolved"
         if not any(exposure.peer_public_part(peer, family, lists) for family in FAMILIES):
             return "private-peer-rule"
     if change.kind == "rule_removed" and change.baseline and change.baseline.policy == "accept":
@@ -363,12 +370,12 @@ def assess_group(
     accepted: Sequence[AcceptedExposure],
     settings: CheckSettings,
     lists: RegionLists = _NO_LISTS,
-    unresolved: set[str] | None = None,
+    unresolved: set[tuple[str, str]] | None = None,
 ) -> tuple[list[Finding], list[Exposure]]:
     """Findings and live exposures of one group (live None: removed; base None: added).
 
-    ``lists``: the prefix lists of the group's account and region; those its live rules name
-    but ``lists.live`` lacks are added to ``unresolved``.
+    ``lists``: the lists of the group's account and region; those its live rules name but
+    ``lists.live`` lacks are added to ``unresolved``.
     """
     if live is None:
         assert base is not None
@@ -404,21 +411,27 @@ def assess_group(
     return findings, exposures
 
 
-def _region_lists(
-    live: Mapping[tuple[str, str, str], tuple[str, ...]], recorded: Mapping[tuple[str, str, str], tuple[str, ...]]
-) -> dict[tuple[str, str], RegionLists]:
-    read: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
-    for (account, region, pl), entries in live.items():
-        read.setdefault((account, region), {})[pl] = entries
-    expected: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
-    for (account, region, pl), entries in recorded.items():
-        expected.setdefault((account, region), {})[pl] = entries
+_T = TypeVar("_T")
+
+
+def _by_region(entries: Mapping[tuple[str, str, str], _T]) -> dict[tuple[str, str], dict[str, _T]]:
+    out: dict[tuple[str, str], dict[str, _T]] = {}
+    for (account, region, list_id), value in entries.items():
+        out.setdefault((account, region), {})[list_id] = value
+    return out
+
+
+def _region_lists(live: Snapshot, baseline: Baseline) -> dict[tuple[str, str], RegionLists]:
+    read, expected = _by_region(live.prefix_lists), _by_region(baseline.prefix_lists)
+    ports = _by_region(live.port_lists)
     out = {}
-    for where in read.keys() | expected.keys():
-        now, want = read.get(where, {}), expected.get(where, {})
+    for where in read.keys() | expected.keys() | ports.keys():
+        now, want, ranges = read.get(where, {}), expected.get(where, {}), ports.get(where, {})
         # A list that could not be read is unresolved, not changed: nothing is known of it.
         changed = frozenset(pl for pl, entries in want.items() if pl in now and set(now[pl]) != set(entries))
-        out[where] = RegionLists(now, {**now, **want} if want else now, changed)
+        out[where] = RegionLists(
+            Lists(now, ranges), Lists({**now, **want}, ranges) if want else Lists(now, ranges), changed
+        )
     return out
 
 
@@ -430,7 +443,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     unreadable_groups = {(e.account, e.region, e.security_group_id) for e in errors if e.security_group_id}
     report = Report(generated_at=now, groups=0, errors=errors)
     seen_regions = live.regions
-    lists_of = _region_lists(live.prefix_lists, baseline.prefix_lists)
+    lists_of = _region_lists(live, baseline)
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
         if live.scope is not None and (account, region) not in live.scope:
@@ -459,7 +472,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
                 continue  # listed but unread: the parser has recorded the error
         report.groups += 1
         accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
-        unresolved: set[str] = set()
+        unresolved: set[tuple[str, str]] = set()
         findings, exposures = assess_group(
             lgroup, bgroup, accepted, settings, lists_of.get((account, region), _NO_LISTS), unresolved
         )
@@ -467,11 +480,11 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
             ScanError(
                 account,
                 region,
-                "PrefixListUnresolved",
-                f"rules name prefix list {pl}, whose entries were not read: what it lets in is unknown",
+                _UNRESOLVED_CODES[kind],
+                f"rules name {kind} {list_id}, whose entries were not read: what it lets in is unknown",
                 key[2],
             )
-            for pl in sorted(unresolved)
+            for kind, list_id in sorted(unresolved)
         )
         report.findings.extend(findings)
         report.exposures.extend(exposures)

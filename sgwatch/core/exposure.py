@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal, NamedTuple
 
@@ -61,7 +61,8 @@ ExposureMap = dict[tuple[Family, str], list[Segment]]
 
 _Box = tuple[int, int, int, int]  # dport low, dport high, sport low, sport high
 _Grant = tuple[int, int, int]  # dport low, dport high, position of the granting rule (-1: the default)
-_Shape = tuple[int, str, _Box]  # what of a rule decides a painting: priority, policy, ports
+_Shape = tuple[int, str, tuple[_Box, ...]]  # what of a rule decides a painting: priority, policy, port boxes
+PortRanges = tuple[tuple[int, int], ...]
 
 
 def _box_minus(box: _Box, cut: _Box) -> list[_Box]:
@@ -82,16 +83,19 @@ def _box_minus(box: _Box, cut: _Box) -> list[_Box]:
     return pieces
 
 
-def _rule_box(k: RuleKey, ported: bool) -> _Box:
+def _rule_boxes(k: RuleKey, ported: bool, port_lists: Mapping[str, PortRanges]) -> tuple[_Box, ...]:
+    """The destination x source port boxes a rule matches: one, or one per entry of its port range list."""
     if not ported:
-        return (0, 0, 0, 0)
-    dport = _PORT_SPACE if (k.from_port, k.to_port) == NO_PORTS or k.port_list else (k.from_port, k.to_port)
-    sport = _PORT_SPACE if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
-    return (dport[0], dport[1], sport[0], sport[1])
+        return ((0, 0, 0, 0),)
+    sl, sh = _PORT_SPACE if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
+    if k.port_list:
+        return tuple((dl, dh, sl, sh) for dl, dh in port_lists[k.port_list])
+    dl, dh = _PORT_SPACE if (k.from_port, k.to_port) == NO_PORTS else (k.from_port, k.to_port)
+    return ((dl, dh, sl, sh),)
 
 
-def _shape(k: RuleKey, ported: bool) -> _Shape:
-    return (k.priority, k.policy, _rule_box(k, ported))
+def _shape(k: RuleKey, ported: bool, port_lists: Mapping[str, PortRanges]) -> _Shape:
+    return (k.priority, k.policy, _rule_boxes(k, ported, port_lists))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -110,15 +114,17 @@ def _paint(shapes: tuple[_Shape, ...], ported: bool, default_accept: bool) -> tu
         if not undecided:
             break
         cuts = list(tier)
-        for pos, (_, policy, cut) in cuts:
+        for pos, (_, policy, boxes) in cuts:
             if policy != "accept":
                 continue
-            for dl, dh, sl, sh in undecided:
-                il, ih = max(dl, cut[0]), min(dh, cut[1])
-                if il <= ih and max(sl, cut[2]) <= min(sh, cut[3]):
-                    accepted.append((il, ih, pos))
-        for _, (_, _, cut) in cuts:
-            undecided = [piece for box in undecided for piece in _box_minus(box, cut)]
+            for cut in boxes:
+                for dl, dh, sl, sh in undecided:
+                    il, ih = max(dl, cut[0]), min(dh, cut[1])
+                    if il <= ih and max(sl, cut[2]) <= min(sh, cut[3]):
+                        accepted.append((il, ih, pos))
+        for _, (_, _, boxes) in cuts:
+            for cut in boxes:
+                undecided = [piece for box in undecided for piece in _box_minus(box, cut)]
     if default_accept:
         accepted.extend((dl, dh, -1) for dl, dh, _, _ in undecided)
     return tuple(accepted)
@@ -135,17 +141,29 @@ def decision_order(rules: Sequence[Rule]) -> list[Rule]:
 
 # A prefix list's entries as (family, public part) pairs, the families with no public part left out.
 ListPart = tuple[tuple[Family, tuple[Interval, ...]], ...]
-# The prefix lists of one account and region: id -> entries (canonical CIDRs).
-PrefixLists = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Lists:
+    """The entries of one account and region's prefix lists (canonical CIDRs) and port range
+    lists (port ranges), by id: what a rule naming one of them matches."""
+
+    prefix: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ports: Mapping[str, PortRanges] = field(default_factory=dict)
+
+
+NO_LISTS = Lists()
 
 
 class Question(NamedTuple):
     """What decides a group's exposure in one direction: its internet rules in decision order, its
-    default, and the public part of each prefix list those rules name, (id, family, addresses)."""
+    default, the public part of each prefix list those rules name, (id, family, addresses), and
+    the entries of each port range list they name."""
 
     rules: tuple[RuleKey, ...]
     default_accept: bool
     lists: tuple[tuple[str, Family, tuple[Interval, ...]], ...] = ()
+    port_lists: tuple[tuple[str, PortRanges], ...] = ()
 
 
 def _internet_part(peer: Peer) -> tuple[Interval, ...]:
@@ -168,10 +186,10 @@ list_part: Callable[[tuple[str, ...]], ListPart] = Memo(_list_part, limit=4096).
 """The public addresses of a prefix list's entries, per family."""
 
 
-def peer_public_part(peer: Peer, family: Family, lists: PrefixLists) -> tuple[Interval, ...]:
+def peer_public_part(peer: Peer, family: Family, lists: Lists) -> tuple[Interval, ...]:
     """The public addresses of this family a peer names; a prefix list through its entries."""
     if peer.kind is PeerKind.PREFIX_LIST:
-        entries = lists.get(peer.value)
+        entries = lists.prefix.get(peer.value)
         return next((part for f, part in list_part(entries) if f == family), ()) if entries else ()
     if peer.kind is not _FAMILY_KIND[family]:
         return ()
@@ -179,45 +197,55 @@ def peer_public_part(peer: Peer, family: Family, lists: PrefixLists) -> tuple[In
 
 
 def questions(
-    group: Group, lists: PrefixLists | None = None, unresolved: set[str] | None = None
+    group: Group, lists: Lists = NO_LISTS, unresolved: set[tuple[str, str]] | None = None
 ) -> dict[Direction, Question]:
     """Per direction, the rules that can match internet traffic, in decision order, and the default.
 
     In a VPC every rule governs internet traffic; in the classic network only ``internet``
     NIC rules do. Group peers never match a public address, and leaving out private peers too
     makes groups that differ only in private rules share one evaluation. A prefix list counts
-    through its entries (``lists``); one missing there is added to ``unresolved`` and decides
-    nothing here, so the caller must say the answer is incomplete.
+    through its entries, a port range list likewise (``lists``); a list missing there is added
+    to ``unresolved`` as ("prefix list" or "port range list", id), and its rules decide nothing
+    here, so the caller must say the answer is incomplete.
     """
     classic = not group.vpc_id
     chosen: dict[Direction, list[RuleKey]] = {"ingress": [], "egress": []}
     used: dict[Direction, dict[str, ListPart]] = {"ingress": {}, "egress": {}}
+    ranges: dict[Direction, dict[str, PortRanges]] = {"ingress": {}, "egress": {}}
     for k, _, _ in group.rules:
         peer = k.peer
         if peer.kind is PeerKind.PREFIX_LIST:
-            entries = lists.get(peer.value) if lists is not None else None
+            entries = lists.prefix.get(peer.value)
             if entries is None:
                 if unresolved is not None:
-                    unresolved.add(peer.value)
+                    unresolved.add(("prefix list", peer.value))
                 continue
             if not (part := list_part(entries)):
                 continue
             used[k.direction][peer.value] = part
         elif not internet_part(peer):
             continue
-        if not (classic and k.nic_type != "internet"):
-            chosen[k.direction].append(k)
+        if classic and k.nic_type != "internet":
+            continue
+        if k.port_list:
+            if (entries_of := lists.ports.get(k.port_list)) is None:
+                if unresolved is not None:
+                    unresolved.add(("port range list", k.port_list))
+                continue
+            ranges[k.direction][k.port_list] = entries_of
+        chosen[k.direction].append(k)
     return {
         d: Question(
             tuple(sorted(keys, key=precedence)),
             default_accepts(group.type, d),
             tuple(sorted((pl, f, iv) for pl, part in used[d].items() for f, iv in part)),
+            tuple(sorted(ranges[d].items())),
         )
         for d, keys in chosen.items()
     }
 
 
-def evaluate(group: Group, direction: Direction, lists: PrefixLists | None = None) -> ExposureMap:
+def evaluate(group: Group, direction: Direction, lists: Lists = NO_LISTS) -> ExposureMap:
     """Everything the public internet can reach (or be reached at) through this group."""
     return answer(questions(group, lists)[direction])
 
@@ -227,8 +255,9 @@ def answer(q: Question) -> ExposureMap:
     """The exposure a question decides. The map is shared between callers: do not change it."""
     # Cached on content: estates repeat the same public rules (80/443, an office /24) in many
     # groups, and the baseline and live sides of an unchanged group are the same question.
-    ordered, default_accept, lists = q
+    ordered, default_accept, lists, port_lists = q
     of_list = {(pl, family): part for pl, family, part in lists}
+    of_ports = dict(port_lists)
     result: ExposureMap = {}
     for family in FAMILIES:
         fam_rules = _family_rules(ordered, family, of_list)
@@ -239,7 +268,7 @@ def answer(q: Question) -> ExposureMap:
             if not chosen and not default_accept:
                 continue
             # Kept even when empty: an evaluated bucket must not fall back to "other".
-            result[(family, bucket)] = _evaluate_bucket(family, chosen, bucket in PORTED, default_accept)
+            result[(family, bucket)] = _evaluate_bucket(family, chosen, bucket in PORTED, default_accept, of_ports)
     return result
 
 
@@ -263,6 +292,7 @@ def _evaluate_bucket(
     chosen: Sequence[tuple[RuleKey, Sequence[Interval]]],
     ported: bool,
     default_accept: bool,
+    port_lists: Mapping[str, PortRanges],
 ) -> list[Segment]:
     # Sweep the public address space; between two consecutive boundaries the set of rules
     # covering an address does not change, so stretches with the same set are decided by one
@@ -298,7 +328,7 @@ def _evaluate_bucket(
             stretches[order] = [(point, points[n + 1] - 1)]
         else:
             where.append((point, points[n + 1] - 1))
-    shapes = [_shape(k, ported) for k, _ in chosen]
+    shapes = [_shape(k, ported, port_lists) for k, _ in chosen]
     runs_of: dict[_Grant, list[Interval]] = defaultdict(list)  # accepted ports and granting rule -> addresses
     for order, where in stretches.items():
         for dl, dh, j in _paint(tuple(map(shapes.__getitem__, order)), ported, default_accept):

@@ -147,6 +147,8 @@ class Snapshot:
     # (account, region, prefix-list id) -> the list's entries as canonical CIDRs. A rule's
     # prefix list that is not here could not be read: its exposure is unknown.
     prefix_lists: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
+    # (account, region, port-range-list id) -> its entries as (from, to) port ranges; likewise.
+    port_lists: dict[tuple[str, str, str], tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
     @property
     def regions(self) -> set[tuple[str, str]]:

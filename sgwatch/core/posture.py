@@ -62,6 +62,8 @@ def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
     lengths: dict[tuple[str, str, str], set[int]] = {}
     for seq, rule in enumerate(decision_order(group.rules)):
         k = rule.key
+        if k.port_list:
+            continue  # its ports are a list's entries, unknown here: it neither covers nor is covered
         name, bits, start, width = _block(k.peer)
         where = (k.direction, k.nic_type, name)
         index = blocks.get(where)

@@ -66,10 +66,15 @@ RULE_PAGE_SIZE = 1000  # DescribeSecurityGroupAttribute accepts 10..1000
 # DescribeRegions needs an endpoint even though its answer covers every region
 REGIONS_ENDPOINT_REGION = "cn-hangzhou"
 READ_PERMISSIONS = (
-    "ecs:DescribeRegions, ecs:DescribeSecurityGroups, ecs:DescribeSecurityGroupAttribute and "
-    "ecs:DescribePrefixListAttributes"
+    "ecs:DescribeRegions, ecs:DescribeSecurityGroups, ecs:DescribeSecurityGroupAttribute, "
+    "ecs:DescribePrefixListAttributes and ecs:DescribePortRangeListEntries"
 )
-_PREFIX_LIST_FIELDS = ("SourcePrefixListId", "DestPrefixListId")
+# The fields of a rule that name a list, and the call that reads such a list's entries.
+_LIST_FIELDS: tuple[tuple[str, Action], ...] = (
+    ("SourcePrefixListId", "DescribePrefixListAttributes"),
+    ("DestPrefixListId", "DescribePrefixListAttributes"),
+    ("PortRangeListId", "DescribePortRangeListEntries"),
+)
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -136,7 +141,7 @@ class _Scanner:
         self._clients: dict[tuple[str, str], EcsClient] = {}
         self._credentials: dict[str, CredentialClient] = {}
         self._responses: list[tuple[tuple[Any, ...], RawResponse]] = []
-        self._lists_asked: set[tuple[str, str, str]] = set()  # (account, region, prefix-list id)
+        self._lists_asked: set[tuple[str, str, Action, str]] = set()  # (account, region, action, list id)
         self._secrets = self._collect_secrets()
         self.groups_total = 0
         self.groups_done = 0
@@ -328,50 +333,51 @@ class _Scanner:
             self._report_progress()
         for index, page in enumerate(pages):
             self._keep(account.name, "DescribeSecurityGroupAttribute", (region, gid, index), page)
-        # What a rule naming a prefix list lets in is the list's entries: read each list once.
+        # What a rule naming a prefix list or a port range list matches is the list's entries:
+        # read each list once per region.
         named = {
-            pl.strip()
+            (action, list_id.strip())
             for page in pages
             for perm in page.get("Permissions", {}).get("Permission", [])
             if isinstance(perm, dict)
-            for pl in (perm.get(f) for f in _PREFIX_LIST_FIELDS)
-            if isinstance(pl, str) and pl.strip()
+            for name, action in _LIST_FIELDS
+            if isinstance(list_id := perm.get(name), str) and list_id.strip()
         }
         with self._lock:
-            fresh = sorted(pl for pl in named if (account.name, region, pl) not in self._lists_asked)
-            self._lists_asked.update((account.name, region, pl) for pl in fresh)
-        for pl in fresh:
-            self._submit(self._read_prefix_list, account, region, pl, gid)
+            fresh = sorted(n for n in named if (account.name, region, *n) not in self._lists_asked)
+            self._lists_asked.update((account.name, region, *n) for n in fresh)
+        for action, list_id in fresh:
+            self._submit(self._read_list, account, region, action, list_id, gid)
 
-    def _read_prefix_list(self, account: AccountSettings, region: str, pl: str, gid: str) -> None:
+    def _read_list(self, account: AccountSettings, region: str, action: Action, list_id: str, gid: str) -> None:
         client = self._client(account, region)
-        request = ecs_models.DescribePrefixListAttributesRequest(region_id=region, prefix_list_id=pl)
+        # The answers do not say their region (nor, for a port range list, its id); a snapshot must.
+        added = {"RegionId": region}
+        invoke: Callable[[RuntimeOptions], Any]
+        if action == "DescribePrefixListAttributes":
+            pl_request = ecs_models.DescribePrefixListAttributesRequest(region_id=region, prefix_list_id=list_id)
+            invoke = functools.partial(client.describe_prefix_list_attributes_with_options, pl_request)
+        else:
+            prl_request = ecs_models.DescribePortRangeListEntriesRequest(region_id=region, port_range_list_id=list_id)
+            invoke = functools.partial(client.describe_port_range_list_entries_with_options, prl_request)
+            added["PortRangeListId"] = list_id
         try:
-            body = self._call(
-                account,
-                region,
-                "DescribePrefixListAttributes",
-                lambda rt: client.describe_prefix_list_attributes_with_options(request, rt),
-                fatal_auth=False,
-            )
+            body = self._call(account, region, action, invoke, fatal_auth=False)
         except _ApiFailure as failure:
             # Named after the group whose rules led here; the engine adds one line per group
             # whose rules name the list, so none of them passes for complete.
-            self._error(
-                account.name, region, failure.code, f"DescribePrefixListAttributes {pl} failed: {failure.message}", gid
-            )
+            self._error(account.name, region, failure.code, f"{action} {list_id} failed: {failure.message}", gid)
             return
         except _DeadlineExceeded:
             self._error(
                 account.name,
                 region,
                 "DeadlineExceeded",
-                f"the scan deadline passed before prefix list {pl} was read",
+                f"the scan deadline passed before list {list_id} was read",
                 gid,
             )
             return
-        # The answer does not say its region; a snapshot of it must.
-        self._keep(account.name, "DescribePrefixListAttributes", (region, pl, 0), {**body, "RegionId": region})
+        self._keep(account.name, action, (region, list_id, 0), {**body, **added})
 
     # -- one API call with retries ------------------------------------------------------------
     def _call(
@@ -586,6 +592,7 @@ class _Scanner:
             "DescribeSecurityGroups": 1,
             "DescribeSecurityGroupAttribute": 2,
             "DescribePrefixListAttributes": 3,
+            "DescribePortRangeListEntries": 4,
         }[action]
         with self._lock:
             self._responses.append(((account, order, *where), RawResponse(account, action, body)))

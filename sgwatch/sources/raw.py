@@ -14,7 +14,11 @@ from typing import Any, Literal
 from sgwatch.core.model import ScanError
 
 Action = Literal[
-    "DescribeRegions", "DescribeSecurityGroups", "DescribeSecurityGroupAttribute", "DescribePrefixListAttributes"
+    "DescribeRegions",
+    "DescribeSecurityGroups",
+    "DescribeSecurityGroupAttribute",
+    "DescribePrefixListAttributes",
+    "DescribePortRangeListEntries",
 ]
 
 DEFAULT_ACCOUNT = "default"
@@ -58,4 +62,6 @@ def classify(body: dict[str, Any]) -> Action | None:
         return "DescribeRegions"
     if "PrefixListId" in body and ("Entries" in body or "AddressFamily" in body):
         return "DescribePrefixListAttributes"
+    if isinstance(body.get("Entries"), list):  # a port range list's entries: a bare array
+        return "DescribePortRangeListEntries"
     return None

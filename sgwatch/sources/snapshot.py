@@ -2,9 +2,10 @@
 
 Layout: ``DIR/*.json`` (account ``default``) or ``DIR/<account>/**.json``; a first folder named
 like the response's region is a region folder, not an account. Each file holds one
-DescribeSecurityGroups, DescribeSecurityGroupAttribute (pages of the same group are merged) or
-DescribePrefixListAttributes response (the entries of a prefix list that rules reference; the
-API leaves out the region, so such a file carries a ``RegionId`` sgwatch adds);
+DescribeSecurityGroups, DescribeSecurityGroupAttribute (pages of the same group are merged),
+DescribePrefixListAttributes or DescribePortRangeListEntries response (the entries of a list that
+rules name; the API leaves out the region, and the port list's id, so such a file carries the
+``RegionId`` and ``PortRangeListId`` sgwatch adds);
 ``errors.json`` lists what a live scan could not read.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch.core import normalize
-from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
+from sgwatch.core.model import ALL_PORTS, NO_PORTS, Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
@@ -49,6 +50,12 @@ class _Fault:
         if self.origin is not None:
             raise InputError(f"{self.origin}: {where}: {msg}")
         errors.append(ScanError(account, region, "InvalidResponse", f"{where}: {msg}", sg))
+
+
+_NO_PORT_LIST_ID = (
+    "response has no PortRangeListId (this API leaves it out: sgwatch adds it when it saves one; add it to a "
+    "hand-saved answer)"
+)
 
 
 def _list(body: Mapping[str, Any], outer: str, inner: str) -> list[Any]:
@@ -80,13 +87,16 @@ class SnapshotBuilder:
         if not region:
             hint = (
                 ' (this API leaves it out: sgwatch adds "RegionId" when it saves one; add it to a hand-saved answer)'
-                if resp.action == "DescribePrefixListAttributes"
+                if resp.action in ("DescribePrefixListAttributes", "DescribePortRangeListEntries")
                 else ""
             )
             fault(self.snap.errors, account, "", "", "RegionId", f"response has no RegionId{hint}")
             return
         if resp.action == "DescribePrefixListAttributes":
             self._prefix_list(body, account, region, fault)
+            return
+        if resp.action == "DescribePortRangeListEntries":
+            self._port_list(body, account, region, fault)
             return
         if resp.action == "DescribeSecurityGroups":
             listing = self._listed[(account, region)]
@@ -129,6 +139,23 @@ class SnapshotBuilder:
                 fault(self.snap.errors, account, region, "", f"{pl} Entries.Entry[{i}]", str(exc))
                 return
         self.snap.prefix_lists[(account, region, pl)] = tuple(sorted(cidrs))
+
+    def _port_list(self, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
+        prl = str(body.get("PortRangeListId") or "").strip()
+        if not prl:
+            fault(self.snap.errors, account, region, "", "PortRangeListId", _NO_PORT_LIST_ID)
+            return
+        ranges: set[tuple[int, int]] = set()
+        for i, entry in enumerate(body.get("Entries") or []):
+            try:
+                if not isinstance(entry, Mapping):
+                    raise NormalizeError("expected an object (one entry)")
+                ranges.add(normalize.port_range(entry.get("PortRange"), "tcp"))
+            except NormalizeError as exc:
+                fault(self.snap.errors, account, region, "", f"{prl} Entries[{i}]", str(exc))  # not kept: see above
+                return
+        # "-1/-1" in a list would mean every port, as in a rule
+        self.snap.port_lists[(account, region, prl)] = tuple(sorted(ALL_PORTS if r == NO_PORTS else r for r in ranges))
 
     def finish(self) -> Snapshot:
         snap = self.snap
@@ -228,8 +255,8 @@ def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
         action = classify(data)
         if action is None or action == "DescribeRegions":
             raise InputError(
-                f"{file}: not a DescribeSecurityGroups, DescribeSecurityGroupAttribute or "
-                "DescribePrefixListAttributes response (no SecurityGroups, Permissions or Entries key)"
+                f"{file}: not a DescribeSecurityGroups, DescribeSecurityGroupAttribute, DescribePrefixListAttributes "
+                "or DescribePortRangeListEntries response (no SecurityGroups, Permissions or Entries key)"
             )
         yield str(file), RawResponse(_account_for(file.relative_to(path), data), action, data)
 

@@ -10,6 +10,8 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
         <region>.<sg-id>.json                       DescribeSecurityGroupAttribute, first page
         <region>.<sg-id>.2.json                     further pages of the same group
         <region>.<pl-id>.json                       DescribePrefixListAttributes, with "RegionId" added
+        <region>.<prl-id>.json                      DescribePortRangeListEntries, with "RegionId" and
+                                                    "PortRangeListId" added
 
 Files sit directly in each account folder (no region sub-folders), so a loader that reads
 ``DIR/<account>/*.json`` and tells the APIs apart with :func:`sgwatch.sources.raw.classify` sees
@@ -65,6 +67,8 @@ def _stem(response: RawResponse) -> str:
         return f"{region}.DescribeSecurityGroups"
     if response.action == "DescribePrefixListAttributes":
         return f"{region}.{_segment(str(body.get('PrefixListId', '')), 'unknown-prefix-list')}"
+    if response.action == "DescribePortRangeListEntries":
+        return f"{region}.{_segment(str(body.get('PortRangeListId', '')), 'unknown-port-range-list')}"
     return f"{region}.{_segment(str(body.get('SecurityGroupId', '')), 'unknown-group')}"
 
 
