@@ -212,10 +212,11 @@ def questions(
     chosen: dict[Direction, list[RuleKey]] = {"ingress": [], "egress": []}
     used: dict[Direction, dict[str, ListPart]] = {"ingress": {}, "egress": {}}
     ranges: dict[Direction, dict[str, PortRanges]] = {"ingress": {}, "egress": {}}
+    prefix_list, of_prefix = PeerKind.PREFIX_LIST, lists.prefix  # every rule passes here: locals
     for k, _, _ in group.rules:
         peer = k.peer
-        if peer.kind is PeerKind.PREFIX_LIST:
-            entries = lists.prefix.get(peer.value)
+        if peer.kind is prefix_list:
+            entries = of_prefix.get(peer.value)
             if entries is None:
                 if unresolved is not None:
                     unresolved.add(("prefix list", peer.value))
