@@ -40,6 +40,7 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from sgwatch.core import normalize
 from sgwatch.core.model import (
+    ALL_PORTS,
     NO_PORTS,
     AcceptedExposure,
     Baseline,
@@ -211,11 +212,28 @@ class PrefixListSpec(_Strict):
     _cidrs = field_validator("entries")(ExposureSpec._cidrs.__func__)  # type: ignore[attr-defined]
 
 
+class PortRangeListSpec(_Strict):
+    id: str = Field(pattern=r"^prl-[0-9A-Za-z\-]+$")
+    name: str = ""
+    entries: list[str] = Field(default_factory=list)
+
+    @field_validator("entries", mode="before")
+    @classmethod
+    def _ranges(cls, v: object) -> object:
+        return [_ports(e) for e in v] if isinstance(v, list) else v
+
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        # "-1/-1" in a list means every port, as the snapshot reads it
+        ranges = {normalize.port_range(e, "tcp") for e in self.entries}
+        return tuple(sorted(ALL_PORTS if r == NO_PORTS else r for r in ranges))
+
+
 class BaselineFile(_Strict):
     account: str = DEFAULT_ACCOUNT
     region: str = Field(min_length=1)
     security_groups: list[GroupSpec] = Field(default_factory=list)
     prefix_lists: list[PrefixListSpec] = Field(default_factory=list)
+    port_range_lists: list[PortRangeListSpec] = Field(default_factory=list)
 
 
 def _yaml() -> YAML:
@@ -325,6 +343,11 @@ def load(path: Path) -> Baseline:
             if pl_key in baseline.prefix_lists:
                 raise InputError(f"{file}: prefix_lists.{n}: {pl.id} is defined twice for this account and region")
             baseline.prefix_lists[pl_key] = tuple(sorted(set(pl.entries)))
+        for n, prl in enumerate(spec.port_range_lists):
+            prl_key = (spec.account, spec.region, prl.id)
+            if prl_key in baseline.port_lists:
+                raise InputError(f"{file}: port_range_lists.{n}: {prl.id} is defined twice for this account and region")
+            baseline.port_lists[prl_key] = prl.ranges()
     return baseline
 
 
@@ -376,13 +399,14 @@ def render(
     groups: Iterable[Group],
     accepted: dict[GroupKey, tuple[AcceptedExposure, ...]],
     prefix_lists: Mapping[tuple[str, str, str], tuple[str, ...]] | None = None,
+    port_lists: Mapping[tuple[str, str, str], tuple[tuple[int, int], ...]] | None = None,
 ) -> dict[Path, str]:
     """Baseline files (relative path -> YAML text) for these groups, one per account and region,
-    with the entries of each prefix list their rules name (of those in ``prefix_lists``)."""
+    with the entries of each prefix list and port range list their rules name (of those given)."""
     by_region: dict[tuple[str, str], list[Group]] = defaultdict(list)
     for g in groups:
         by_region[(g.account, g.region)].append(g)
-    prefix_lists = prefix_lists or {}
+    prefix_lists, port_lists = prefix_lists or {}, port_lists or {}
     out: dict[Path, str] = {}
     for (account, region), members in sorted(by_region.items()):
         specs = CommentedSeq()
@@ -411,6 +435,15 @@ def render(
             doc["prefix_lists"] = CommentedSeq(
                 _prefix_list_spec(pl, prefix_lists[(account, region, pl)]) for pl in named
             )
+        named_ranges = sorted(
+            {r.key.port_list for g in members for r in g.rules if r.key.port_list}
+            & {prl for a, reg, prl in port_lists if (a, reg) == (account, region)}
+        )
+        if named_ranges:
+            doc["port_range_lists"] = CommentedSeq(
+                _flow({"id": prl, "entries": [f"{lo}/{hi}" for lo, hi in port_lists[(account, region, prl)]]})
+                for prl in named_ranges
+            )
         doc.yaml_set_start_comment(HEADER)
         buf = StringIO()
         yaml = _yaml()
@@ -431,7 +464,7 @@ def capture(snapshot: Snapshot, output: Path) -> list[Path]:
     if output.exists() and any(output.rglob("*.yaml")):
         accepted = load(output).accepted
     written = []
-    for rel, text in render(snapshot.groups.values(), accepted, snapshot.prefix_lists).items():
+    for rel, text in render(snapshot.groups.values(), accepted, snapshot.prefix_lists, snapshot.port_lists).items():
         target = output / rel
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -253,7 +253,7 @@ def test_the_world_added_to_a_recorded_prefix_list_is_drift_of_every_group_namin
     report = run_with_recorded_lists(
         group, {"pl-ops": ("47.100.12.0/24",)}, {"pl-ops": ("0.0.0.0/0", "47.100.12.0/24")}
     )
-    assert kinds(report) == [("group_changed", "high", ["prefix-list-changed", "internet-remote-admin"])]
+    assert kinds(report) == [("group_changed", "high", ["list-changed", "internet-remote-admin"])]
     (finding,) = report.findings
     assert finding.message.startswith("sg-1 group changed: prefix list pl-ops entries; new exposure: tcp 3389")
     assert [(e.from_port, e.scope, e.peers) for e in finding.new_exposures] == [(3389, "any", ("pl-ops",))]
@@ -265,7 +265,7 @@ def test_a_recorded_prefix_list_that_only_narrowed_is_low_and_one_not_recorded_i
     narrowed = run_with_recorded_lists(
         group, {"pl-ops": ("47.100.12.0/24", "58.0.0.0/24")}, {"pl-ops": ("47.100.12.0/24",)}
     )
-    assert kinds(narrowed) == [("group_changed", "low", ["prefix-list-changed"])]
+    assert kinds(narrowed) == [("group_changed", "low", ["list-changed"])]
     assert run_with_recorded_lists(group, {}, {"pl-ops": ("0.0.0.0/0",)}).findings == []
     # unread now: unknown, so incomplete, and not called a change
     unread = run_with_recorded_lists(group, {"pl-ops": ("47.100.12.0/24",)}, {})
@@ -300,3 +300,15 @@ def test_a_port_range_list_with_a_database_port_is_critical_and_an_unread_one_in
     unread = run_with_port_lists(with_rules(), live, {})
     assert kinds(unread) == [("rule_added", "medium", ["list-unresolved"])]
     assert [(e.code, e.security_group_id) for e in unread.errors] == [("PortRangeListUnresolved", "sg-1")]
+
+
+def test_a_database_port_added_to_a_recorded_port_range_list_is_critical_drift() -> None:
+    group = replace(with_rules(), rules=(with_port_list("accept 1 tcp 1/65535 0.0.0.0/0", "prl-web"),))
+    baseline = Baseline(groups={KEY: group}, port_lists={("default", "cn-hangzhou", "prl-web"): ((80, 80), (443, 443))})
+    snap = Snapshot(groups={KEY: group}, listed={("default", "cn-hangzhou"): frozenset({KEY[2]})})
+    snap.port_lists = {("default", "cn-hangzhou", "prl-web"): ((80, 80), (443, 443), (3306, 3306))}
+    report = assess(baseline, snap, CheckSettings(), NOW)
+    assert kinds(report) == [("group_changed", "critical", ["list-changed", "internet-database-port"])]
+    assert report.findings[0].message.startswith("sg-1 group changed: port range list prl-web entries; new exposure")
+    snap.port_lists = dict(baseline.port_lists)
+    assert assess(baseline, snap, CheckSettings(), NOW).findings == []

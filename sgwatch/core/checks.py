@@ -69,11 +69,11 @@ CATALOGUE: tuple[Check, ...] = (
         "A new accept rule names a prefix list or port range list whose entries could not be read: what it lets in is unknown",
     ),
     Check(
-        "prefix-list-changed",
+        "list-changed",
         "low",
         "drift",
         None,
-        "A prefix list the group's rules name holds other entries than the baseline records",
+        "A prefix list or port range list the group's rules name holds other entries than the baseline records",
     ),
     Check("accept-removed", "low", "drift", None, "An accept rule was removed (tightening; possible outage)"),
     Check("no-exposure-change", "low", "drift", None, "A rule changed without changing internet exposure"),

@@ -38,22 +38,33 @@ _PUBLIC_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "gre"}
 class RegionLists:
     """The lists of one account and region: as read now, and as the baseline expects them.
 
-    ``baseline`` is ``live`` with the baseline's own prefix-list entries laid over it (a list the
-    baseline does not record, and every port range list, is compared as it is now); ``changed``
-    names the prefix lists whose recorded entries differ from those read.
+    ``baseline`` is ``live`` with the entries the baseline records laid over it (a list the
+    baseline does not record is compared as it is now); ``changed`` names the lists, as (kind, id),
+    whose recorded entries differ from those read.
     """
 
     live: Lists = NO_LISTS
     baseline: Lists = NO_LISTS
-    changed: frozenset[str] = frozenset()
+    changed: frozenset[tuple[str, str]] = frozenset()
 
 
 _NO_LISTS = RegionLists()
 _UNRESOLVED_CODES = {"prefix list": "PrefixListUnresolved", "port range list": "PortRangeListUnresolved"}
 
 
-def _list_change(pl: str) -> str:
-    return f"prefix list {pl} entries"
+def _list_change(kind: str, list_id: str) -> str:
+    """The group_changed field of a list whose entries moved: "prefix list pl-x entries"."""
+    return f"{kind} {list_id} entries"
+
+
+def _lists_named(keys: Iterable[RuleKey | None]) -> set[tuple[str, str]]:
+    named = set()
+    for k in keys:
+        if k is not None and k.peer.kind is PeerKind.PREFIX_LIST:
+            named.add(("prefix list", k.peer.value))
+        if k is not None and k.port_list:
+            named.add(("port range list", k.port_list))
+    return named
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +281,7 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: Lists) -> dict[
     """Which change caused which new exposure. Every new exposure lands on some change."""
     by_change: dict[int, list[_Graded]] = {}
     for g in new:
-        granted_by_lists = {
-            _list_change(k.peer.value) for k in g.piece.rules if k and k.peer.kind is PeerKind.PREFIX_LIST
-        }
+        granted_by_lists = {_list_change(*named) for named in _lists_named(g.piece.rules)}
         owners = (
             [
                 n
@@ -295,8 +304,8 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: Lists) -> dict[
 
 def _base_check(change: Change, live: Group | None, base: Group | None, lists: Lists) -> str:
     if change.kind == "group_changed":
-        if any(f.startswith("prefix list ") for f in change.fields):
-            return "prefix-list-changed"
+        if any(f.endswith(" entries") for f in change.fields):
+            return "list-changed"
         opened = "inner_access_policy" in change.fields and live is not None and live.inner_access_policy == "accept"
         return "inner-access-opened" if opened else "group-attribute-changed"
     if change.kind == "rule_changed" and change.live and change.baseline and change.live.key == change.baseline.key:
@@ -387,11 +396,7 @@ def assess_group(
     # Compared once here: a deep compare of two large equal tuples is a good part of the cost
     # of an unchanged group.
     same_rules = reference.rules == live.rules
-    moved = (
-        sorted(lists.changed & {r.peer.value for r in live.rules if r.peer.kind is PeerKind.PREFIX_LIST})
-        if lists.changed and base is not None
-        else []
-    )
+    moved = sorted(lists.changed & _lists_named(r.key for r in live.rules)) if lists.changed and base else []
     exposures, new = group_exposures(live, reference, accepted, settings, same_rules, lists, unresolved, bool(moved))
     if base is None:
         change = Change("group_added", live.key)
@@ -399,7 +404,7 @@ def assess_group(
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
         return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
     changes = diff_group(base, live, same_rules)
-    changes += [Change("group_changed", live.key, fields=(_list_change(pl),)) for pl in moved]
+    changes += [Change("group_changed", live.key, fields=(_list_change(*named),)) for named in moved]
     owners = _attribute(changes, new, lists.live)
     findings = []
     for n, change in enumerate(changes):
@@ -423,15 +428,18 @@ def _by_region(entries: Mapping[tuple[str, str, str], _T]) -> dict[tuple[str, st
 
 def _region_lists(live: Snapshot, baseline: Baseline) -> dict[tuple[str, str], RegionLists]:
     read, expected = _by_region(live.prefix_lists), _by_region(baseline.prefix_lists)
-    ports = _by_region(live.port_lists)
+    ports, expected_ports = _by_region(live.port_lists), _by_region(baseline.port_lists)
     out = {}
-    for where in read.keys() | expected.keys() | ports.keys():
-        now, want, ranges = read.get(where, {}), expected.get(where, {}), ports.get(where, {})
+    for where in read.keys() | expected.keys() | ports.keys() | expected_ports.keys():
+        now, want = read.get(where, {}), expected.get(where, {})
+        ranges, want_ranges = ports.get(where, {}), expected_ports.get(where, {})
         # A list that could not be read is unresolved, not changed: nothing is known of it.
-        changed = frozenset(pl for pl, entries in want.items() if pl in now and set(now[pl]) != set(entries))
-        out[where] = RegionLists(
-            Lists(now, ranges), Lists({**now, **want}, ranges) if want else Lists(now, ranges), changed
+        changed = frozenset(
+            [("prefix list", i) for i, e in want.items() if i in now and set(now[i]) != set(e)]
+            + [("port range list", i) for i, e in want_ranges.items() if i in ranges and set(ranges[i]) != set(e)]
         )
+        recorded = Lists({**now, **want}, {**ranges, **want_ranges}) if want or want_ranges else Lists(now, ranges)
+        out[where] = RegionLists(Lists(now, ranges), recorded, changed)
     return out
 
 

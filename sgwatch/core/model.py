@@ -183,3 +183,5 @@ class Baseline:
     # (account, region, prefix-list id) -> the entries the team expects, as canonical CIDRs. A
     # list not here is read as it is now: rules naming it are compared, its entries are not.
     prefix_lists: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
+    # (account, region, port-range-list id) -> the port ranges the team expects; likewise.
+    port_lists: dict[tuple[str, str, str], tuple[tuple[int, int], ...]] = field(default_factory=dict)
