@@ -40,7 +40,6 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from sgwatch.core import normalize
 from sgwatch.core.model import (
-    ALL_PORTS,
     NO_PORTS,
     AcceptedExposure,
     Baseline,
@@ -223,9 +222,7 @@ class PortRangeListSpec(_Strict):
         return [_ports(e) for e in v] if isinstance(v, list) else v
 
     def ranges(self) -> tuple[tuple[int, int], ...]:
-        # "-1/-1" in a list means every port, as the snapshot reads it
-        ranges = {normalize.port_range(e, "tcp") for e in self.entries}
-        return tuple(sorted(ALL_PORTS if r == NO_PORTS else r for r in ranges))
+        return tuple(sorted({normalize.list_port_range(e) for e in self.entries}))
 
 
 class BaselineFile(_Strict):

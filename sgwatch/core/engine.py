@@ -52,9 +52,16 @@ _NO_LISTS = RegionLists()
 _UNRESOLVED_CODES = {"prefix list": "PrefixListUnresolved", "port range list": "PortRangeListUnresolved"}
 
 
+_LIST_CHANGE = " entries"
+
+
 def _list_change(kind: str, list_id: str) -> str:
     """The group_changed field of a list whose entries moved: "prefix list pl-x entries"."""
-    return f"{kind} {list_id} entries"
+    return f"{kind} {list_id}{_LIST_CHANGE}"
+
+
+def _is_list_change(group_field: str) -> bool:
+    return group_field.endswith(_LIST_CHANGE)
 
 
 def _lists_named(keys: Iterable[RuleKey | None]) -> set[tuple[str, str]]:
@@ -304,7 +311,7 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: Lists) -> dict[
 
 def _base_check(change: Change, live: Group | None, base: Group | None, lists: Lists) -> str:
     if change.kind == "group_changed":
-        if any(f.endswith(" entries") for f in change.fields):
+        if any(map(_is_list_change, change.fields)):
             return "list-changed"
         opened = "inner_access_policy" in change.fields and live is not None and live.inner_access_policy == "accept"
         return "inner-access-opened" if opened else "group-attribute-changed"

@@ -13,6 +13,7 @@ from typing import Any
 
 from sgwatch.core.memo import Memo
 from sgwatch.core.model import (
+    ALL_PORTS,
     NO_PORTS,
     PORTED,
     Direction,
@@ -103,6 +104,12 @@ def port_range(value: object, proto: str, *, source: bool = False) -> tuple[int,
         # The API answers -1/-1 for these; a stray range carries no meaning.
         return NO_PORTS
     return low, high
+
+
+def list_port_range(value: object) -> tuple[int, int]:
+    """One entry of a port range list; ``-1/-1`` there means every port, as in a TCP rule."""
+    ports = port_range(value, "tcp")
+    return ALL_PORTS if ports == NO_PORTS else ports
 
 
 _V4 = re.compile(

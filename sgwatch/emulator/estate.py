@@ -91,24 +91,15 @@ def random_id(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice(_ALNUM) for _ in range(20))
 
 
-def is_prefix_list_body(body: Mapping[str, Any]) -> bool:
-    """Whether a response body is a DescribePrefixListAttributes answer."""
-    # Told apart here rather than by sgwatch.sources.raw.classify, so the estate does not
-    # depend on which APIs that function has learnt.
-    return "PrefixListId" in body and "Entries" in body
-
-
-def is_port_range_list_body(body: Mapping[str, Any]) -> bool:
-    """Whether a response body is a DescribePortRangeListEntries answer as sgwatch saves it."""
-    # The answer itself names no list; sgwatch adds PortRangeListId when it saves one, and a
-    # plain array of Entries tells it from a prefix list's {"Entry": [...]}.
-    return "PortRangeListId" in body and isinstance(body.get("Entries"), list)
-
-
-def _is_port_range_list_shape(body: Mapping[str, Any]) -> bool:
-    # Also the answer saved verbatim, without the id sgwatch adds: refused by name rather than
-    # dropped, whichever shapes sgwatch.sources.raw.classify has learnt.
-    return is_port_range_list_body(body) or ("PrefixListId" not in body and isinstance(body.get("Entries"), list))
+def _added_field(body: Mapping[str, Any], name: str, action: str, where: str) -> str:
+    """A field sgwatch adds to a saved list answer (the API leaves it out), or ValueError naming the file."""
+    value = str(body.get(name) or "")
+    if not value:
+        raise ValueError(
+            f'{where}: {action} response has no "{name}" (the API leaves it out; '
+            "sgwatch adds it when it saves one, so add it by hand to an answer saved otherwise)"
+        )
+    return value
 
 
 def full_permission(partial: dict[str, Any]) -> dict[str, Any]:
@@ -338,12 +329,11 @@ class Estate:
 
     def add_response(self, account: str, body: dict[str, Any], origin: str = "") -> None:
         """Fold one saved response in; ValueError (naming ``origin``, the file) for one that cannot be."""
-        if _is_port_range_list_shape(body):
+        action = classify(body)
+        if action == "DescribePortRangeListEntries":
             self._add_port_range_list(account, body, origin or "DescribePortRangeListEntries response")
             return
-        action = classify(body)
-        # either test alone would drop a list silently when the other knows a shape it does not
-        if is_prefix_list_body(body) or action == "DescribePrefixListAttributes":
+        if action == "DescribePrefixListAttributes":
             self._add_prefix_list(account, body, origin or "DescribePrefixListAttributes response")
             return
         if action == "DescribeRegions":
@@ -387,12 +377,7 @@ class Estate:
                 group.permissions.append(full_permission(copy.deepcopy(perm)))
 
     def _add_prefix_list(self, account: str, body: dict[str, Any], where: str) -> None:
-        region_id = str(body.get("RegionId") or "")
-        if not region_id:
-            raise ValueError(
-                f'{where}: DescribePrefixListAttributes response has no "RegionId" (the API leaves it out; '
-                "sgwatch adds it when it saves one, so add it by hand to an answer saved otherwise)"
-            )
+        region_id = _added_field(body, "RegionId", "DescribePrefixListAttributes", where)
         try:
             prefix_list = PrefixList.from_body(body)
         except ValueError as exc:
@@ -400,17 +385,8 @@ class Estate:
         self.put_prefix_list(account, region_id, prefix_list)
 
     def _add_port_range_list(self, account: str, body: dict[str, Any], where: str) -> None:
-        region_id = str(body.get("RegionId") or "")
-        if not region_id:
-            raise ValueError(
-                f'{where}: DescribePortRangeListEntries response has no "RegionId" (the API leaves it out; '
-                "sgwatch adds it when it saves one, so add it by hand to an answer saved otherwise)"
-            )
-        if not str(body.get("PortRangeListId") or ""):
-            raise ValueError(
-                f'{where}: DescribePortRangeListEntries response has no "PortRangeListId" (the API leaves it out; '
-                "sgwatch adds it when it saves one, so add it by hand to an answer saved otherwise)"
-            )
+        region_id = _added_field(body, "RegionId", "DescribePortRangeListEntries", where)
+        _added_field(body, "PortRangeListId", "DescribePortRangeListEntries", where)
         try:
             port_range_list = PortRangeList.from_body(body)
         except ValueError as exc:

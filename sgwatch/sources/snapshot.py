@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch.core import normalize
-from sgwatch.core.model import ALL_PORTS, NO_PORTS, Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
+from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
@@ -150,12 +150,11 @@ class SnapshotBuilder:
             try:
                 if not isinstance(entry, Mapping):
                     raise NormalizeError("expected an object (one entry)")
-                ranges.add(normalize.port_range(entry.get("PortRange"), "tcp"))
+                ranges.add(normalize.list_port_range(entry.get("PortRange")))
             except NormalizeError as exc:
                 fault(self.snap.errors, account, region, "", f"{prl} Entries[{i}]", str(exc))  # not kept: see above
                 return
-        # "-1/-1" in a list would mean every port, as in a rule
-        self.snap.port_lists[(account, region, prl)] = tuple(sorted(ALL_PORTS if r == NO_PORTS else r for r in ranges))
+        self.snap.port_lists[(account, region, prl)] = tuple(sorted(ranges))
 
     def finish(self) -> Snapshot:
         snap = self.snap
