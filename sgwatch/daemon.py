@@ -40,12 +40,14 @@ from sgwatch.core.model import Baseline
 from sgwatch.errors import AuthError, SgwatchError
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
-from sgwatch.state import State
+from sgwatch.state import ScanRecord, State, StateWriteError, iso
 
 log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
 WATCH_SECONDS = 5.0
 DELIVER_SECONDS = 15.0
+
+_SCHEDULER_EVENTS = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed", EVENT_JOB_MAX_INSTANCES: "max_instances"}
 
 Clock = Callable[[], datetime]
 Scanner = Callable[[config_file.Config], Any]  # returns a Snapshot; injected by tests
@@ -124,6 +126,12 @@ class Daemon:
         logs.register_secret(*config_file.secrets(cfg))
         self.state = State(cfg.state)
         self.telemetry = Telemetry(interval=cfg.interval)
+        # The state outlives the process: a restart neither resets these to "never" nor hides their age.
+        for attr, moment in (
+            ("last_success", self.state.last_success()),
+            ("last_complete", self.state.last_success(complete=True)),
+        ):
+            setattr(self.telemetry, attr, moment.timestamp() if moment else None)
         self.server = Server(cfg.listen, registry_for(self.telemetry), self.health, self.ready)
         self.scheduler = BlockingScheduler(
             timezone=UTC,
@@ -151,11 +159,15 @@ class Daemon:
         self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(cfg.interval)))
 
     def _on_event(self, event: JobEvent) -> None:
-        name = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed", EVENT_JOB_MAX_INSTANCES: "max_instances"}
-        kind = name.get(event.code, "other")
+        kind = _SCHEDULER_EVENTS.get(event.code, "other")
         with self.telemetry.lock:
             self.telemetry.scheduler[kind] += 1
-        log.warning("scheduler event", event=kind, job=event.job_id)
+        # `event` is structlog's own name for the message: the key must be another.
+        detail: dict[str, Any] = {"scheduler_event": kind, "job": event.job_id}
+        exception = getattr(event, "exception", None)  # a JobExecutionEvent of EVENT_JOB_ERROR
+        if exception is not None:
+            detail["error"] = f"{type(exception).__name__}: {exception}"
+        log.warning("scheduler event", **detail)
 
     # -- the scan ------------------------------------------------------------------------------
     def scan(self) -> None:
@@ -172,7 +184,8 @@ class Daemon:
             self.telemetry.add_stats(raw.stats)
             with gc_paused():
                 report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
-            self._finish(scan_id, started, time.monotonic() - t0, report)
+            scope = snap.regions | set(snap.scope or ()) | {(e.account, e.region) for e in snap.errors}
+            self._finish(scan_id, started, time.monotonic() - t0, report, scope)
         except (AuthError, SgwatchError) as exc:
             self._failed(scan_id, started, time.monotonic() - t0, str(exc))
         except Exception as exc:  # a bug must not kill the daemon; the next scan tries again
@@ -183,12 +196,14 @@ class Daemon:
             structlog.contextvars.unbind_contextvars("scan_id")
             self._idle.set()
 
-    def _finish(self, scan_id: str, started: datetime, duration: float, report: Report) -> None:
+    def _finish(
+        self, scan_id: str, started: datetime, duration: float, report: Report, scope: set[tuple[str, str]]
+    ) -> None:
+        """Record a scan that produced a report. A StateWriteError here makes it a failed scan."""
         now = self.clock()
         result = "complete" if report.complete else "incomplete"
         before = self.state.open_findings()
-        lives = self.state.record(report, now)
-        self.state.add_scan(scan_id=scan_id, started=started, duration=duration, result=result, report=report)
+        lives = self.state.record(report, now, scope, ScanRecord(scan_id, started, duration, result))
         for f in report.findings:
             if f.id not in before:
                 log.warning(
@@ -213,14 +228,25 @@ class Daemon:
                 code=e.code,
                 message=e.message,
             )
-        summary = ScanSummary.of(report, now.timestamp(), duration)
+        reads = self.state.regions_read()
+        # An account whose region list was unread (region ""): every region known of it is stale.
+        covered = {k for k in scope if k[1]} | {k for k in reads if (k[0], "") in scope}
         with self.telemetry.lock:
+            summary = ScanSummary.of(
+                report,
+                now.timestamp(),
+                duration,
+                open_findings={fid: life.data for fid, life in lives.items()},
+                previous=self.telemetry.last,
+                regions={k: reads[k].timestamp() if k in reads else 0.0 for k in covered},
+            )
             self.telemetry.last = summary
             self.telemetry.last_duration = duration
             self.telemetry.last_success = now.timestamp()
             if report.complete:
                 self.telemetry.last_complete = now.timestamp()
             self.telemetry.scans[result] += 1
+            self.telemetry.last_result = result
         log.info(
             "scan finished",
             result=result,
@@ -233,13 +259,19 @@ class Daemon:
         self._notify(lives, now)
 
     def _failed(self, scan_id: str, started: datetime, duration: float, message: str) -> None:
-        log.error("scan failed", error=message, duration_seconds=round(duration, 3))
-        self.state.add_scan(
-            scan_id=scan_id, started=started, duration=duration, result="failed", report=None, message=message
-        )
+        # Counted before anything that can fail again (the state write, on a full disk): the
+        # counter is what the alert rules see.
         with self.telemetry.lock:
             self.telemetry.scans["failed"] += 1
             self.telemetry.last_duration = duration
+            self.telemetry.last_result = "failed"
+        log.error("scan failed", error=message, duration_seconds=round(duration, 3))
+        try:
+            self.state.add_scan(
+                scan_id=scan_id, started=started, duration=duration, result="failed", report=None, message=message
+            )
+        except StateWriteError as exc:
+            log.error("scan history not written", error=str(exc))
 
     # -- notifications -------------------------------------------------------------------------
     def _notifier(self, cfg: config_file.Config) -> Any:
@@ -308,10 +340,19 @@ class Daemon:
         return alive, {"scheduler": "running" if alive else "stopped"}
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready to be scraped: config and baseline loaded, a first scan attempted.
+
+        Not whether scans succeed: readiness gates the Service's endpoints, so an unready pod
+        would hide the very metrics that make failing scans alert. The detail says how they go.
+        """
         attempted = self.scan_attempted.is_set()
+        with self.telemetry.lock:
+            last_result, last_success = self.telemetry.last_result, self.telemetry.last_success
         return attempted and not self._stopping.is_set(), {
             "baseline_groups": len(self.loaded.baseline.groups),
             "first_scan_attempted": attempted,
+            "last_scan": last_result,
+            "last_successful_scan": iso(datetime.fromtimestamp(last_success, UTC)) if last_success else None,
         }
 
     # -- life cycle ------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A restart forgets nothing: first-seen times survive, so a report or an alert can say how long
 a drift has lasted. Findings of groups a scan could not read are left as they were, neither
-refreshed nor resolved: an unreadable group is not a fixed one.
+refreshed nor resolved: an unreadable group is not a fixed one. Each (account, region) also
+keeps when it was last read in full, so what is carried over for it has a visible age.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch.core.findings import Report
-from sgwatch.errors import InputError
+from sgwatch.errors import InputError, SgwatchError
 
 SCHEMA_VERSION = 1
+WAL_LIMIT_BYTES = 16 << 20
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS scans (
@@ -48,15 +50,69 @@ CREATE TABLE IF NOT EXISTS findings (
     data TEXT NOT NULL                 -- the finding's JSON form
 );
 CREATE INDEX IF NOT EXISTS findings_open ON findings (resolved_at);
+CREATE TABLE IF NOT EXISTS regions (   -- added within schema 1: older sgwatch ignores it
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    last_read TEXT NOT NULL,           -- end of the last scan that read the region and all its groups
+    PRIMARY KEY (account, region)
+);
 """
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """A UTC instant as ISO 8601 with a Z, as the state stores it."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class StateWriteError(SgwatchError):
+    """The state file could not be written (a full disk, a read-only volume): the scan failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """What a report could not read: whole accounts, whole regions, single groups.
+
+    Whatever lies there was not seen because it was not read, so nothing there is resolved
+    (the state) or reported clean (the metrics).
+    """
+
+    regions: frozenset[tuple[str, str]]  # region "": the account's region list itself was unread
+    groups: frozenset[tuple[str, str, str]]
+
+    @classmethod
+    def of(cls, report: Report) -> Unread:
+        return cls(
+            regions=frozenset((e.account, e.region) for e in report.errors if not e.security_group_id),
+            groups=frozenset((e.account, e.region, e.security_group_id) for e in report.errors if e.security_group_id),
+        )
+
+    def covers(self, account: str, region: str, security_group_id: str) -> bool:
+        return (
+            (account, "") in self.regions
+            or (account, region) in self.regions
+            or (account, region, security_group_id) in self.groups
+        )
+
+    def read_in_full(self, account: str, region: str) -> bool:
+        """Whether the region and every group in it were read."""
+        if (account, "") in self.regions or (account, region) in self.regions:
+            return False
+        return not any(a == account and r == region for a, r, _ in self.groups)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """One line of the scan history."""
+
+    scan_id: str
+    started: datetime
+    duration: float
+    result: str  # complete, incomplete, failed
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +135,8 @@ class State:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # A checkpoint otherwise leaves the WAL as large as its largest transaction ever.
+            self.db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self.db.executescript(_SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
@@ -107,18 +165,28 @@ class State:
             except sqlite3.Error as exc:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
-                raise InputError(f"{self.path}: cannot write the state file: {exc}") from None
+                raise StateWriteError(f"{self.path}: cannot write the state file: {exc}") from None
             except BaseException:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 raise
 
     # -- findings ----------------------------------------------------------------------------
-    def record(self, report: Report, now: datetime) -> dict[str, FindingLife]:
-        """Fold one scan's findings into their lives; returns the open findings by id."""
-        unread_regions = {(e.account, e.region) for e in report.errors if not e.security_group_id}
-        unread_groups = {(e.account, e.region, e.security_group_id) for e in report.errors if e.security_group_id}
-        stamp = _iso(now)
+    def record(
+        self,
+        report: Report,
+        now: datetime,
+        scope: Iterable[tuple[str, str]] = (),
+        scan: ScanRecord | None = None,
+    ) -> dict[str, FindingLife]:
+        """Fold one scan's findings into their lives; returns the open findings by id.
+
+        ``scope``: the (account, region) pairs the scan covered; those it read in full get
+        ``now`` as their last read. ``scan``: its history row, written in the same transaction,
+        so a scan is recorded whole or not at all.
+        """
+        unread = Unread.of(report)
+        stamp = iso(now)
         current = {f.id: f for f in report.findings}
         with self._tx() as db:
             open_rows = db.execute(
@@ -127,9 +195,15 @@ class State:
             for fid, account, region, sg in open_rows:
                 if fid in current:
                     continue
-                if (account, region) in unread_regions or (account, region, sg) in unread_groups:
+                if unread.covers(account, region, sg):
                     continue  # not seen because not read: still open
                 db.execute("UPDATE findings SET resolved_at=? WHERE id=?", (stamp, fid))
+            for account, region in sorted(set(scope)):
+                if region and unread.read_in_full(account, region):
+                    db.execute(
+                        "INSERT INTO regions VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET last_read=excluded.last_read",
+                        (account, region, stamp),
+                    )
             for f in current.values():
                 db.execute(
                     """INSERT INTO findings (id, kind, severity, account, region, security_group_id,
@@ -153,6 +227,8 @@ class State:
                         json.dumps(f.to_dict(), separators=(",", ":")),
                     ),
                 )
+            if scan is not None:
+                self._insert_scan(db, scan, report)
         return self.open_findings()
 
     def open_findings(self) -> dict[str, FindingLife]:
@@ -166,31 +242,41 @@ class State:
         with self._lock:
             rows = self.db.execute(
                 "SELECT id, first_seen, last_seen, resolved_at, data FROM findings WHERE resolved_at >= ?",
-                (_iso(since),),
+                (iso(since),),
             ).fetchall()
         return [FindingLife(r[0], _parse(r[1]), _parse(r[2]), _parse(r[3]), json.loads(r[4])) for r in rows]
+
+    def regions_read(self) -> dict[tuple[str, str], datetime]:
+        """When each (account, region) was last read in full."""
+        with self._lock:
+            rows = self.db.execute("SELECT account, region, last_read FROM regions").fetchall()
+        return {(account, region): _parse(stamp) for account, region, stamp in rows}
 
     # -- scans -------------------------------------------------------------------------------
     def add_scan(
         self, *, scan_id: str, started: datetime, duration: float, result: str, report: Report | None, message: str = ""
     ) -> None:
-        counts = report.counts() if report else {}
         with self._tx() as db:
-            db.execute(
-                """INSERT INTO scans (scan_id, started_at, duration_seconds, result, groups, findings, counts,
-                                      errors, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    scan_id,
-                    _iso(started),
-                    duration,
-                    result,
-                    report.groups if report else 0,
-                    len(report.findings) if report else 0,
-                    json.dumps(counts),
-                    len(report.errors) if report else 0,
-                    message[:500],
-                ),
-            )
+            self._insert_scan(db, ScanRecord(scan_id, started, duration, result, message), report)
+
+    @staticmethod
+    def _insert_scan(db: sqlite3.Connection, scan: ScanRecord, report: Report | None) -> None:
+        counts = report.counts() if report else {}
+        db.execute(
+            """INSERT INTO scans (scan_id, started_at, duration_seconds, result, groups, findings, counts,
+                                  errors, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                scan.scan_id,
+                iso(scan.started),
+                scan.duration,
+                scan.result,
+                report.groups if report else 0,
+                len(report.findings) if report else 0,
+                json.dumps(counts),
+                len(report.errors) if report else 0,
+                scan.message[:500],
+            ),
+        )
 
     def scans(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._lock:
@@ -202,10 +288,13 @@ class State:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def last_success(self) -> datetime | None:
+    def last_success(self, *, complete: bool = False) -> datetime | None:
+        """End of the last scan that produced a report (``complete``: that read everything)."""
         with self._lock:
             row = self.db.execute(
-                "SELECT started_at, duration_seconds FROM scans WHERE result != 'failed' ORDER BY id DESC LIMIT 1"
+                "SELECT started_at, duration_seconds FROM scans WHERE result IN (?, 'complete') "
+                "ORDER BY id DESC LIMIT 1",
+                ("complete" if complete else "incomplete",),
             ).fetchone()
         if row is None:
             return None
