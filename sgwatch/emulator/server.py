@@ -76,6 +76,7 @@ class Faults:
     malformed_groups: list[str] = field(default_factory=list)  # attribute calls always malformed
     vanish_groups: list[str] = field(default_factory=list)  # listed, yet NotFound when read
     lowercase: bool = False  # Policy/IpProtocol in lowercase, Priority as int
+    answer_region: str = ""  # when set, every answer's "RegionId" says this, not the region asked
     # what a malformed 200 carries: "null" (the SDK yields body None), "object" (a JSON object
     # without the documented keys) or "scalar" (a bare string, which the SDK fails to map)
     malformed_shape: str = "null"
@@ -283,6 +284,8 @@ class Emulator:
             account = self._authenticate(method, path, raw_query, headers, body, action)
             result = self._dispatch(account, action, params)
             result.setdefault("RequestId", request_id)
+            if self.faults.answer_region and "RegionId" in result:
+                result["RegionId"] = self.faults.answer_region
             status, code, extra_headers = 200, "OK", {}
             if self._roll("malformed", account, action, params, self.faults.malformed_rate) or (
                 action == "DescribeSecurityGroupAttribute" and group in self.faults.malformed_groups
