@@ -524,3 +524,13 @@ def test_settings_refuse_a_region_that_is_not_a_region_id(where: str) -> None:
     account = {"name": "default", "regions": ["../x"]} if where == "account" else {"name": "default"}
     with pytest.raises(ValidationError, match=r"'\.\./x' is not a region id"):
         LiveSettings.model_validate({"accounts": [account], "regions": ["../x"] if where == "settings" else []})
+
+
+def test_pages_that_loop_fail_the_listing_at_once_by_the_shared_paging_rule(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(synthetic_groups=9, synthetic_regions=1, list_page_cap=2, loop_pages=True)
+    raw = scan(settings_for(emu, deadline_seconds=20))
+    assert [(e.region, e.code, e.security_group_id) for e in raw.errors] == [("cn-hangzhou", "MalformedResponse", "")]
+    # page 3 leads back to page 2, whose token page 1 gave: no fourth call, no waiting for the deadline
+    assert "page 3 repeats the NextToken of an earlier page: the pages loop" in raw.errors[0].message
+    assert emu.calls["DescribeSecurityGroups"] == 3
+    assert not any(r.action == "DescribeSecurityGroups" for r in raw.responses)
