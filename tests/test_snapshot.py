@@ -12,8 +12,9 @@ import pytest
 from sgwatch import baseline
 from sgwatch.errors import InputError
 from sgwatch.sources import snapshot
-from sgwatch.sources.raw import RawResponse
+from sgwatch.sources.raw import RawResponse, RawScan
 from sgwatch.sources.snapshot import SnapshotBuilder
+from sgwatch.sources.snapshot_writer import write_snapshot
 from tests.test_cli import sgwatch
 
 
@@ -222,3 +223,18 @@ def test_a_live_answer_is_about_the_region_asked_whatever_its_body_says() -> Non
     assert snap.groups == {}
     assert [(e.region, e.code) for e in snap.errors] == [("cn-hangzhou", "InvalidResponse")]
     assert "names region '../../x', not cn-hangzhou" in snap.errors[0].message
+
+
+@pytest.mark.parametrize(("field", "value"), [("region", "../x"), ("account", ".."), ("SecurityGroupId", "sg-1/../x")])
+def test_the_snapshot_writer_refuses_a_name_that_is_not_an_identifier(tmp_path: Path, field: str, value: str) -> None:
+    page = _page(_perm(22, "ssh", "sgr-22"))
+    good = RawResponse(page.account, page.action, page.body, region="cn-hangzhou")
+    bad = RawResponse(
+        value if field == "account" else page.account,
+        page.action,
+        {**page.body, "SecurityGroupId": value} if field == "SecurityGroupId" else page.body,
+        region=value if field == "region" else "cn-hangzhou",
+    )
+    with pytest.raises(InputError, match=r"not saved: .* is not a"):
+        write_snapshot(RawScan(responses=[good, bad]), tmp_path / "out")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # not even the good answer: names first
