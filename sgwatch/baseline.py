@@ -53,6 +53,7 @@ from sgwatch.core.model import (
 )
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
+from sgwatch.sources import identifiers
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
 
@@ -187,7 +188,7 @@ class ExposureSpec(_Strict):
 
 
 class GroupSpec(_Strict):
-    id: str = Field(pattern=r"^sg-[0-9A-Za-z\-]+$")
+    id: str = Field(pattern=identifiers.PATTERNS["security group"])
     name: str = ""
     type: Literal["normal", "enterprise"] = "normal"
     vpc_id: str = ""
@@ -204,7 +205,7 @@ class GroupSpec(_Strict):
 
 
 class PrefixListSpec(_Strict):
-    id: str = Field(pattern=r"^pl-[0-9A-Za-z\-]+$")
+    id: str = Field(pattern=identifiers.PATTERNS["prefix list"])
     name: str = ""
     entries: list[str] = Field(default_factory=list)
 
@@ -212,7 +213,7 @@ class PrefixListSpec(_Strict):
 
 
 class PortRangeListSpec(_Strict):
-    id: str = Field(pattern=r"^prl-[0-9A-Za-z\-]+$")
+    id: str = Field(pattern=identifiers.PATTERNS["port range list"])
     name: str = ""
     entries: list[str] = Field(default_factory=list)
 
@@ -399,13 +400,20 @@ def render(
     port_lists: Mapping[tuple[str, str, str], tuple[tuple[int, int], ...]] | None = None,
 ) -> dict[Path, str]:
     """Baseline files (relative path -> YAML text) for these groups, one per account and region,
-    with the entries of each prefix list and port range list their rules name (of those given)."""
+    with the entries of each prefix list and port range list their rules name (of those given).
+
+    The path is ``<account>/<region>.yaml``: an account or region that is not an identifier is
+    an InputError, never a file name."""
     by_region: dict[tuple[str, str], list[Group]] = defaultdict(list)
     for g in groups:
         by_region[(g.account, g.region)].append(g)
     prefix_lists, port_lists = prefix_lists or {}, port_lists or {}
     out: dict[Path, str] = {}
     for (account, region), members in sorted(by_region.items()):
+        names: tuple[tuple[identifiers.Kind, str], ...] = (("account", account), ("region", region))
+        for kind, value in names:
+            if (bad := identifiers.problem(kind, value)) is not None:
+                raise InputError(f"group {identifiers.shown(members[0].id)}: no baseline file written: {bad}")
         specs = CommentedSeq()
         for g in sorted(members, key=lambda g: g.id):
             spec = CommentedMap({"id": g.id})
@@ -460,8 +468,14 @@ def capture(snapshot: Snapshot, output: Path) -> list[Path]:
     accepted: dict[GroupKey, tuple[AcceptedExposure, ...]] = {}
     if output.exists() and any(output.rglob("*.yaml")):
         accepted = load(output).accepted
+    files = render(snapshot.groups.values(), accepted, snapshot.prefix_lists, snapshot.port_lists)
+    root = output.resolve()
+    for rel in files:
+        # render names files after ids only; a link inside the folder must not lead out of it either
+        if not (output / rel).resolve().is_relative_to(root):
+            raise InputError(f"{output / rel}: not written: the path leads out of {output}; remove the link")
     written = []
-    for rel, text in render(snapshot.groups.values(), accepted, snapshot.prefix_lists, snapshot.port_lists).items():
+    for rel, text in files.items():
         target = output / rel
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

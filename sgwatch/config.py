@@ -20,7 +20,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
 from sgwatch.errors import InputError
-from sgwatch.sources.live_settings import AccountSettings, LiveSettings, ScanTuning
+from sgwatch.sources import identifiers
+from sgwatch.sources.live_settings import AccountSettings, LiveSettings, RegionId, ScanTuning
 
 ENV_PREFIX = "SGWATCH_"
 
@@ -65,7 +66,7 @@ class Config(_Strict):
 
     baseline: Path | None = Field(default=None, description="baseline YAML file or folder")
     accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
-    regions: list[str] = Field(default_factory=list, description="regions to scan; empty: every region")
+    regions: list[RegionId] = Field(default_factory=list, description="regions to scan; empty: every region")
     endpoint: str | None = Field(default=None, description="ECS endpoint URL for every region (tests, VPC)")
     scan: ScanTuning = Field(default_factory=ScanTuning)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
@@ -87,6 +88,9 @@ class Config(_Strict):
 
     def live(self, regions: Sequence[str] = (), endpoint: str | None = None) -> LiveSettings:
         """Live-scan settings, with command-line regions and endpoint taking precedence."""
+        for region in regions:
+            if (bad := identifiers.problem("region", region)) is not None:
+                raise InputError(f"--region: {bad}")
         try:
             return LiveSettings(
                 accounts=self.accounts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from sgwatch.core.model import Group, Snapshot
 from sgwatch.errors import InputError
 from sgwatch.sources import snapshot as snapshot_source
 from tests.strategies import PORT_LISTS, PREFIX_LISTS, groups
+from tests.test_cli import sgwatch
 from tests.test_exposure import _rule
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -149,3 +151,65 @@ def test_port_range_lists_round_trip_through_capture_and_load(tmp_path: Path) ->
     loaded = baseline.load(tmp_path / "b")
     assert loaded.port_lists == snap.port_lists
     assert assess(loaded, snap, CheckSettings(), NOW).findings == []
+
+
+# -- capture writes under --output, or not at all --------------------------------------------
+
+
+def _attribute(region: object) -> str:
+    return json.dumps(
+        {
+            "RegionId": region,
+            "SecurityGroupId": "sg-1",
+            "NextToken": "",
+            "Permissions": {"Permission": [_perm_ssh()]},
+        }
+    )
+
+
+def _perm_ssh() -> dict[str, str]:
+    return {"Direction": "ingress", "IpProtocol": "TCP", "PortRange": "22/22", "SourceCidrIp": "10.0.0.0/8"}
+
+
+def _files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["../../x", "absolute", "not a region folder"])
+def test_capture_from_a_hostile_snapshot_is_one_line_and_writes_nothing(tmp_path: Path, case: str) -> None:
+    snap, out = tmp_path / "snap", tmp_path / "work" / "out"
+    absolute = tmp_path / "elsewhere" / "x"
+    if case == "not a region folder":  # neither the answer's region nor an account name
+        file = snap / "cn hangzhou" / "sg-1.json"
+        body = _attribute("cn-hangzhou")
+    else:
+        file = snap / "sg-1.json"
+        body = _attribute(str(absolute) if case == "absolute" else case)
+    file.parent.mkdir(parents=True)
+    file.write_text(body)
+    before = _files_under(tmp_path)
+    result = sgwatch("baseline", "capture", "--snapshot", snap, "--output", out)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"sgwatch: error: {file}: ") and " is not a" in line, line
+    assert _files_under(tmp_path) == before  # nothing written, inside --output or out of it
+    assert not absolute.with_suffix(".yaml").exists()
+
+
+def test_capture_never_follows_a_link_out_of_the_output_folder(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "default").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(InputError, match=r"leads out of .*out; remove the link"):
+        baseline.capture(snapshot_source.load(DEMO / "snapshot"), out)
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize(("account", "region"), [("default", "../x"), ("default", "/x"), ("..", "cn-hangzhou")])
+def test_render_refuses_a_name_that_is_not_an_identifier(account: str, region: str) -> None:
+    group = Group(account=account, region=region, id="sg-1", rules=(_rule("accept 1 tcp 22/22 0.0.0.0/0"),))
+    with pytest.raises(
+        InputError, match=r"^group 'sg-1': no baseline file written: .* is not an? (region id|account name)"
+    ):
+        baseline.render([group], {})

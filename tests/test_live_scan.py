@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from sgwatch import baseline
 from sgwatch.core.checks import CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
 from sgwatch.emulator import AccessKey, Emulator, EmulatorControl, Estate
-from sgwatch.emulator.estate import PortRangeList, PrefixList
+from sgwatch.emulator.estate import PortRangeList, PrefixList, SecurityGroup
 from sgwatch.errors import AuthError
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.live import LiveSettings, scan
@@ -465,3 +466,71 @@ def test_a_port_range_list_is_read_and_only_its_ports_count(make_emulator: Emula
     assert snapshot_source.load(tmp_path / "snap").port_lists == {
         ("default", "cn-hangzhou", "prl-web"): ((80, 80), (443, 443))
     }
+
+
+# -- the region of an answer is the region asked -------------------------------------------
+
+
+def _written_outside(root: Path, inside: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_relative_to(inside)]
+
+
+@pytest.mark.parametrize("answer_region", ["../../x", "/absolute/x", "cn-shanghai"])
+def test_an_answer_naming_another_region_is_malformed_never_trusted(
+    make_emulator: EmulatorFactory, tmp_path: Path, answer_region: str
+) -> None:
+    emu = make_emulator(synthetic_groups=6, synthetic_regions=1, answer_region=answer_region)
+    raw = scan(settings_for(emu))
+    assert [(e.region, e.code, e.security_group_id) for e in raw.errors] == [("cn-hangzhou", "MalformedResponse", "")]
+    assert "answered for region" in raw.errors[0].message
+    assert raw.responses == []  # nothing the body claims is kept
+    out = tmp_path / "out"
+    write_snapshot(raw, out / "snapshot")
+    snap = parse_scan(raw)
+    baseline.capture(snap, out / "baseline")
+    assert _written_outside(tmp_path, out) == [] and not snap.complete and snap.groups == {}
+
+
+def test_every_kept_answer_carries_the_region_asked(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(synthetic_groups=12, synthetic_regions=2)
+    raw = scan(settings_for(emu))
+    assert {r.region for r in raw.responses} == {"cn-hangzhou", "cn-shanghai"}
+    assert all(r.region == r.body["RegionId"] for r in raw.responses)
+
+
+def test_a_region_listed_by_describe_regions_that_is_not_a_region_is_not_scanned(
+    make_emulator: EmulatorFactory,
+) -> None:
+    emu = make_emulator(synthetic_groups=4, synthetic_regions=1, extra_regions=("../../x",))
+    raw = scan(settings_for(emu, regions=[]))
+    assert raw.regions == [("default", "cn-hangzhou")]
+    assert [(e.region, e.code) for e in raw.errors] == [("", "MalformedResponse")]
+    assert "'../../x' is not a region id" in raw.errors[0].message
+    assert len(rules_by_group(raw)) == 4
+
+
+def test_a_listing_naming_something_else_than_a_group_fails_the_region(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(synthetic_groups=4, synthetic_regions=1)
+    hostile = "sg-a/../../x"
+    emu.estate.regions("default")["cn-hangzhou"].groups[hostile] = SecurityGroup(hostile, {})
+    raw = scan(settings_for(emu))
+    assert [(e.region, e.code, e.security_group_id) for e in raw.errors] == [("cn-hangzhou", "MalformedResponse", "")]
+    assert emu.calls["DescribeSecurityGroupAttribute"] == 0  # the hostile id was never asked about
+    assert not any(r.action == "DescribeSecurityGroups" for r in raw.responses)
+
+
+@pytest.mark.parametrize("where", ["settings", "account"])
+def test_settings_refuse_a_region_that_is_not_a_region_id(where: str) -> None:
+    account = {"name": "default", "regions": ["../x"]} if where == "account" else {"name": "default"}
+    with pytest.raises(ValidationError, match=r"'\.\./x' is not a region id"):
+        LiveSettings.model_validate({"accounts": [account], "regions": ["../x"] if where == "settings" else []})
+
+
+def test_pages_that_loop_fail_the_listing_at_once_by_the_shared_paging_rule(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(synthetic_groups=9, synthetic_regions=1, list_page_cap=2, loop_pages=True)
+    raw = scan(settings_for(emu, deadline_seconds=20))
+    assert [(e.region, e.code, e.security_group_id) for e in raw.errors] == [("cn-hangzhou", "MalformedResponse", "")]
+    # page 3 leads back to page 2, whose token page 1 gave: no fourth call, no waiting for the deadline
+    assert "page 3 repeats the NextToken of an earlier page: the pages loop" in raw.errors[0].message
+    assert emu.calls["DescribeSecurityGroups"] == 3
+    assert not any(r.action == "DescribeSecurityGroups" for r in raw.responses)

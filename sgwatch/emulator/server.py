@@ -76,6 +76,8 @@ class Faults:
     malformed_groups: list[str] = field(default_factory=list)  # attribute calls always malformed
     vanish_groups: list[str] = field(default_factory=list)  # listed, yet NotFound when read
     lowercase: bool = False  # Policy/IpProtocol in lowercase, Priority as int
+    answer_region: str = ""  # when set, every answer's "RegionId" says this, not the region asked
+    loop_pages: bool = False  # token paging: page 3's NextToken leads back to page 2, for ever
     # what a malformed 200 carries: "null" (the SDK yields body None), "object" (a JSON object
     # without the documented keys) or "scalar" (a bare string, which the SDK fails to map)
     malformed_shape: str = "null"
@@ -283,6 +285,8 @@ class Emulator:
             account = self._authenticate(method, path, raw_query, headers, body, action)
             result = self._dispatch(account, action, params)
             result.setdefault("RequestId", request_id)
+            if self.faults.answer_region and "RegionId" in result:
+                result["RegionId"] = self.faults.answer_region
             status, code, extra_headers = 200, "OK", {}
             if self._roll("malformed", account, action, params, self.faults.malformed_rate) or (
                 action == "DescribeSecurityGroupAttribute" and group in self.faults.malformed_groups
@@ -447,10 +451,15 @@ class Emulator:
             size = min(_int_param(params, "MaxResults", 10, 1, 100), self.list_page_cap)
             offset = _decode_token(params.get("NextToken", ""), "list", region_id, "")
             page = groups[offset : offset + size]
-            more = offset + size < len(groups)
-            base["NextToken"] = _encode_token("list", region_id, "", offset + size) if more else ""
+            after = self._next_offset(offset, size, len(groups))
+            base["NextToken"] = _encode_token("list", region_id, "", after) if after is not None else ""
         base["SecurityGroups"] = {"SecurityGroup": [self._render_listing(g) for g in page]}
         return base
+
+    def _next_offset(self, offset: int, size: int, total: int) -> int | None:
+        if self.faults.loop_pages and offset >= 2 * size:
+            return size
+        return offset + size if offset + size < total else None
 
     def _describe_attribute(self, account: str, params: Mapping[str, str]) -> dict[str, Any]:
         region_id = self._require_region(params)
@@ -467,7 +476,7 @@ class Emulator:
         rules = [p for p in group.permissions if direction == "all" or p.get("Direction") == direction]
         offset = _decode_token(params.get("NextToken", ""), "attr", region_id, gid)
         page = rules[offset : offset + size]
-        more = offset + size < len(rules)
+        after = self._next_offset(offset, size, len(rules))
         return {
             "RegionId": region_id,
             "SecurityGroupId": gid,
@@ -477,7 +486,7 @@ class Emulator:
             "InnerAccessPolicy": group.inner_access_policy.lower()
             if self.faults.lowercase
             else group.inner_access_policy,
-            "NextToken": _encode_token("attr", region_id, gid, offset + size) if more else "",
+            "NextToken": _encode_token("attr", region_id, gid, after) if after is not None else "",
             "Permissions": {"Permission": [self._render_permission(p) for p in page]},
         }
 

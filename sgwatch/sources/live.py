@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import structlog
@@ -44,6 +45,7 @@ from darabonba.runtime import RuntimeOptions
 
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
+from sgwatch.sources import identifiers, paging
 from sgwatch.sources.live_settings import (
     AccessKeyCredentials,
     AccountSettings,
@@ -76,7 +78,21 @@ _LIST_FIELDS: tuple[tuple[str, Action], ...] = (
     ("PortRangeListId", "DescribePortRangeListEntries"),
 )
 
+_LIST_KIND: dict[Action, identifiers.Kind] = {
+    "DescribePrefixListAttributes": "prefix list",
+    "DescribePortRangeListEntries": "port range list",
+}
+
 ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class _Listing:
+    """A region's listing while its pages arrive: kept only once :func:`paging.missing_page` passes."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    pages: list[paging.Page] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
 
 
 class _ApiFailure(Exception):
@@ -205,9 +221,12 @@ class _Scanner:
             self._describe_regions(account)
             return
         for region in dict.fromkeys(regions):
-            with self._lock:
-                self.raw.regions.append((account.name, region))
-            self._submit(self._list_page, account, region, None, [], set())
+            self._start_region(account, identifiers.check("region", region))  # settings checked them
+
+    def _start_region(self, account: AccountSettings, region: str) -> None:
+        with self._lock:
+            self.raw.regions.append((account.name, region))
+        self._submit(self._list_page, account, region, None, _Listing())
 
     def _describe_regions(self, account: AccountSettings) -> None:
         client = self._client(account, "")
@@ -227,19 +246,20 @@ class _Scanner:
             self._error(account.name, "", "DeadlineExceeded", "the scan deadline passed before DescribeRegions")
             return
         self._keep(account.name, "DescribeRegions", ("", "", 0), body)
-        regions = [r["RegionId"] for r in body.get("Regions", {}).get("Region", []) if r.get("RegionId")]
-        for region in dict.fromkeys(regions):
-            with self._lock:
-                self.raw.regions.append((account.name, region))
-            self._submit(self._list_page, account, region, None, [], set())
+        regions = [r.get("RegionId") for r in body.get("Regions", {}).get("Region", []) if isinstance(r, dict)]
+        for region in dict.fromkeys(r for r in regions if r):
+            # the region becomes a request, a file name and the region of every answer about it
+            if (bad := identifiers.problem("region", region)) is not None:
+                self._error(account.name, "", "MalformedResponse", f"DescribeRegions lists {bad}; not scanned")
+                continue
+            self._start_region(account, region)
 
     def _list_page(
         self,
         account: AccountSettings,
         region: str,
         token: str | None,
-        pages: list[dict[str, Any]],
-        seen: set[str],
+        listing: _Listing,
     ) -> None:
         client = self._client(account, region)
         request = ecs_models.DescribeSecurityGroupsRequest(
@@ -258,34 +278,43 @@ class _Scanner:
         except _DeadlineExceeded:
             self._region_failed(account, region, "DeadlineExceeded", "the scan deadline passed during the listing")
             return
-        pages.append(body)
-        next_token = body.get("NextToken") or None
-        if next_token is not None and next_token == token:
-            self._region_failed(account, region, "MalformedResponse", "DescribeSecurityGroups repeated its NextToken")
+        entries = body.get("SecurityGroups", {}).get("SecurityGroup", [])
+        listing.bodies.append(body)
+        listing.pages.append(paging.Page.of(body, len(entries)))
+        ids = [entry.get("SecurityGroupId") for entry in entries]
+        # a group id becomes a request and a file name: a listing naming something else is not a listing
+        problems = (identifiers.problem("security group", gid) for gid in ids if gid)
+        if bad := next((p for p in problems if p), None):
+            self._region_failed(account, region, "MalformedResponse", f"DescribeSecurityGroups lists {bad}")
             return
+        next_token = paging.next_token(listing.pages)
         fresh = []
-        for entry in body.get("SecurityGroups", {}).get("SecurityGroup", []):
-            gid = entry.get("SecurityGroupId")
-            if gid and gid not in seen:  # a group may shift across pages while we list
-                seen.add(gid)
+        for gid in ids:
+            if gid and gid not in listing.seen:  # a group may shift across pages while we list
+                listing.seen.add(gid)
                 fresh.append(gid)
         with self._lock:
             self.groups_total += len(fresh)
         self._report_progress()
         # Queue the next listing page before the reads so discovery keeps ahead of the workers.
         if next_token is not None:
-            self._submit(self._list_page, account, region, next_token, pages, seen)
+            self._submit(self._list_page, account, region, next_token, listing)
         for gid in fresh:
             self._submit(self._read_group, account, region, gid)
         if next_token is None:
             # The listing is kept only once complete: a partial one would let the parser
             # conclude that groups on the unread pages were deleted.
-            for index, page in enumerate(pages):
+            missing = paging.missing_page(listing.pages)
+            if missing is not None:
+                self._region_failed(account, region, "MalformedResponse", f"DescribeSecurityGroups: {missing}")
+                return
+            for index, page in enumerate(listing.bodies):
                 self._keep(account.name, "DescribeSecurityGroups", (region, "", index), page)
 
     def _read_group(self, account: AccountSettings, region: str, gid: str) -> None:
         client = self._client(account, region)
         pages: list[dict[str, Any]] = []
+        read: list[paging.Page] = []
         token: str | None = None
         try:
             while True:
@@ -303,14 +332,16 @@ class _Scanner:
                     functools.partial(_read_attribute, client, request),
                 )
                 if body.get("SecurityGroupId") != gid:
-                    raise _ApiFailure("MalformedResponse", f"the answer names group {body.get('SecurityGroupId')!r}")
+                    shown = identifiers.shown(body.get("SecurityGroupId"))
+                    raise _ApiFailure("MalformedResponse", f"the answer names group {shown}")
                 pages.append(body)
-                next_token = body.get("NextToken") or None
-                if next_token is not None and next_token == token:
-                    raise _ApiFailure("MalformedResponse", "DescribeSecurityGroupAttribute repeated its NextToken")
-                if next_token is None:
+                read.append(paging.Page.of(body, len(body.get("Permissions", {}).get("Permission", []))))
+                token = paging.next_token(read)
+                if token is None:
+                    missing = paging.missing_page(read)
+                    if missing is not None:
+                        raise _ApiFailure("MalformedResponse", f"DescribeSecurityGroupAttribute: {missing}")
                     break
-                token = next_token
         except _ApiFailure as failure:
             if failure.code == "InvalidSecurityGroupId.NotFound":
                 # deleted between the listing and this read: gone, not unreadable
@@ -347,6 +378,10 @@ class _Scanner:
             fresh = sorted(n for n in named if (account.name, region, *n) not in self._lists_asked)
             self._lists_asked.update((account.name, region, *n) for n in fresh)
         for action, list_id in fresh:
+            # the id becomes a request and a file name: a rule naming something else names no list
+            if (bad := identifiers.problem(_LIST_KIND[action], list_id)) is not None:
+                self._error(account.name, region, "MalformedResponse", f"a rule names {bad}; not read", gid)
+                continue
             self._submit(self._read_list, account, region, action, list_id, gid)
 
     def _read_list(self, account: AccountSettings, region: str, action: Action, list_id: str, gid: str) -> None:
@@ -363,6 +398,9 @@ class _Scanner:
             added["PortRangeListId"] = list_id
         try:
             body = self._call(account, region, action, invoke, fatal_auth=False)
+            if action == "DescribePrefixListAttributes" and body.get("PrefixListId") != list_id:
+                shown = identifiers.shown(body.get("PrefixListId"))
+                raise _ApiFailure("MalformedResponse", f"the answer names prefix list {shown}")
         except _ApiFailure as failure:
             # Named after the group whose rules led here; the engine adds one line per group
             # whose rules name the list, so none of them passes for complete.
@@ -471,6 +509,12 @@ class _Scanner:
                 if classify(raw) != action:
                     self._count(action, "error")
                     raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape")
+                said = raw.get("RegionId")
+                if region and said not in (None, "") and said != region:
+                    # an answer is about the region asked, whatever its body says
+                    self._count(action, "error")
+                    shown = identifiers.shown(said)
+                    raise _ApiFailure("MalformedResponse", f"{action} for {region} answered for region {shown}")
                 self._count(action, "ok")
                 return raw
             with self._lock:
@@ -595,7 +639,8 @@ class _Scanner:
             "DescribePortRangeListEntries": 4,
         }[action]
         with self._lock:
-            self._responses.append(((account, order, *where), RawResponse(account, action, body)))
+            # where[0] is the region asked about: the answer's region, whatever its body says
+            self._responses.append(((account, order, *where), RawResponse(account, action, body, where[0])))
 
     def _error(self, account: str, region: str, code: str, message: str, group: str = "") -> None:
         error = ScanError(

@@ -9,11 +9,14 @@ import os
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from sgwatch.sources import identifiers
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
 ENDPOINT_ENV = "SGWATCH_ECS_ENDPOINT"
+# A region to scan: it names every request, answer and file about it, so it must be a region id.
+RegionId = Annotated[str, AfterValidator(lambda v: identifiers.check("region", v))]
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -72,9 +75,9 @@ def _normalise_credentials(value: Any) -> Any:
 class AccountSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # the name becomes a snapshot folder, so keep it a plain path segment
-    name: str = Field(default=DEFAULT_ACCOUNT, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(default=DEFAULT_ACCOUNT, pattern=identifiers.PATTERNS["account"])
     credentials: Credentials = Field(default_factory=DefaultChainCredentials)
-    regions: list[str] = Field(default_factory=list)  # overrides LiveSettings.regions
+    regions: list[RegionId] = Field(default_factory=list)  # overrides LiveSettings.regions
 
     @field_validator("credentials", mode="before")
     @classmethod
@@ -99,7 +102,7 @@ class ScanTuning(BaseModel):
 
 class LiveSettings(ScanTuning):
     accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
-    regions: list[str] = Field(default_factory=list)  # empty: every region DescribeRegions names
+    regions: list[RegionId] = Field(default_factory=list)  # empty: every region DescribeRegions names
     endpoint: str | None = None  # URL; the scheme picks http/https. Else env SGWATCH_ECS_ENDPOINT
 
     @model_validator(mode="after")

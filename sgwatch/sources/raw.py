@@ -29,6 +29,9 @@ class RawResponse:
     account: str
     action: Action
     body: dict[str, Any]  # the response JSON exactly as the API returned it
+    # The region the scanner asked about: a live answer's region is the request's, never the
+    # body's. "" (a saved file) takes the body's "RegionId"; the parser checks both.
+    region: str = ""
 
 
 @dataclass(slots=True)

@@ -7,6 +7,11 @@ DescribePrefixListAttributes or DescribePortRangeListEntries response (the entri
 rules name; the API leaves out the region, and the port list's id, so such a file carries the
 ``RegionId`` and ``PortRangeListId`` sgwatch adds);
 ``errors.json`` lists what a live scan could not read.
+
+The region of a response is the one a live scan asked about (``RawResponse.region``; a body naming
+another is an error), else the body's ``RegionId``; it, the account folder and every id must be
+identifiers (:mod:`sgwatch.sources.identifiers`), for they name files. Pages are whole or the
+region's listing / the group's rules are unreadable (:func:`sgwatch.sources.paging.missing_page`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sgwatch.core import normalize
 from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
+from sgwatch.sources import identifiers, paging
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
 
 ERRORS_FILE = "errors.json"
@@ -36,7 +42,7 @@ class _Partial:
     id: str
     attrs: dict[str, Any] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
-    pages: int = 0
+    pages: list[paging.Page] = field(default_factory=list)
     failed: bool = False
 
 
@@ -76,6 +82,7 @@ class SnapshotBuilder:
         self.vanished = set(vanished)
         self._partial: dict[GroupKey, _Partial] = {}
         self._listed: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._listing_pages: dict[tuple[str, str], list[paging.Page]] = defaultdict(list)
         self._meta: dict[GroupKey, Mapping[str, Any]] = {}
 
     def add(self, resp: RawResponse, origin: str | None = None) -> None:
@@ -83,14 +90,8 @@ class SnapshotBuilder:
             return  # which regions exist is the scan's business; it holds no groups
         fault = _Fault(origin)
         body, account = resp.body, resp.account
-        region = str(body.get("RegionId") or "")
-        if not region:
-            hint = (
-                ' (this API leaves it out: sgwatch adds "RegionId" when it saves one; add it to a hand-saved answer)'
-                if resp.action in ("DescribePrefixListAttributes", "DescribePortRangeListEntries")
-                else ""
-            )
-            fault(self.snap.errors, account, "", "", "RegionId", f"response has no RegionId{hint}")
+        region = self._region(resp, fault)
+        if region is None:
             return
         if resp.action == "DescribePrefixListAttributes":
             self._prefix_list(body, account, region, fault)
@@ -100,17 +101,32 @@ class SnapshotBuilder:
             return
         if resp.action == "DescribeSecurityGroups":
             listing = self._listed[(account, region)]
-            for item in _list(body, "SecurityGroups", "SecurityGroup"):
-                sg = str(item.get("SecurityGroupId") or "")
-                if sg:
-                    listing.add(sg)
-                    self._meta[(account, region, sg)] = {k: v for k, v in item.items() if k != "Permissions"}
+            items = _list(body, "SecurityGroups", "SecurityGroup")
+            self._listing_pages[(account, region)].append(paging.Page.of(body, len(items), origin or ""))
+            for i, item in enumerate(items):
+                where = f"SecurityGroups.SecurityGroup[{i}]"
+                if not isinstance(item, Mapping):
+                    fault(self.snap.errors, account, region, "", where, "expected an object (one group)")
+                    continue
+                if not item.get("SecurityGroupId"):
+                    continue
+                try:
+                    sg = identifiers.check("security group", item.get("SecurityGroupId"))
+                except identifiers.IdentifierError as exc:
+                    fault(self.snap.errors, account, region, "", f"{where}.SecurityGroupId", str(exc))
+                    continue
+                listing.add(sg)
+                self._meta[(account, region, sg)] = {k: v for k, v in item.items() if k != "Permissions"}
         elif resp.action == "DescribeSecurityGroupAttribute":
-            sg = str(body.get("SecurityGroupId") or "")
+            try:
+                sg = identifiers.check("security group", body.get("SecurityGroupId"))
+            except identifiers.IdentifierError as exc:
+                fault(self.snap.errors, account, region, "", "SecurityGroupId", str(exc))
+                return
             part = self._partial.setdefault((account, region, sg), _Partial(account, region, sg))
             part.attrs.update({k: v for k, v in body.items() if k not in ("Permissions", "RequestId", "NextToken")})
-            part.pages += 1
             perms, before = _list(body, "Permissions", "Permission"), len(part.rules)
+            part.pages.append(paging.Page.of(body, len(perms), origin or ""))
             try:  # all at once, the loop in C; on a bad entry, again one by one to say which
                 part.rules.extend(map(normalize.rule_from_api, perms, repeat(account)))
                 return
@@ -126,8 +142,38 @@ class SnapshotBuilder:
                     fault(self.snap.errors, account, region, sg, f"{sg} Permissions.Permission[{i}]", str(exc))
                     part.failed = True
 
+    def _region(self, resp: RawResponse, fault: _Fault) -> str | None:
+        """The region of a response: the one a live scan asked about, else the body's; None if bad."""
+        body, account = resp.body, resp.account
+        if (bad := identifiers.problem("account", account)) is not None:
+            fault(self.snap.errors, account, "", "", "account", bad)
+            return None
+        said = body.get("RegionId")
+        if resp.region and said not in (None, "") and said != resp.region:
+            msg = f"the answer names region {identifiers.shown(said)}, not {resp.region}, the region asked about"
+            fault(self.snap.errors, account, resp.region, "", "RegionId", msg)
+            return None
+        region = resp.region or said
+        if region in (None, ""):
+            hint = (
+                ' (this API leaves it out: sgwatch adds "RegionId" when it saves one; add it to a hand-saved answer)'
+                if resp.action in ("DescribePrefixListAttributes", "DescribePortRangeListEntries")
+                else ""
+            )
+            fault(self.snap.errors, account, "", "", "RegionId", f"response has no RegionId{hint}")
+            return None
+        try:
+            return identifiers.check("region", region)
+        except identifiers.IdentifierError as exc:
+            fault(self.snap.errors, account, "", "", "RegionId", str(exc))
+            return None
+
     def _prefix_list(self, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
-        pl = str(body.get("PrefixListId") or "").strip()
+        try:
+            pl = identifiers.check("prefix list", body.get("PrefixListId"))
+        except identifiers.IdentifierError as exc:
+            fault(self.snap.errors, account, region, "", "PrefixListId", str(exc))
+            return
         cidrs: set[str] = set()
         for i, entry in enumerate(_list(body, "Entries", "Entry")):
             try:
@@ -141,9 +187,13 @@ class SnapshotBuilder:
         self.snap.prefix_lists[(account, region, pl)] = tuple(sorted(cidrs))
 
     def _port_list(self, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
-        prl = str(body.get("PortRangeListId") or "").strip()
-        if not prl:
+        if body.get("PortRangeListId") in (None, ""):
             fault(self.snap.errors, account, region, "", "PortRangeListId", _NO_PORT_LIST_ID)
+            return
+        try:
+            prl = identifiers.check("port range list", body.get("PortRangeListId"))
+        except identifiers.IdentifierError as exc:
+            fault(self.snap.errors, account, region, "", "PortRangeListId", str(exc))
             return
         ranges: set[tuple[int, int]] = set()
         for i, entry in enumerate(body.get("Entries") or []):
@@ -161,9 +211,33 @@ class SnapshotBuilder:
         for key, part in self._partial.items():
             if part.failed:
                 continue  # an unreadable rule makes the whole group unknown, not smaller
+            missing = paging.missing_page(part.pages)
+            if missing is not None:  # rules on a page not read are unknown, not removed
+                snap.errors.append(
+                    ScanError(
+                        part.account,
+                        part.region,
+                        "PageMissing",
+                        f"DescribeSecurityGroupAttribute: {missing}: the group's rules are not all known",
+                        part.id,
+                    )
+                )
+                continue
             snap.groups[key] = self._group(key, part)
             if key not in self._meta:
                 snap.untyped.add(key)
+        for (account, region), pages in self._listing_pages.items():
+            missing = paging.missing_page(pages)
+            if missing is not None:  # a region error: no group of the region can be called removed
+                snap.errors.append(
+                    ScanError(
+                        account,
+                        region,
+                        "PageMissing",
+                        f"DescribeSecurityGroups: {missing}: the listing is not whole, so no group of the region "
+                        "can be declared removed",
+                    )
+                )
         for (account, region), listed in self._listed.items():
             ids = {sg for sg in listed if (account, region, sg) not in self.vanished}
             snap.listed[(account, region)] = frozenset(ids)
@@ -257,7 +331,13 @@ def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
                 f"{file}: not a DescribeSecurityGroups, DescribeSecurityGroupAttribute, DescribePrefixListAttributes "
                 "or DescribePortRangeListEntries response (no SecurityGroups, Permissions or Entries key)"
             )
-        yield str(file), RawResponse(_account_for(file.relative_to(path), data), action, data)
+        account = _account_for(file.relative_to(path), data)
+        if (bad := identifiers.problem("account", account)) is not None:
+            raise InputError(
+                f"{file}: its folder is neither the response's region nor an account name: {bad}; "
+                "rename the folder, or fix the response's RegionId"
+            )
+        yield str(file), RawResponse(account, action, data)
 
 
 def _page_order(rel: Path) -> list[tuple[int, int, str]]:

@@ -25,23 +25,32 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sgwatch.errors import InputError
+from sgwatch.sources import identifiers
 from sgwatch.sources.raw import RawResponse, RawScan
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 ERRORS_FILE = "errors.json"
+# The id a file of each kind of answer is named after, and the field that holds it.
+_NAMED_BY: dict[str, tuple[identifiers.Kind, str]] = {
+    "DescribeSecurityGroupAttribute": ("security group", "SecurityGroupId"),
+    "DescribePrefixListAttributes": ("prefix list", "PrefixListId"),
+    "DescribePortRangeListEntries": ("port range list", "PortRangeListId"),
+}
 
 
-def _segment(value: str, fallback: str) -> str:
-    # ids come from the cloud; keep them from escaping the snapshot directory
-    cleaned = _SAFE.sub("_", value).strip(".")
-    return cleaned or fallback
+def _segment(kind: identifiers.Kind, value: object, response: RawResponse) -> str:
+    # Names come from the cloud: one that is not an identifier is refused, never cleaned up
+    # (two cleaned names could be one file; the scanner refuses such answers before this).
+    bad = identifiers.problem(kind, value)
+    if bad is not None:
+        raise InputError(f"{response.account} {response.action}: not saved: {bad}")
+    return str(value)
 
 
 def _dump(path: Path, payload: Any) -> None:
@@ -60,16 +69,11 @@ def _dump(path: Path, payload: Any) -> None:
 
 def _stem(response: RawResponse) -> str:
     body = response.body
-    if response.action == "DescribeRegions":
-        return "DescribeRegions"
-    region = _segment(str(body.get("RegionId", "")), "unknown-region")
-    if response.action == "DescribeSecurityGroups":
-        return f"{region}.DescribeSecurityGroups"
-    if response.action == "DescribePrefixListAttributes":
-        return f"{region}.{_segment(str(body.get('PrefixListId', '')), 'unknown-prefix-list')}"
-    if response.action == "DescribePortRangeListEntries":
-        return f"{region}.{_segment(str(body.get('PortRangeListId', '')), 'unknown-port-range-list')}"
-    return f"{region}.{_segment(str(body.get('SecurityGroupId', '')), 'unknown-group')}"
+    region = _segment("region", response.region or body.get("RegionId"), response)
+    if response.action not in _NAMED_BY:
+        return f"{region}.{response.action}"  # DescribeSecurityGroups, and listings to come
+    kind, name = _NAMED_BY[response.action]
+    return f"{region}.{_segment(kind, body.get(name), response)}"
 
 
 def write_snapshot(raw: RawScan, out_dir: Path) -> None:
@@ -77,15 +81,17 @@ def write_snapshot(raw: RawScan, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seen: Counter[tuple[str, str]] = Counter()
-    for response in raw.responses:
+    files: list[tuple[Path, RawResponse]] = []
+    for response in raw.responses:  # every name checked before the first file is written
         if response.action == "DescribeRegions":
             continue
-        account = _segment(response.account, "default")
+        account = _segment("account", response.account, response)
         stem = _stem(response)
         seen[(account, stem)] += 1
         n = seen[(account, stem)]
-        name = f"{stem}.json" if n == 1 else f"{stem}.{n}.json"
-        _dump(out_dir / account / name, response.body)
+        files.append((out_dir / account / (f"{stem}.json" if n == 1 else f"{stem}.{n}.json"), response))
+    for path, response in files:
+        _dump(path, response.body)
     errors_path = out_dir / ERRORS_FILE
     if raw.errors:
         _dump(errors_path, [asdict(error) for error in raw.errors])
