@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -46,9 +45,10 @@ from sgwatch.alerting.message import (
     title,
     view,
 )
-from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, redact_url, scrub
+from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, scrub
 from sgwatch.core.checks import Severity
 from sgwatch.errors import InputError
+from sgwatch.logs import redact_url
 
 # --- value types ---------------------------------------------------------------------------
 
@@ -75,23 +75,6 @@ def _positive(value: timedelta) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _from_env(value: Any) -> Any:
-    """``${NAME}`` reads the secret from the environment, so config files can stay in git."""
-    if isinstance(value, str):
-        m = _ENV_REF.fullmatch(value.strip())
-        if m:
-            found = os.environ.get(m.group(1))
-            if not found:
-                raise ValueError(f"environment variable {m.group(1)} is not set")
-            return found
-    return value
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_from_env)]
-
 
 def _check_url(url: str) -> None:
     # The message names no part of the URL: for chat robots the whole URL is the credential.
@@ -109,7 +92,10 @@ def _secret_url(value: SecretStr) -> SecretStr:
     return value
 
 
-SecretUrl = Annotated[SecretStr, BeforeValidator(_from_env), AfterValidator(_secret_url)]
+# ``${NAME}`` in a config file is expanded once, by the config loader (sgwatch.config); a value
+# that reaches a channel is used as it is, even if it reads ``${...}``: expanding it again would
+# let one variable's value name another (``${ALIBABA_CLOUD_ACCESS_KEY_SECRET}``) and post it.
+SecretUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
 
 
 def _json(value: Any) -> bytes:
@@ -167,16 +153,16 @@ class ChannelBase(BaseModel):
         return self.renotify_interval
 
     def secrets(self) -> list[str]:
-        """Every secret string, to scrub from receiver text before it is logged."""
+        """Every secret value, for the redactor (:func:`sgwatch.logs.register_secret` derives the
+        forms a value takes on the wire: a URL's token, a header's bare credential, base64...)."""
         out: list[str] = []
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 out.append(value.get_secret_value())
-                out.extend(_url_secrets(value.get_secret_value()))
             elif isinstance(value, dict):
                 out.extend(v.get_secret_value() for v in value.values() if isinstance(v, SecretStr))
-        return [s for s in out if len(s) >= 4]
+        return [s for s in out if s]
 
     def target(self) -> str:
         """Where this channel posts, safe to log."""
@@ -189,28 +175,13 @@ class ChannelBase(BaseModel):
         """Raise DeliveryError if a 2xx answer still reports a failure."""
 
 
-def _url_secrets(url: str) -> list[str]:
-    # Tokens inside a URL (DingTalk's access_token, a Slack hook path) are scrubbed on their own too.
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    # Tokens are long and random; shorter segments are words ("services", "open-apis") that
-    # must stay readable in logs.
-    out = [p for p in parts.path.split("/") if len(p) >= 16]
-    out += [v for kv in parts.query.split("&") for v in kv.split("=")[1:] if len(v) >= 16]
-    if parts.password:
-        out.append(parts.password)
-    return out
-
-
 # --- Alertmanager ----------------------------------------------------------------------------
 
 
 class BasicAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
     username: str
-    password: Secret
+    password: SecretStr
 
 
 class AlertmanagerChannel(ChannelBase):
@@ -224,7 +195,7 @@ class AlertmanagerChannel(ChannelBase):
     repost_fraction: float = Field(default=0.5, gt=0, le=0.9)
     labels: dict[str, str] = Field(default_factory=dict)
     generator_url: str | None = None
-    bearer_token: Secret | None = None
+    bearer_token: SecretStr | None = None
     basic_auth: BasicAuth | None = None
     max_findings_per_message: int = Field(default=200, ge=1, le=1000)
 
@@ -263,8 +234,9 @@ class AlertmanagerChannel(ChannelBase):
     def secrets(self) -> list[str]:
         out = super().secrets()
         if self.basic_auth is not None:
-            out.append(self.basic_auth.password.get_secret_value())
-        out.extend(_url_secrets(self.url) if urlsplit(self.url).password else [])
+            password = self.basic_auth.password.get_secret_value()
+            # "user:password" is what the Authorization header carries, base64-encoded.
+            out += [password, f"{self.basic_auth.username}:{password}"]
         return out
 
     def target(self) -> str:
@@ -343,8 +315,8 @@ class WebhookChannel(ChannelBase):
 
     type: Literal["webhook"]
     url: SecretUrl
-    secret: Secret | None = None
-    headers: dict[str, Secret] = Field(default_factory=dict)
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
     max_findings_per_message: int = Field(default=50, ge=1, le=1000)
 
     @field_validator("headers")
@@ -442,7 +414,7 @@ class DingTalkChannel(ChannelBase):
 
     type: Literal["dingtalk"]
     url: SecretUrl
-    secret: Secret | None = None
+    secret: SecretStr | None = None
 
     # 130101: more than 20 messages a minute; -1: busy.
     RETRY_CODES: ClassVar[frozenset[int]] = frozenset({130101, -1})
@@ -510,7 +482,7 @@ class LarkChannel(ChannelBase):
 
     type: Literal["lark"]
     url: SecretUrl
-    secret: Secret | None = None
+    secret: SecretStr | None = None
 
     # 11232: frequency limited.
     RETRY_CODES: ClassVar[frozenset[int]] = frozenset({11232})

@@ -28,7 +28,7 @@ from sgwatch.alerting.channels import AlertingConfig, AlertmanagerChannel, Chann
 from sgwatch.alerting.message import Event, iso, make_event
 from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, post
 from sgwatch.core.checks import RANK
-from sgwatch.logs import register_secret
+from sgwatch.logs import register_secret, scrub
 
 log = structlog.get_logger()
 
@@ -379,7 +379,7 @@ class Notifier:
         with self._db, _tx(self._conn):
             self._conn.executemany(
                 "UPDATE alert_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                [(attempts, (now + delay).timestamp(), str(exc), i) for i in ids],
+                [(attempts, (now + delay).timestamp(), scrub(str(exc)), i) for i in ids],
             )
         report.retries[ch.name] += 1
         with self._db:

@@ -12,9 +12,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import IO, Any
-from urllib.parse import urlsplit
 
+from sgwatch import logs
 from sgwatch.alerting.escape import clean
+from sgwatch.logs import redact_url
 
 USER_AGENT = "sgwatch-alerting/1"
 MAX_RESPONSE = 64 * 1024
@@ -47,25 +48,10 @@ class HttpResponse:
     headers: dict[str, str]
 
 
-def redact_url(url: str) -> str:
-    """Scheme, host and port only: chat webhooks carry their token in the path or the query."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}"
-
-
 def scrub(text: str, secrets: list[str], limit: int = 200) -> str:
-    """Receiver text for a log line: secrets cut out, one line, bounded."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "<redacted>")
-    return clean(text, limit)
+    """Receiver text for a log line: secrets (registered ones and ``secrets``, in every form
+    :func:`sgwatch.logs.secret_forms` knows) cut out, one line, bounded."""
+    return clean(logs.scrub(text, secrets), limit)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
