@@ -148,6 +148,10 @@ class ChannelBase(BaseModel):
 
     # Whether pending messages may be merged into one request at delivery (state-based receivers).
     coalesce: ClassVar[bool] = False
+    # Whether the receiver drops a repeated message (by its Idempotency-Key, or Alertmanager by its
+    # labels). A chat robot posts every request it gets: after an attempt whose outcome is unknown
+    # (a timeout, a crash mid-POST) the outbox does not send it again (see docs/alerting.md).
+    receiver_dedups: ClassVar[bool] = False
 
     def reminder_interval(self) -> timedelta | None:
         return self.renotify_interval
@@ -171,8 +175,19 @@ class ChannelBase(BaseModel):
     def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
         raise NotImplementedError
 
+    def request(self, events: Sequence[Event], now: datetime, key: str) -> HttpRequest:
+        """One message as an HTTP request, carrying its idempotency key: the same on every attempt."""
+        return _keyed(self.build(events, now), key)
+
     def check(self, response: HttpResponse) -> None:
         """Raise DeliveryError if a 2xx answer still reports a failure."""
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _keyed(request: HttpRequest, key: str) -> HttpRequest:
+    return HttpRequest(request.url, request.body, {**request.headers, IDEMPOTENCY_HEADER: key})
 
 
 # --- Alertmanager ----------------------------------------------------------------------------
@@ -200,6 +215,7 @@ class AlertmanagerChannel(ChannelBase):
     max_findings_per_message: int = Field(default=200, ge=1, le=1000)
 
     coalesce: ClassVar[bool] = True
+    receiver_dedups: ClassVar[bool] = True  # an alert is its labels: posting it again refreshes it
 
     @field_validator("url")
     @classmethod
@@ -319,6 +335,8 @@ class WebhookChannel(ChannelBase):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     max_findings_per_message: int = Field(default=50, ge=1, le=1000)
 
+    receiver_dedups: ClassVar[bool] = True  # by the idempotency key in the header and the body
+
     @field_validator("headers")
     @classmethod
     def _headers(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
@@ -332,11 +350,16 @@ class WebhookChannel(ChannelBase):
     def target(self) -> str:
         return redact_url(self.url.get_secret_value())
 
-    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+    def request(self, events: Sequence[Event], now: datetime, key: str) -> HttpRequest:
+        return _keyed(self.build(events, now, key), key)
+
+    def build(self, events: Sequence[Event], now: datetime, key: str | None = None) -> HttpRequest:
         stamp = str(int(now.timestamp()))
-        doc = {
+        doc: dict[str, Any] = {
             "source": "sgwatch",
             "version": 1,
+            # Signed with the body: a receiver drops a message whose key it has already seen.
+            "idempotency_key": key,
             "sent_at": iso(now),
             "timestamp": int(stamp),
             "title": clean(title(events), 200),

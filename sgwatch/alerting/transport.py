@@ -24,14 +24,19 @@ MAX_RESPONSE = 64 * 1024
 class DeliveryError(Exception):
     """A delivery failed. ``retryable`` says whether the outbox should try again.
 
-    The message never holds a URL path, query or secret: callers build it from
+    ``ambiguous``: the request went out but no answer came back (a read timeout, the connection
+    lost before the status line, a gateway timeout), so the receiver may have acted on it; a retry
+    may post it twice. The message never holds a URL path, query or secret: callers build it from
     :func:`redact_url` and scrub receiver text with :func:`scrub`.
     """
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None, ambiguous: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +99,27 @@ def post(request: HttpRequest, timeout: float, secrets: list[str]) -> HttpRespon
         retryable = status >= 500 or status == 429
         detail = f": {scrub(text, secrets)}" if text.strip() else ""
         raise DeliveryError(
-            f"HTTP {status} from {target}{detail}", retryable=retryable, retry_after=_retry_after(exc.headers)
+            f"HTTP {status} from {target}{detail}",
+            retryable=retryable,
+            retry_after=_retry_after(exc.headers),
+            ambiguous=status == 504,  # a gateway gave up waiting; the server behind it may still post
         ) from None
     except urllib.error.URLError as exc:
+        # urllib raises URLError while connecting and sending: the receiver has no whole request.
         raise DeliveryError(f"cannot reach {target}: {_reason(exc.reason, secrets)}", retryable=True) from None
     except TimeoutError:
-        raise DeliveryError(f"timed out after {timeout:g}s waiting for {target}", retryable=True) from None
+        # The request was sent; the answer did not come in time.
+        raise DeliveryError(
+            f"timed out after {timeout:g}s waiting for {target}", retryable=True, ambiguous=True
+        ) from None
     except OSError as exc:
-        raise DeliveryError(f"cannot reach {target}: {_reason(exc, secrets)}", retryable=True) from None
+        raise DeliveryError(
+            f"connection to {target} lost before its answer: {_reason(exc, secrets)}", retryable=True, ambiguous=True
+        ) from None
     except http.client.HTTPException as exc:
-        raise DeliveryError(f"bad HTTP response from {target}: {type(exc).__name__}", retryable=True) from None
+        raise DeliveryError(
+            f"bad HTTP response from {target}: {type(exc).__name__}", retryable=True, ambiguous=True
+        ) from None
     except ValueError:
         # Its text would quote the whole URL, token included.
         raise DeliveryError(f"invalid URL for {target}", retryable=False) from None
