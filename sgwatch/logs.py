@@ -98,9 +98,8 @@ def secret_forms(value: str) -> set[str]:
     forms = set(base)
     for v in base:
         forms.update({quote(v, safe=""), quote_plus(v), quote(v)})
-        raw = v.encode()
-        forms.update({base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()})
-        forms.update({f.rstrip("=") for f in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode())})
+        for encoded in (base64.b64encode(v.encode()).decode(), base64.urlsafe_b64encode(v.encode()).decode()):
+            forms.update({encoded, encoded.rstrip("=")})  # with and without padding (JWT-style)
     return {f for f in forms if len(f) >= MIN_SECRET}
 
 
