@@ -21,7 +21,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 import structlog
 
 _SECRETS: set[str] = set()
-_PATTERN: re.Pattern[str] | None = None  # every registered form, longest first; rebuilt on registration
+_ORDERED: tuple[str, ...] = ()  # every registered form, longest first; rebuilt on registration
 _LOCK = threading.Lock()
 # key=value / "key": "value" shapes that carry credentials, in URLs, headers and messages.
 _SHAPES = re.compile(
@@ -105,7 +105,7 @@ def secret_forms(value: str) -> set[str]:
 
 def register_secret(*values: str | None) -> None:
     """Never print these, nor any of their :func:`secret_forms`, wherever they appear."""
-    global _PATTERN
+    global _ORDERED
     forms: set[str] = set()
     for value in values:
         if value and len(value) >= MIN_SECRET:
@@ -114,20 +114,28 @@ def register_secret(*values: str | None) -> None:
         if forms <= _SECRETS:
             return
         _SECRETS.update(forms)
-        _PATTERN = _alternation(_SECRETS)
+        _ORDERED = _longest_first(_SECRETS)
 
 
-def _alternation(values: Iterable[str]) -> re.Pattern[str]:
-    # Longest first, so a secret is cut out whole before any shorter form of it matches inside.
-    return re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    # So a secret is cut out whole before any shorter form of it matches inside.
+    return tuple(sorted(values, key=len, reverse=True))
 
 
 @functools.lru_cache(maxsize=64)
-def _extra_pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
+def _extra_forms(values: tuple[str, ...]) -> tuple[str, ...]:
     forms: set[str] = set()
     for value in values:
         forms |= secret_forms(value)
-    return _alternation(forms) if forms else None
+    return _longest_first(forms)
+
+
+def _cut(text: str, forms: tuple[str, ...]) -> str:
+    # Substring tests, not one big regex alternation: several times faster per log line.
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
+    return text
 
 
 def register_env_secrets(environ: MutableMapping[str, str] | None = None) -> None:
@@ -139,12 +147,8 @@ def scrub(text: str, also: Iterable[str] = ()) -> str:
     """``text`` with every registered secret (and ``also``, with their forms) and every
     credential-shaped ``key=value`` replaced by ``***``: the one redactor for logs, errors and
     the outbox."""
-    pattern = _PATTERN
-    if pattern is not None:
-        text = pattern.sub("***", text)
-    extra = _extra_pattern(tuple(v for v in also if v and len(v) >= MIN_SECRET))
-    if extra is not None:
-        text = extra.sub("***", text)
+    text = _cut(text, _ORDERED)
+    text = _cut(text, _extra_forms(tuple(v for v in also if v and len(v) >= MIN_SECRET)))
     return _SHAPES.sub(r"\1\2***", text)
 
 
