@@ -65,7 +65,21 @@ def _write(text: str, output: Path | None) -> None:
 def _echo_unread(what: str, errors: Iterable[ScanError]) -> None:
     for e in errors:
         target = f" {e.security_group_id}" if e.security_group_id else ""
-        click.echo(f"{what}: {e.account} {e.region}{target}: {e.code}: {e.message}", err=True)
+        click.echo(logs.scrub(f"{what}: {e.account} {e.region}{target}: {e.code}: {e.message}"), err=True)
+
+
+def _load_config(path: Path | None) -> config.Config:
+    """The config of every command: loaded, and its secrets handed to the redactor before anything
+    can print them (a one-shot command's error line is as public as the daemon's log)."""
+    cfg = config.load(path)
+    logs.register_secret(*config.secrets(cfg))
+    return cfg
+
+
+def _register_endpoint(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    if value:
+        logs.register_secret(*logs.url_userinfo(value))
+    return value
 
 
 def _live_snapshot(regions: tuple[str, ...], endpoint: str | None, cfg: config.Config) -> Snapshot:
@@ -110,6 +124,7 @@ _endpoint_opt = click.option(
     "--endpoint",
     default=None,
     envvar="SGWATCH_ECS_ENDPOINT",
+    callback=_register_endpoint,
     help="ECS API endpoint URL for every region (SGWATCH_ECS_ENDPOINT).",
 )
 
@@ -152,7 +167,7 @@ def report(
     config_path: Path | None,
 ) -> None:
     """Compare the live state (or a snapshot) with the baseline and report drift."""
-    cfg = config.load(config_path)
+    cfg = _load_config(config_path)
     path = baseline_path or cfg.baseline
     if path is None:
         raise click.UsageError("give --baseline PATH (or `baseline:` in the config)")
@@ -186,7 +201,7 @@ def capture(
     snapshot_dir: Path | None, output: Path, regions: tuple[str, ...], endpoint: str | None, config_path: Path | None
 ) -> None:
     """Write the current state as a baseline (accepted exposures already there are kept)."""
-    cfg = config.load(config_path)
+    cfg = _load_config(config_path)
     with gc_paused(freeze=True):
         live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
         written = baseline.capture(live, output)
@@ -210,7 +225,7 @@ def snapshot_save(output: Path, regions: tuple[str, ...], endpoint: str | None, 
     """Scan live and write the raw API responses, replayable with `report --snapshot`."""
     from sgwatch.sources.snapshot_writer import write_snapshot
 
-    raw = _live_scan(regions, endpoint, config.load(config_path))
+    raw = _live_scan(regions, endpoint, _load_config(config_path))
     try:
         write_snapshot(raw, output)
     except OSError as exc:
@@ -266,7 +281,7 @@ def run(
         "log_level": log_level,
     }
     options = RunOptions(config_path, {k: v for k, v in flags.items() if v is not None})
-    level = log_level or config.load(config_path).log_level
+    level = log_level or _load_config(config_path).log_level
     logs.configure(level, stream=sys.stdout)
     sys.exit(Daemon(options).run())
 
@@ -279,6 +294,7 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
     from sgwatch.daemon import RunOptions, load
 
     loaded = load(RunOptions(config_path, {"baseline": baseline_path} if baseline_path else {}))
+    logs.register_secret(*config.secrets(loaded.config))
     channels = loaded.config.notifications
     if channels:
         from sgwatch.alerting import parse_channels
@@ -302,8 +318,7 @@ def alert_test(channel: str, config_path: Path | None) -> None:
     """Send a test notification through one channel."""
     from sgwatch.alerting import parse_channels, send_test
 
-    cfg = config.load(config_path)
-    logs.register_secret(*config.secrets(cfg))
+    cfg = _load_config(config_path)
     channels = {c.name: c for c in parse_channels(cfg.notifications)}
     if channel not in channels:
         known = ", ".join(sorted(channels)) or "none configured"
@@ -330,13 +345,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="sgwatch", standalone_mode=False)
     except SgwatchError as exc:
-        click.echo(f"sgwatch: error: {exc}", err=True)
+        click.echo(f"sgwatch: error: {logs.scrub(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("sgwatch: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"sgwatch: error: {exc.format_message()}", err=True)
+        click.echo(f"sgwatch: error: {logs.scrub(exc.format_message())}", err=True)
         sys.exit(EXIT_USAGE)
     except BrokenPipeError:
         sys.exit(EXIT_OK)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from sgwatch import logs
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
 from sgwatch.errors import InputError
 from sgwatch.sources import identifiers
@@ -116,7 +117,11 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand(value: Any, path: Path, environ: Mapping[str, str] | None = None) -> Any:
-    """``${NAME}`` in config strings reads the environment: secrets stay out of the file."""
+    """``${NAME}`` in config strings reads the environment: secrets stay out of the file.
+
+    The only expansion of the config: one pass, whose output is never expanded again (a value
+    reading ``${OTHER}`` stays that text), so a variable's value cannot pull in another secret.
+    """
     env = os.environ if environ is None else environ
     if isinstance(value, str):
 
@@ -203,11 +208,15 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
         raise InputError(f"{where}: {dotted}: {msg}") from None
 
 
-_SECRET_KEYS = ("secret", "token", "password", "url", "webhook", "key")
+_SECRET_KEYS = ("secret", "token", "password", "url", "webhook", "key", "authorization")
 
 
 def secrets(cfg: Config) -> list[str]:
-    """Every credential the config holds, so the log redactor can blank it wherever it appears."""
+    """Every credential the config holds, so the log redactor can blank it wherever it appears.
+
+    Give the result to :func:`sgwatch.logs.register_secret`, which adds the forms each takes on
+    the wire (a URL's token, a header's bare credential, base64, URL-encoding).
+    """
     found: list[str] = []
 
     def walk(value: Any, key: str = "") -> None:
@@ -217,8 +226,13 @@ def secrets(cfg: Config) -> list[str]:
             for name in type(value).model_fields:
                 walk(getattr(value, name), name)
         elif isinstance(value, Mapping):
+            if isinstance(value.get("username"), str) and isinstance(value.get("password"), str):
+                found.append(f"{value['username']}:{value['password']}")  # HTTP basic auth sends it base64-encoded
             for k, v in value.items():
-                walk(v, str(k))
+                if k == "url" and value.get("type") == "alertmanager":
+                    continue  # its credentials are bearer_token / basic_auth; the URL stays readable in logs
+                # every header value may be a credential (Authorization, X-Api-Key, ...)
+                walk(v, "secret" if key == "headers" else str(k))
         elif isinstance(value, list | tuple):
             for v in value:
                 walk(v, key)
@@ -227,4 +241,6 @@ def secrets(cfg: Config) -> list[str]:
 
     walk(cfg.accounts)
     walk(cfg.notifications, "notifications")
+    if cfg.endpoint:
+        found.extend(logs.url_userinfo(cfg.endpoint))
     return [s for s in found if s]

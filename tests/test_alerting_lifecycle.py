@@ -285,7 +285,7 @@ def test_invalid_channel_config_is_rejected(receiver: Receiver, bad: dict[str, A
 
 def test_metric_samples_cover_every_channel_and_result(receiver: Receiver) -> None:
     n = make(receiver, Clock())
-    assert n.stats().samples() == [("hook", "sent", 0), ("hook", "failed", 0), ("hook", "expired", 0)]
+    assert n.stats().samples() == [("hook", res, 0) for res in ("sent", "failed", "expired", "unconfirmed")]
     n.process([finding("f1")])
     n.deliver_pending()
     assert ("hook", "sent", 1) in n.stats().samples()

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -46,9 +45,10 @@ from sgwatch.alerting.message import (
     title,
     view,
 )
-from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, redact_url, scrub
+from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, scrub
 from sgwatch.core.checks import Severity
 from sgwatch.errors import InputError
+from sgwatch.logs import redact_url
 
 # --- value types ---------------------------------------------------------------------------
 
@@ -75,23 +75,6 @@ def _positive(value: timedelta) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _from_env(value: Any) -> Any:
-    """``${NAME}`` reads the secret from the environment, so config files can stay in git."""
-    if isinstance(value, str):
-        m = _ENV_REF.fullmatch(value.strip())
-        if m:
-            found = os.environ.get(m.group(1))
-            if not found:
-                raise ValueError(f"environment variable {m.group(1)} is not set")
-            return found
-    return value
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_from_env)]
-
 
 def _check_url(url: str) -> None:
     # The message names no part of the URL: for chat robots the whole URL is the credential.
@@ -109,7 +92,10 @@ def _secret_url(value: SecretStr) -> SecretStr:
     return value
 
 
-SecretUrl = Annotated[SecretStr, BeforeValidator(_from_env), AfterValidator(_secret_url)]
+# ``${NAME}`` in a config file is expanded once, by the config loader (sgwatch.config); a value
+# that reaches a channel is used as it is, even if it reads ``${...}``: expanding it again would
+# let one variable's value name another (``${ALIBABA_CLOUD_ACCESS_KEY_SECRET}``) and post it.
+SecretUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
 
 
 def _json(value: Any) -> bytes:
@@ -162,21 +148,25 @@ class ChannelBase(BaseModel):
 
     # Whether pending messages may be merged into one request at delivery (state-based receivers).
     coalesce: ClassVar[bool] = False
+    # Whether the receiver drops a repeated message (by its Idempotency-Key, or Alertmanager by its
+    # labels). A chat robot posts every request it gets: after an attempt whose outcome is unknown
+    # (a timeout, a crash mid-POST) the outbox does not send it again (see docs/alerting.md).
+    receiver_dedups: ClassVar[bool] = False
 
     def reminder_interval(self) -> timedelta | None:
         return self.renotify_interval
 
     def secrets(self) -> list[str]:
-        """Every secret string, to scrub from receiver text before it is logged."""
+        """Every secret value, for the redactor (:func:`sgwatch.logs.register_secret` derives the
+        forms a value takes on the wire: a URL's token, a header's bare credential, base64...)."""
         out: list[str] = []
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 out.append(value.get_secret_value())
-                out.extend(_url_secrets(value.get_secret_value()))
             elif isinstance(value, dict):
                 out.extend(v.get_secret_value() for v in value.values() if isinstance(v, SecretStr))
-        return [s for s in out if len(s) >= 4]
+        return [s for s in out if s]
 
     def target(self) -> str:
         """Where this channel posts, safe to log."""
@@ -185,23 +175,19 @@ class ChannelBase(BaseModel):
     def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
         raise NotImplementedError
 
+    def request(self, events: Sequence[Event], now: datetime, key: str) -> HttpRequest:
+        """One message as an HTTP request, carrying its idempotency key: the same on every attempt."""
+        return _keyed(self.build(events, now), key)
+
     def check(self, response: HttpResponse) -> None:
         """Raise DeliveryError if a 2xx answer still reports a failure."""
 
 
-def _url_secrets(url: str) -> list[str]:
-    # Tokens inside a URL (DingTalk's access_token, a Slack hook path) are scrubbed on their own too.
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    # Tokens are long and random; shorter segments are words ("services", "open-apis") that
-    # must stay readable in logs.
-    out = [p for p in parts.path.split("/") if len(p) >= 16]
-    out += [v for kv in parts.query.split("&") for v in kv.split("=")[1:] if len(v) >= 16]
-    if parts.password:
-        out.append(parts.password)
-    return out
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _keyed(request: HttpRequest, key: str) -> HttpRequest:
+    return HttpRequest(request.url, request.body, {**request.headers, IDEMPOTENCY_HEADER: key})
 
 
 # --- Alertmanager ----------------------------------------------------------------------------
@@ -210,7 +196,7 @@ def _url_secrets(url: str) -> list[str]:
 class BasicAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
     username: str
-    password: Secret
+    password: SecretStr
 
 
 class AlertmanagerChannel(ChannelBase):
@@ -224,11 +210,12 @@ class AlertmanagerChannel(ChannelBase):
     repost_fraction: float = Field(default=0.5, gt=0, le=0.9)
     labels: dict[str, str] = Field(default_factory=dict)
     generator_url: str | None = None
-    bearer_token: Secret | None = None
+    bearer_token: SecretStr | None = None
     basic_auth: BasicAuth | None = None
     max_findings_per_message: int = Field(default=200, ge=1, le=1000)
 
     coalesce: ClassVar[bool] = True
+    receiver_dedups: ClassVar[bool] = True  # an alert is its labels: posting it again refreshes it
 
     @field_validator("url")
     @classmethod
@@ -263,8 +250,9 @@ class AlertmanagerChannel(ChannelBase):
     def secrets(self) -> list[str]:
         out = super().secrets()
         if self.basic_auth is not None:
-            out.append(self.basic_auth.password.get_secret_value())
-        out.extend(_url_secrets(self.url) if urlsplit(self.url).password else [])
+            password = self.basic_auth.password.get_secret_value()
+            # "user:password" is what the Authorization header carries, base64-encoded.
+            out += [password, f"{self.basic_auth.username}:{password}"]
         return out
 
     def target(self) -> str:
@@ -343,9 +331,11 @@ class WebhookChannel(ChannelBase):
 
     type: Literal["webhook"]
     url: SecretUrl
-    secret: Secret | None = None
-    headers: dict[str, Secret] = Field(default_factory=dict)
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
     max_findings_per_message: int = Field(default=50, ge=1, le=1000)
+
+    receiver_dedups: ClassVar[bool] = True  # by the idempotency key in the header and the body
 
     @field_validator("headers")
     @classmethod
@@ -360,11 +350,16 @@ class WebhookChannel(ChannelBase):
     def target(self) -> str:
         return redact_url(self.url.get_secret_value())
 
-    def build(self, events: Sequence[Event], now: datetime) -> HttpRequest:
+    def request(self, events: Sequence[Event], now: datetime, key: str) -> HttpRequest:
+        return _keyed(self.build(events, now, key), key)
+
+    def build(self, events: Sequence[Event], now: datetime, key: str | None = None) -> HttpRequest:
         stamp = str(int(now.timestamp()))
-        doc = {
+        doc: dict[str, Any] = {
             "source": "sgwatch",
             "version": 1,
+            # Signed with the body: a receiver drops a message whose key it has already seen.
+            "idempotency_key": key,
             "sent_at": iso(now),
             "timestamp": int(stamp),
             "title": clean(title(events), 200),
@@ -442,7 +437,7 @@ class DingTalkChannel(ChannelBase):
 
     type: Literal["dingtalk"]
     url: SecretUrl
-    secret: Secret | None = None
+    secret: SecretStr | None = None
 
     # 130101: more than 20 messages a minute; -1: busy.
     RETRY_CODES: ClassVar[frozenset[int]] = frozenset({130101, -1})
@@ -510,7 +505,7 @@ class LarkChannel(ChannelBase):
 
     type: Literal["lark"]
     url: SecretUrl
-    secret: Secret | None = None
+    secret: SecretStr | None = None
 
     # 11232: frequency limited.
     RETRY_CODES: ClassVar[frozenset[int]] = frozenset({11232})

@@ -7,10 +7,16 @@ change happen in one transaction, so a crash or restart neither sends twice nor 
 ``Notifier.deliver_pending`` then posts what is due (``alert_outbox``), oldest first per channel,
 and keeps whatever failed for a retry with exponential backoff until it is delivered or older
 than the channel's ``max_age``.
+
+Delivery is at least once, made safe by an idempotency key per message (stored with the row, so
+the same on every retry and after a restart) and by recording each attempt before it is made:
+a receiver that drops repeats gets the message again with the same key; a chat robot, which
+cannot, never gets an attempt whose outcome is unknown again (counted ``unconfirmed``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -28,14 +34,14 @@ from sgwatch.alerting.channels import AlertingConfig, AlertmanagerChannel, Chann
 from sgwatch.alerting.message import Event, iso, make_event
 from sgwatch.alerting.transport import DeliveryError, HttpRequest, HttpResponse, post
 from sgwatch.core.checks import RANK
-from sgwatch.logs import register_secret
+from sgwatch.logs import register_secret, scrub
 
 log = structlog.get_logger()
 
 Transport = Callable[[HttpRequest, float, list[str]], HttpResponse]
 Clock = Callable[[], datetime]
 
-RESULTS = ("sent", "failed", "expired")
+RESULTS = ("sent", "failed", "expired", "unconfirmed")
 # A backlog drains over several passes rather than in one burst that chat robots rate-limit.
 MAX_REQUESTS_PER_PASS = 20
 # Alertmanager takes any number of alerts per request; merging a backlog bounds the request size.
@@ -59,10 +65,14 @@ SCHEMA = (
         next_attempt_at REAL NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
-        events TEXT NOT NULL
+        events TEXT NOT NULL,
+        idempotency_key TEXT,
+        attempt_started_at REAL
     )""",
     "CREATE INDEX IF NOT EXISTS alert_outbox_channel ON alert_outbox (channel, id)",
 )
+# Columns added after the first release: state files from before get them on open.
+_ADDED_COLUMNS = (("idempotency_key", "TEXT"), ("attempt_started_at", "REAL"))
 
 
 @contextmanager
@@ -84,6 +94,16 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     with _tx(conn):
         for statement in SCHEMA:
             conn.execute(statement)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(alert_outbox)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE alert_outbox ADD COLUMN {name} {kind}")
+
+
+def message_key(channel: str, events_json: str) -> str:
+    """The idempotency key of one queued message: derived from its channel and its stored events
+    (each names its finding, event and time), so equal only for the same message."""
+    return hashlib.sha256(f"{channel}\n{events_json}".encode()).hexdigest()[:32]
 
 
 class NotificationStats:
@@ -92,7 +112,9 @@ class NotificationStats:
     ``Notifier.stats()`` returns a copy, safe to read from the metrics thread. ``totals`` only
     grow (per process); ``retries`` counts failed attempts that will be tried again (not a
     result: the notification is still pending); ``pending`` is the outbox size per configured
-    channel after the last pass.
+    channel after the last pass. ``unconfirmed``: a chat robot's message whose attempt ended
+    without an answer (timeout, crash mid-POST); it may or may not have been posted, and is not
+    sent again.
     """
 
     def __init__(
@@ -106,7 +128,7 @@ class NotificationStats:
         self._pending: dict[str, int] = dict(pending or {})
 
     def totals(self) -> Counter[tuple[str, str]]:
-        """(channel, result) → count, result being ``sent``, ``failed`` or ``expired``."""
+        """(channel, result) → count, result being one of :data:`RESULTS`."""
         return Counter(self._totals)
 
     def total(self, channel: str, result: str) -> int:
@@ -292,10 +314,11 @@ class Notifier:
     def _enqueue(self, ch: ChannelBase, events: list[Event], now: datetime) -> int:
         size = ch.max_findings_per_message
         ts = now.timestamp()
-        chunks = [events[i : i + size] for i in range(0, len(events), size)]
+        chunks = [json.dumps(events[i : i + size], default=str) for i in range(0, len(events), size)]
         self._conn.executemany(
-            "INSERT INTO alert_outbox (channel, created_at, next_attempt_at, attempts, events) VALUES (?, ?, ?, 0, ?)",
-            [(ch.name, ts, ts, json.dumps(chunk, default=str)) for chunk in chunks],
+            "INSERT INTO alert_outbox (channel, created_at, next_attempt_at, attempts, events, idempotency_key) "
+            "VALUES (?, ?, ?, 0, ?, ?)",
+            [(ch.name, ts, ts, chunk, message_key(ch.name, chunk)) for chunk in chunks],
         )
         if events:
             log.info("notifications queued", channel=ch.name, events=len(events), messages=len(chunks))
@@ -333,8 +356,8 @@ class Notifier:
                 ).rowcount
                 limit = MAX_ROWS_PER_COALESCED_REQUEST if ch.coalesce else 1
                 rows = self._conn.execute(
-                    "SELECT id, next_attempt_at, attempts, events FROM alert_outbox WHERE channel = ? "
-                    "ORDER BY id LIMIT ?",
+                    "SELECT id, next_attempt_at, attempts, events, idempotency_key, attempt_started_at "
+                    "FROM alert_outbox WHERE channel = ? ORDER BY id LIMIT ?",
                     (ch.name, limit),
                 ).fetchall()
             if expired > 0:
@@ -348,15 +371,34 @@ class Notifier:
             if not rows or rows[0][1] > ts:
                 return
             ids = [r[0] for r in rows]
+            # Rows queued before keys were stored get theirs from the same derivation.
+            keys = [r[4] or message_key(ch.name, r[3]) for r in rows]
+            key = keys[0] if len(keys) == 1 else message_key(ch.name, "\n".join(keys))
+            cut_off = any(r[5] is not None for r in rows)  # an attempt began and never ended: a crash
+            if cut_off and not ch.receiver_dedups:
+                self._unconfirmed(ch, ids, key, "an earlier attempt was cut off (the process stopped)", report)
+                continue
             attempts = max(r[2] for r in rows) + 1
+            # Recorded before the request, so that a kill mid-POST is known after the restart.
+            with self._db, _tx(self._conn):
+                self._conn.executemany(
+                    "UPDATE alert_outbox SET attempts = attempts + 1, attempt_started_at = ?, idempotency_key = ? "
+                    "WHERE id = ?",
+                    [(self._clock().timestamp(), k, i) for i, k in zip(ids, keys, strict=True)],
+                )
+            if cut_off:
+                log.warning("re-sending a notification whose delivery was cut off", channel=ch.name, key=key)
             events: list[Event] = [e for r in rows for e in json.loads(r[3])]
             if ch.coalesce:
                 events = _coalesce(events)
             try:
-                request = ch.build(events, now)
+                request = ch.request(events, now, key)
                 response = self._transport(request, ch.timeout.total_seconds(), ch.secrets())
                 ch.check(response)
             except DeliveryError as exc:
+                if exc.ambiguous and not ch.receiver_dedups:
+                    self._unconfirmed(ch, ids, key, str(exc), report)
+                    continue
                 if exc.retryable:
                     self._retry(ch, ids, attempts, exc, now, report)
                     return
@@ -368,7 +410,14 @@ class Notifier:
             with self._db, _tx(self._conn):
                 self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
             self._count(report, ch.name, "sent", len(ids))
-            log.info("notification sent", channel=ch.name, target=ch.target(), events=len(events), attempts=attempts)
+            log.info(
+                "notification sent",
+                channel=ch.name,
+                target=ch.target(),
+                events=len(events),
+                attempts=attempts,
+                key=key,
+            )
 
     def _retry(
         self, ch: ChannelBase, ids: list[int], attempts: int, exc: DeliveryError, now: datetime, report: DeliveryReport
@@ -378,8 +427,8 @@ class Notifier:
             delay = max(delay, min(timedelta(seconds=exc.retry_after), MAX_RETRY_AFTER))
         with self._db, _tx(self._conn):
             self._conn.executemany(
-                "UPDATE alert_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                [(attempts, (now + delay).timestamp(), str(exc), i) for i in ids],
+                "UPDATE alert_outbox SET next_attempt_at = ?, last_error = ?, attempt_started_at = NULL WHERE id = ?",
+                [((now + delay).timestamp(), scrub(str(exc)), i) for i in ids],
             )
         report.retries[ch.name] += 1
         with self._db:
@@ -390,6 +439,19 @@ class Notifier:
             error=str(exc),
             attempts=attempts,
             retry_in_seconds=delay.total_seconds(),
+        )
+
+    def _unconfirmed(self, ch: ChannelBase, ids: list[int], key: str, error: str, report: DeliveryReport) -> None:
+        # A chat robot posts whatever it receives: sending again could post the alert twice.
+        # The finding stays notified, so the channel's next reminder announces it anyway.
+        with self._db, _tx(self._conn):
+            self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
+        self._count(report, ch.name, "unconfirmed", len(ids))
+        log.error(
+            "notification unconfirmed: the receiver may or may not have it; not sent again (it cannot drop repeats)",
+            channel=ch.name,
+            key=key,
+            error=scrub(error),
         )
 
     def _drop(self, ch: ChannelBase, ids: list[int], error: str, report: DeliveryReport) -> None:

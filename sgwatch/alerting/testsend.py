@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import structlog
 
 from sgwatch.alerting.channels import ChannelBase, utcnow
 from sgwatch.alerting.message import iso, make_event
-from sgwatch.alerting.outbox import Transport
+from sgwatch.alerting.outbox import Transport, message_key
 from sgwatch.alerting.transport import DeliveryError, post
 from sgwatch.errors import SgwatchError
 
@@ -38,7 +39,7 @@ def send_test(channel: ChannelBase, *, now: datetime | None = None, transport: T
     now = now or utcnow()
     event = make_event("test", now, _test_finding(channel, now))
     try:
-        request = channel.build([event], now)
+        request = channel.request([event], now, message_key(channel.name, json.dumps([event])))
         channel.check(transport(request, channel.timeout.total_seconds(), channel.secrets()))
     except DeliveryError as exc:
         where = f"alert channel {channel.name!r} ({channel.target()})"

@@ -12,9 +12,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import IO, Any
-from urllib.parse import urlsplit
 
+from sgwatch import logs
 from sgwatch.alerting.escape import clean
+from sgwatch.logs import redact_url
 
 USER_AGENT = "sgwatch-alerting/1"
 MAX_RESPONSE = 64 * 1024
@@ -23,14 +24,19 @@ MAX_RESPONSE = 64 * 1024
 class DeliveryError(Exception):
     """A delivery failed. ``retryable`` says whether the outbox should try again.
 
-    The message never holds a URL path, query or secret: callers build it from
+    ``ambiguous``: the request went out but no answer came back (a read timeout, the connection
+    lost before the status line, a gateway timeout), so the receiver may have acted on it; a retry
+    may post it twice. The message never holds a URL path, query or secret: callers build it from
     :func:`redact_url` and scrub receiver text with :func:`scrub`.
     """
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None, ambiguous: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +53,10 @@ class HttpResponse:
     headers: dict[str, str]
 
 
-def redact_url(url: str) -> str:
-    """Scheme, host and port only: chat webhooks carry their token in the path or the query."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}"
-
-
 def scrub(text: str, secrets: list[str], limit: int = 200) -> str:
-    """Receiver text for a log line: secrets cut out, one line, bounded."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "<redacted>")
-    return clean(text, limit)
+    """Receiver text for a log line: secrets (registered ones and ``secrets``, in every form
+    :func:`sgwatch.logs.secret_forms` knows) cut out, one line, bounded."""
+    return clean(logs.scrub(text, secrets), limit)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -108,16 +99,27 @@ def post(request: HttpRequest, timeout: float, secrets: list[str]) -> HttpRespon
         retryable = status >= 500 or status == 429
         detail = f": {scrub(text, secrets)}" if text.strip() else ""
         raise DeliveryError(
-            f"HTTP {status} from {target}{detail}", retryable=retryable, retry_after=_retry_after(exc.headers)
+            f"HTTP {status} from {target}{detail}",
+            retryable=retryable,
+            retry_after=_retry_after(exc.headers),
+            ambiguous=status == 504,  # a gateway gave up waiting; the server behind it may still post
         ) from None
     except urllib.error.URLError as exc:
+        # urllib raises URLError while connecting and sending: the receiver has no whole request.
         raise DeliveryError(f"cannot reach {target}: {_reason(exc.reason, secrets)}", retryable=True) from None
     except TimeoutError:
-        raise DeliveryError(f"timed out after {timeout:g}s waiting for {target}", retryable=True) from None
+        # The request was sent; the answer did not come in time.
+        raise DeliveryError(
+            f"timed out after {timeout:g}s waiting for {target}", retryable=True, ambiguous=True
+        ) from None
     except OSError as exc:
-        raise DeliveryError(f"cannot reach {target}: {_reason(exc, secrets)}", retryable=True) from None
+        raise DeliveryError(
+            f"connection to {target} lost before its answer: {_reason(exc, secrets)}", retryable=True, ambiguous=True
+        ) from None
     except http.client.HTTPException as exc:
-        raise DeliveryError(f"bad HTTP response from {target}: {type(exc).__name__}", retryable=True) from None
+        raise DeliveryError(
+            f"bad HTTP response from {target}: {type(exc).__name__}", retryable=True, ambiguous=True
+        ) from None
     except ValueError:
         # Its text would quote the whole URL, token included.
         raise DeliveryError(f"invalid URL for {target}", retryable=False) from None

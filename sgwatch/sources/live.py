@@ -43,6 +43,7 @@ from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, Throttlin
 from darabonba.exceptions import UnretryableException
 from darabonba.runtime import RuntimeOptions
 
+from sgwatch import logs
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
 from sgwatch.sources import identifiers, paging
@@ -614,8 +615,8 @@ class _Scanner:
         return [s for s in found if s]
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        # The one redactor (every form of each secret: URL-encoded in an STS query string...).
+        text = logs.scrub(text, self._secrets)
         # whatever the default chain loaded we never saw; strip anything that looks like a token
         return re.sub(r"(?i)(security[_-]?token|secret)([\"':= ]+)[^\s,\"'}]+", r"\1\2***", text)
 

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from sgwatch.errors import InputError
+from sgwatch.logs import redact_url
 from sgwatch.sources import identifiers
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
@@ -119,7 +121,14 @@ class LiveSettings(ScanTuning):
             return None
         parts = urlsplit(url if "://" in url else f"https://{url}")
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"endpoint {url!r} is not an http(s) URL")
+            raise InputError(f"endpoint {redact_url(url)} is not an http(s) URL, e.g. http://127.0.0.1:8080")
+        if "@" in parts.netloc:
+            # The ECS API signs requests with the account's AccessKey; the SDK would put
+            # "user:password@" into the Host header of every request.
+            raise InputError(
+                f"endpoint {redact_url(url)}: a user or password in the endpoint URL is not supported; "
+                "remove the user:password@ part (credentials go under accounts:)"
+            )
         return parts.netloc, parts.scheme
 
 
