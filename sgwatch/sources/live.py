@@ -1,7 +1,8 @@
 """Live scans of Alibaba Cloud ECS security groups through the official SDK.
 
 ``scan(settings)`` lists every security group of every (account, region) and reads each one's
-rules, keeping the raw response bodies in a :class:`~sgwatch.sources.raw.RawScan`. It makes no
+rules, and lists the region's network interfaces and instances (membership), keeping the raw
+response bodies in a :class:`~sgwatch.sources.raw.RawScan`. It makes no
 call that is not needed, bounds its concurrency, spaces calls per (account, region), retries
 throttling, 5xx and network failures with exponential backoff and jitter inside one deadline,
 and turns anything it could not read into a :class:`~sgwatch.core.model.ScanError` so a report
@@ -42,8 +43,10 @@ from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, Throttlin
 from darabonba.exceptions import UnretryableException
 from darabonba.runtime import RuntimeOptions
 
+from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
+from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live_settings import (
     AccessKeyCredentials,
     AccountSettings,
@@ -67,7 +70,8 @@ RULE_PAGE_SIZE = 1000  # DescribeSecurityGroupAttribute accepts 10..1000
 REGIONS_ENDPOINT_REGION = "cn-hangzhou"
 READ_PERMISSIONS = (
     "ecs:DescribeRegions, ecs:DescribeSecurityGroups, ecs:DescribeSecurityGroupAttribute, "
-    "ecs:DescribePrefixListAttributes and ecs:DescribePortRangeListEntries"
+    "ecs:DescribePrefixListAttributes, ecs:DescribePortRangeListEntries, ecs:DescribeNetworkInterfaces "
+    "and ecs:DescribeInstances"
 )
 # The fields of a rule that name a list, and the call that reads such a list's entries.
 _LIST_FIELDS: tuple[tuple[str, Action], ...] = (
@@ -208,6 +212,7 @@ class _Scanner:
             with self._lock:
                 self.raw.regions.append((account.name, region))
             self._submit(self._list_page, account, region, None, [], set())
+            self._submit_membership(account, region)
 
     def _describe_regions(self, account: AccountSettings) -> None:
         client = self._client(account, "")
@@ -232,6 +237,7 @@ class _Scanner:
             with self._lock:
                 self.raw.regions.append((account.name, region))
             self._submit(self._list_page, account, region, None, [], set())
+            self._submit_membership(account, region)
 
     def _list_page(
         self,
@@ -378,6 +384,53 @@ class _Scanner:
             )
             return
         self._keep(account.name, action, (region, list_id, 0), {**body, **added})
+
+    # -- membership: which interfaces sit in which groups ---------------------------------------
+    def _submit_membership(self, account: AccountSettings, region: str) -> None:
+        # Both listings whole, whatever else the region holds: an instance's own public IP is only
+        # in DescribeInstances, a classic-network instance has no ENI (sgwatch.sources.interfaces).
+        self._submit(self._list_members, account, region, "DescribeNetworkInterfaces")
+        self._submit(self._list_members, account, region, "DescribeInstances")
+
+    def _list_members(self, account: AccountSettings, region: str, action: Action) -> None:
+        """Every page of one membership listing, kept only when whole; a failure leaves the
+        region's membership unknown (its groups judged on paper), never a scan error."""
+        client = self._client(account, region)
+        lister = _list_interfaces if action == "DescribeNetworkInterfaces" else _list_instances
+        pages: list[dict[str, Any]] = []
+        token: str | None = None
+        try:
+            while True:
+                body = self._call(
+                    account, region, action, functools.partial(lister, client, region, token), fatal_auth=False
+                )
+                pages.append(body)
+                next_token = body.get("NextToken") or None
+                if next_token is not None and next_token == token:
+                    raise _ApiFailure("MalformedResponse", f"{action} repeated its NextToken")
+                if next_token is None:
+                    break
+                token = next_token
+        except _ApiFailure as failure:
+            denied = failure.code.startswith("Forbidden") or failure.code in _DENIED_CODES
+            self._membership_failed(
+                account.name, region, failure.code, f"{action} failed: {failure.message}", action if denied else ""
+            )
+            return
+        except _DeadlineExceeded:
+            self._membership_failed(
+                account.name, region, "DeadlineExceeded", f"the scan deadline passed before {action} was read", ""
+            )
+            return
+        for index, page in enumerate(pages):
+            # The answers do not say their region; a snapshot must (as for prefix lists).
+            self._keep(account.name, action, (region, "", index), {**page, "RegionId": region})
+
+    def _membership_failed(self, account: str, region: str, code: str, message: str, refused: str) -> None:
+        why = MembershipUnknown(code, self._scrub(message), (f"ecs:{refused}",) if refused else ())
+        log.warning("could not read membership", account=account, region=region, code=code)
+        with self._lock:
+            self.raw.membership_failures.setdefault((account, region), why)
 
     # -- one API call with retries ------------------------------------------------------------
     def _call(
@@ -593,6 +646,8 @@ class _Scanner:
             "DescribeSecurityGroupAttribute": 2,
             "DescribePrefixListAttributes": 3,
             "DescribePortRangeListEntries": 4,
+            "DescribeNetworkInterfaces": 5,
+            "DescribeInstances": 6,
         }[action]
         with self._lock:
             self._responses.append(((account, order, *where), RawResponse(account, action, body)))
@@ -697,6 +752,16 @@ def _credential_client(
 
 def _read_attribute(client: EcsClient, request: Any, runtime: RuntimeOptions) -> Any:
     return client.describe_security_group_attribute_with_options(request, runtime)
+
+
+def _list_interfaces(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
+    request = ecs_models.DescribeNetworkInterfacesRequest(region_id=region, max_results=ENI_PAGE_SIZE, next_token=token)
+    return client.describe_network_interfaces_with_options(request, runtime)
+
+
+def _list_instances(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
+    request = ecs_models.DescribeInstancesRequest(region_id=region, max_results=INSTANCE_PAGE_SIZE, next_token=token)
+    return client.describe_instances_with_options(request, runtime)
 
 
 def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> RawScan:

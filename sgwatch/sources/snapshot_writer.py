@@ -4,6 +4,7 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
 
     OUT/
       errors.json                                   only when the scan had errors
+      membership-errors.json                        only when some region's membership could not be read
       <account>/
         <region>.DescribeSecurityGroups.json        first listing page
         <region>.DescribeSecurityGroups.2.json      further pages
@@ -12,6 +13,8 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
         <region>.<pl-id>.json                       DescribePrefixListAttributes, with "RegionId" added
         <region>.<prl-id>.json                      DescribePortRangeListEntries, with "RegionId" and
                                                     "PortRangeListId" added
+        <region>.DescribeNetworkInterfaces.json     membership: ENI listing pages (.2.json, …),
+        <region>.DescribeInstances.json             instance listing pages; both with "RegionId" added
 
 Files sit directly in each account folder (no region sub-folders), so a loader that reads
 ``DIR/<account>/*.json`` and tells the APIs apart with :func:`sgwatch.sources.raw.classify` sees
@@ -32,7 +35,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sgwatch.sources.raw import RawResponse, RawScan
+from sgwatch.sources.raw import MEMBERSHIP_ERRORS_FILE, RawResponse, RawScan
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 ERRORS_FILE = "errors.json"
@@ -63,8 +66,8 @@ def _stem(response: RawResponse) -> str:
     if response.action == "DescribeRegions":
         return "DescribeRegions"
     region = _segment(str(body.get("RegionId", "")), "unknown-region")
-    if response.action == "DescribeSecurityGroups":
-        return f"{region}.DescribeSecurityGroups"
+    if response.action in ("DescribeSecurityGroups", "DescribeNetworkInterfaces", "DescribeInstances"):
+        return f"{region}.{response.action}"
     if response.action == "DescribePrefixListAttributes":
         return f"{region}.{_segment(str(body.get('PrefixListId', '')), 'unknown-prefix-list')}"
     if response.action == "DescribePortRangeListEntries":
@@ -91,3 +94,20 @@ def write_snapshot(raw: RawScan, out_dir: Path) -> None:
         _dump(errors_path, [asdict(error) for error in raw.errors])
     else:
         errors_path.unlink(missing_ok=True)  # a stale errors file would mark a good snapshot incomplete
+    membership_path = out_dir / MEMBERSHIP_ERRORS_FILE
+    if raw.membership_failures:
+        _dump(
+            membership_path,
+            [
+                {
+                    "account": account,
+                    "region": region,
+                    "code": why.code,
+                    "message": why.message,
+                    "permissions": list(why.permissions),
+                }
+                for (account, region), why in sorted(raw.membership_failures.items())
+            ],
+        )
+    else:
+        membership_path.unlink(missing_ok=True)  # likewise: stale, it would hide a membership read
