@@ -463,3 +463,14 @@ def test_the_emulator_pages_as_the_reference_says(make_emulator: EmulatorFactory
     rest = page(100, first["NextToken"])
     ids = [i["InstanceId"] for i in first["Instances"]["Instance"] + rest["Instances"]["Instance"]]
     assert len(ids) == len(set(ids)) == total and rest["NextToken"] == ""
+
+
+def test_a_hand_written_membership_errors_file_needs_only_region_and_code(tmp_path: Path) -> None:
+    snap = tmp_path / "snap"
+    shutil.copytree(DEMO / "snapshot", snap)
+    (snap / "membership-errors.json").write_text(json.dumps([{"region": REGION, "code": "Forbidden.RAM"}]))
+    membership = lookup(snapshot_source.load(snap).membership, "default", REGION)
+    assert membership.unknown == MembershipUnknown("Forbidden.RAM", "", ())
+    (snap / "membership-errors.json").write_text(json.dumps([{"code": "Forbidden.RAM"}]))
+    with pytest.raises(InputError, match=r"membership-errors\.json: entry 0: a membership read error needs"):
+        snapshot_source.load(snap)

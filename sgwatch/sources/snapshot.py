@@ -363,7 +363,7 @@ def _membership_errors(file: Path, data: object) -> dict[tuple[str, str], Member
     for i, e in enumerate(data):
         if not isinstance(e, dict) or not {"region", "code"} <= e.keys():
             raise InputError(f"{file}: entry {i}: a membership read error needs at least 'region' and 'code'")
-        permissions = e.get("permissions")
+        permissions = e.get("permissions", [])
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
             raise InputError(f"{file}: entry {i}: 'permissions' must be a list of RAM actions")
         where = (str(e.get("account") or DEFAULT_ACCOUNT), str(e["region"]))
