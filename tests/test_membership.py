@@ -303,9 +303,13 @@ def test_a_snapshot_keeps_why_membership_is_unknown(make_emulator: EmulatorFacto
     assert not (tmp_path / "membership-errors.json").exists()
 
 
-def test_an_old_snapshot_has_unknown_membership_and_a_complete_report() -> None:
-    snap = snapshot_source.load(DEMO / "snapshot")
-    assert snap.membership == {}
+def test_an_old_snapshot_has_unknown_membership_and_a_complete_report(tmp_path: Path) -> None:
+    old = tmp_path / "snap"
+    shutil.copytree(DEMO / "snapshot", old)
+    for saved in [*old.rglob("DescribeNetworkInterfaces*.json"), *old.rglob("DescribeInstances*.json")]:
+        saved.unlink()  # as every snapshot saved before sgwatch read membership
+    snap = snapshot_source.load(old)
+    assert snap.membership == {} and snap.groups == snapshot_source.load(DEMO / "snapshot").groups
     baseline_report = assess(same_state(snap), snap, CheckSettings(), NOW)
     assert baseline_report.complete
     assert [(m.region, m.unknown) for m in baseline_report.membership] == [
@@ -348,6 +352,7 @@ def test_one_listing_without_the_other_is_unknown(tmp_path: Path) -> None:
         "DescribeNetworkInterfaces.json",
         {"RegionId": REGION, "NetworkInterfaceSets": {"NetworkInterfaceSet": []}},
     )
+    (snap / "cn-hangzhou" / "DescribeInstances.json").unlink()
     membership = lookup(snapshot_source.load(snap).membership, "default", REGION)
     assert membership.unknown == MembershipUnknown(
         "MembershipNotRead", "no DescribeInstances answer for this region", ("ecs:DescribeInstances",)
@@ -403,6 +408,14 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sgwatch", *map(str, args)], capture_output=True, text=True, env=env, timeout=120
     )
+
+
+def test_the_demo_shows_membership() -> None:
+    membership = snapshot_source.load(DEMO / "snapshot").membership
+    hangzhou = {i.instance_id: i for i in lookup(membership, "default", REGION).interfaces}
+    assert hangzhou["i-web01"].public_ipv4 == ("47.100.20.11",)  # an EIP
+    assert hangzhou["i-web02"].public_ipv4 == ("47.100.20.12",)  # its own public IP, from DescribeInstances
+    assert hangzhou["i-db01"].public_ipv4 == () and hangzhou["i-app01"].group_set == ("sg-app", "sg-egress")
 
 
 def test_cli_live_report_without_the_permission_exits_as_today(refusing_emulator: Emulator) -> None:
