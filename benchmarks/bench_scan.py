@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from sgwatch.emulator import EmulatorControl, Estate
+from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live import LiveSettings, scan
 from sgwatch.sources.raw import RawScan
 
@@ -44,6 +45,9 @@ def _minimum_calls(estate: Estate) -> int:
         # and each prefix list a rule names, once per region
         fields = ("SourcePrefixListId", "DestPrefixListId")
         calls += len({p[f] for g in region.groups.values() for p in g.permissions for f in fields if p.get(f)})
+        # and membership: one whole listing each of ENIs (500 a page) and instances (100 a page)
+        enis, instances = region.members.count()
+        calls += max(1, math.ceil(enis / ENI_PAGE_SIZE)) + max(1, math.ceil(instances / INSTANCE_PAGE_SIZE))
     return calls
 
 
@@ -139,12 +143,20 @@ def main() -> int:
 
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     groups_read = sum(1 for r in clean.responses if r.action == "DescribeSecurityGroupAttribute")
-    same = _fingerprint(clean) == _fingerprint(throttled) and not clean.errors and not throttled.errors
+    enis, instances = estate.member_counts()
+    same = (
+        _fingerprint(clean) == _fingerprint(throttled)
+        and not clean.errors
+        and not throttled.errors
+        and not clean.membership_failures
+        and not throttled.membership_failures
+    )
     lines = [
         f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
         f"estate: {args.groups} groups in {args.regions} regions, {args.latency_ms:.0f} ms per call, "
         f"concurrency {args.concurrency}",
-        f"groups read: {groups_read}, errors: {len(clean.errors)}",
+        f"groups read: {groups_read}, errors: {len(clean.errors)}; membership: {enis} ENIs, {instances} instances, "
+        f"{len(clean.membership_failures)} region(s) unknown",
         f"calls made: {calls} (minimum {minimum}) {'OK' if calls == minimum else 'EXTRA CALLS'}",
         f"wall time: {wall:.2f} s (ideal {ideal:.2f} s, ratio {wall / ideal:.2f}, goal <= 1.2); "
         f"scanner CPU {cpu:.2f} s ({cpu / calls * 1000:.2f} ms per call)",

@@ -16,6 +16,7 @@ from typing import Any
 
 from sgwatch import baseline as baseline_file
 from sgwatch.core.model import AcceptedExposure, Group
+from sgwatch.emulator.members import Members, eni_entry, instance_entry
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.raw import RawResponse, RawScan
 
@@ -280,7 +281,70 @@ def attribute_pages(g: dict[str, Any], page: int) -> list[dict[str, Any]]:
     return out
 
 
-def write_snapshot(groups: list[dict[str, Any]], out: Path, lists: dict[tuple[str, str], list[str]]) -> RawScan:
+# The live estate's instances: (region, instance, groups of its primary ENI, own public IP, EIP).
+# Web and bastion face the internet; the app, the database and the cache have no public address.
+INSTANCES = (
+    ("cn-hangzhou", "i-web01", ["sg-web"], "", "47.100.20.11"),
+    ("cn-hangzhou", "i-web02", ["sg-web"], "47.100.20.12", ""),
+    ("cn-hangzhou", "i-app01", ["sg-app", "sg-egress"], "", ""),
+    ("cn-hangzhou", "i-bastion01", ["sg-bastion"], "47.100.20.30", ""),
+    ("cn-hangzhou", "i-db01", ["sg-legacy-db"], "", ""),
+    ("cn-shanghai", "i-cache01", ["sg-cache"], "", ""),
+    ("cn-shanghai", "i-batch01", ["sg-batch"], "", "139.224.5.40"),
+)
+
+
+def membership_pages(region: str, groups: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """One DescribeNetworkInterfaces and one DescribeInstances answer, each with the RegionId sgwatch adds."""
+    vpc = {g["SecurityGroupId"]: g["VpcId"] for g in groups}
+    members = Members()
+    for n, (where, instance, sgs, public_ip, eip) in enumerate(INSTANCES):
+        if where != region:
+            continue
+        eni = instance.replace("i-", "eni-")
+        primary = members.put_eni(
+            eni_entry(
+                eni,
+                instance_id=instance,
+                eni_type="Primary",
+                groups=sgs,
+                private_ip=f"10.0.{n}.10",
+                vpc_id=vpc.get(sgs[0], ""),
+            )
+        )
+        members.put_instance(
+            instance_entry(instance, region, primary_eni=primary, public_ips=[public_ip] if public_ip else [])
+        )
+        if eip:
+            members.associate_eip(eni, eip)
+    enis = members.eni_list({})
+    instances = members.instance_list({})
+    return [
+        (
+            "DescribeNetworkInterfaces",
+            {
+                "RequestId": f"DEMO-ENI-{region}",
+                "RegionId": region,
+                "NextToken": "",
+                "NetworkInterfaceSets": {"NetworkInterfaceSet": enis},
+            },
+        ),
+        (
+            "DescribeInstances",
+            {
+                "RequestId": f"DEMO-INSTANCES-{region}",
+                "RegionId": region,
+                "NextToken": "",
+                "Instances": {"Instance": instances},
+            },
+        ),
+    ]
+
+
+def write_snapshot(
+    groups: list[dict[str, Any]], out: Path, lists: dict[tuple[str, str], list[str]], members: bool = False
+) -> RawScan:
+    """The snapshot of ``groups``; with ``members``, the instances above too (the live estate only)."""
     shutil.rmtree(out, ignore_errors=True)
     raw = RawScan()
     for region in sorted({g["RegionId"] for g in groups}):
@@ -309,12 +373,15 @@ def write_snapshot(groups: list[dict[str, Any]], out: Path, lists: dict[tuple[st
         }
         (out / region / f"{pl}.json").write_text(json.dumps(body, indent=2) + "\n")
         raw.responses.append(RawResponse("default", "DescribePrefixListAttributes", body))
+    for region in sorted({g["RegionId"] for g in groups} if members else ()):
+        for action, body in membership_pages(region, groups):
+            (out / region / f"{action}.json").write_text(json.dumps(body, indent=2) + "\n")
     return raw
 
 
 def main() -> None:
     live = drift(BASE)
-    write_snapshot(live, ROOT / "snapshot", LIVE_PREFIX_LISTS)
+    write_snapshot(live, ROOT / "snapshot", LIVE_PREFIX_LISTS, members=True)
     base_raw = write_snapshot(BASE, ROOT / ".base-tmp", PREFIX_LISTS)
     shutil.rmtree(ROOT / ".base-tmp")
     base = snapshot_source.parse_scan(base_raw)

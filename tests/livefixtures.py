@@ -72,6 +72,16 @@ def prefix_lists_named(emulator: Emulator, region: str, account: str = "default"
     return {p[f] for g in groups for p in g.permissions for f in fields if p.get(f)}
 
 
+def membership_calls(emulator: Emulator, account: str = "default") -> dict[str, int]:
+    """One whole listing of ENIs (500 a page) and one of instances (100 a page) per region."""
+    enis = instances = 0
+    for region in emulator.estate.regions(account).values():
+        n_enis, n_instances = region.members.count()
+        enis += max(1, math.ceil(n_enis / min(500, emulator.interface_page_cap)))
+        instances += max(1, math.ceil(n_instances / min(100, emulator.instance_page_cap)))
+    return {"DescribeNetworkInterfaces": enis, "DescribeInstances": instances}
+
+
 def minimum_calls(emulator: Emulator, account: str = "default") -> dict[str, int]:
     """The fewest calls that can read the estate given the emulator's page caps."""
     list_calls = 0
@@ -82,7 +92,11 @@ def minimum_calls(emulator: Emulator, account: str = "default") -> dict[str, int
         for group in region.groups.values():
             attribute_calls += max(1, math.ceil(len(group.permissions) / min(1000, emulator.attribute_page_cap)))
         list_reads += len(prefix_lists_named(emulator, name, account))
-    calls = {"DescribeSecurityGroups": list_calls, "DescribeSecurityGroupAttribute": attribute_calls}
+    calls = {
+        "DescribeSecurityGroups": list_calls,
+        "DescribeSecurityGroupAttribute": attribute_calls,
+        **membership_calls(emulator, account),
+    }
     if list_reads:
         calls["DescribePrefixListAttributes"] = list_reads
     return calls

@@ -84,7 +84,8 @@ def test_incomplete_snapshot_exits_3_and_still_reports(tmp_path: Path) -> None:
         ("bad_json", "sg-web.json:1: not valid JSON"),
         (
             "wrong_shape",
-            "not a DescribeSecurityGroups, DescribeSecurityGroupAttribute, DescribePrefixListAttributes or DescribePortRangeListEntries response",
+            "not a DescribeSecurityGroups, DescribeSecurityGroupAttribute, DescribePrefixListAttributes, "
+            "DescribePortRangeListEntries, DescribeNetworkInterfaces or DescribeInstances response",
         ),
         ("bad_rule", "Permissions.Permission[0]: unknown protocol"),
         ("rule_not_object", "Permissions.Permission[1]: expected an object"),

@@ -181,7 +181,13 @@ def test_a_vanished_group_is_gone_not_an_error(make_emulator: EmulatorFactory) -
         ({AK_ID: "another-secret"}, "SignatureDoesNotMatch", "secret"),
         ({"LTAIsomebodyelse00001": AK_SECRET}, "InvalidAccessKeyId.NotFound", "AccessKey"),
         (
-            {AK_ID: AccessKey(AK_SECRET, actions=frozenset({"DescribeSecurityGroups"}))},
+            # membership reads granted: their refusal is not fatal (tests/test_membership.py)
+            {
+                AK_ID: AccessKey(
+                    AK_SECRET,
+                    actions=frozenset({"DescribeSecurityGroups", "DescribeNetworkInterfaces", "DescribeInstances"}),
+                )
+            },
             "Forbidden.RAM",
             "grant ecs:DescribeSecurityGroupAttribute",
         ),
@@ -247,7 +253,9 @@ def test_read_timeouts_are_retried_then_reported(make_emulator: EmulatorFactory)
     emu = make_emulator(synthetic_groups=2, synthetic_regions=1, latency_ms=400)
     raw = scan(settings_for(emu, read_timeout_ms=100, max_retries=1))
     assert [(e.region, e.code) for e in raw.errors] == [("cn-hangzhou", "Timeout")]
-    assert raw.stats.retries == 1 and raw.stats.requests[("DescribeSecurityGroups", "error")] == 2
+    assert raw.stats.requests[("DescribeSecurityGroups", "error")] == 2
+    # the two membership listings time out too: unknown membership, not a scan error
+    assert raw.stats.retries == 3 and raw.membership_failures[("default", "cn-hangzhou")].code == "Timeout"
 
 
 def test_rate_limit_per_region_is_respected(make_emulator: EmulatorFactory) -> None:
@@ -255,7 +263,7 @@ def test_rate_limit_per_region_is_respected(make_emulator: EmulatorFactory) -> N
     scan(settings_for(emu, requests_per_second=25, concurrency=8))
     for region in ("cn-hangzhou", "cn-shanghai"):
         times = sorted(c.t for c in emu.log if c.region == region)
-        assert len(times) == 19 + len(prefix_lists_named(emu, region))
+        assert len(times) == 19 + 2 + len(prefix_lists_named(emu, region))  # 2: one page each of ENIs, instances
         rate = (len(times) - 1) / (times[-1] - times[0])
         assert rate < 25 * 1.5  # loosely: spacing is 40 ms, never a burst of 8 at once
 
@@ -357,7 +365,8 @@ def test_default_credential_chain_from_the_environment(make_emulator: EmulatorFa
         "HOME": "/nonexistent",
     }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split() == [str(4 + len(prefix_lists_named(emu, "cn-hangzhou"))), "0"]
+    # listing, 3 groups, one page each of ENIs and instances, the prefix lists
+    assert out.stdout.split() == [str(4 + 2 + len(prefix_lists_named(emu, "cn-hangzhou"))), "0"]
 
 
 # -- prefix lists: a rule naming one lets in what its entries say -------------------------------
@@ -483,7 +492,10 @@ def test_an_answer_naming_another_region_is_malformed_never_trusted(
     raw = scan(settings_for(emu))
     assert [(e.region, e.code, e.security_group_id) for e in raw.errors] == [("cn-hangzhou", "MalformedResponse", "")]
     assert "answered for region" in raw.errors[0].message
-    assert raw.responses == []  # nothing the body claims is kept
+    # nothing the body claims is kept; the membership listings name no region and are the asked one's
+    membership = ("DescribeNetworkInterfaces", "DescribeInstances")
+    assert [r for r in raw.responses if r.action not in membership] == []
+    assert {r.region for r in raw.responses} <= {"cn-hangzhou"}
     out = tmp_path / "out"
     write_snapshot(raw, out / "snapshot")
     snap = parse_scan(raw)

@@ -24,6 +24,8 @@ EXPECTED = {
     "ecs:DescribeSecurityGroupAttribute",
     "ecs:DescribePrefixListAttributes",
     "ecs:DescribePortRangeListEntries",
+    "ecs:DescribeNetworkInterfaces",
+    "ecs:DescribeInstances",
 }
 
 # `.describe_x(`, `.describe_x_with_options(`, `.describe_x_async(`, `.describe_x_with_options_async(`;

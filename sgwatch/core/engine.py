@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import TypeVar
 
-from sgwatch.core import addresses, exposure, posture
+from sgwatch.core import addresses, exposure, membership, posture
 from sgwatch.core.addresses import Family, Interval
 from sgwatch.core.checks import RANK, CheckSettings, Severity, exposure_class, worst
 from sgwatch.core.diff import Change, diff_group
@@ -515,6 +515,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
         for a, r in missing
     )
     report.findings.sort(key=lambda f: (-RANK[f.severity], f.account, f.region, f.security_group_id, f.kind))
+    report.membership = membership.for_regions(live.membership, live.scope if live.scope is not None else seen_regions)
     return report
 
 

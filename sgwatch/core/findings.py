@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 from sgwatch.core.addresses import Family
 from sgwatch.core.checks import RANK, SEVERITIES, Severity
 from sgwatch.core.diff import ChangeKind
+from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, ScanError
 
-REPORT_VERSION = "1"
+REPORT_VERSION = "2"
 
 
 def rule_dict(rule: Rule | None) -> dict[str, Any] | None:
@@ -161,10 +162,28 @@ class Report:
     exposures: list[Exposure] = field(default_factory=list)
     posture: list[PostureResult] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
+    # One entry per (account, region) covered: its interfaces, or why they are unknown. Unknown
+    # membership leaves the report complete: those groups are judged on paper.
+    membership: list[Membership] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return not self.errors
+
+    def membership_notes(self, shown: int = 3) -> list[str]:
+        """Plain text, one line per reason membership is unknown: where, why, what to grant."""
+        by_reason: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for m in self.membership:
+            if m.unknown is not None:
+                by_reason.setdefault((m.unknown.code, m.unknown.permissions), []).append(f"{m.account}/{m.region}")
+        notes = []
+        for (code, permissions), where in sorted(by_reason.items()):
+            more = f" and {len(where) - shown} more" if len(where) > shown else ""
+            grant = f"; grant {', '.join(permissions)}" if permissions else ""
+            notes.append(
+                f"membership unknown in {', '.join(where[:shown])}{more} ({code}): groups judged on paper{grant}"
+            )
+        return notes
 
     @property
     def groups_drifted(self) -> int:
@@ -198,4 +217,18 @@ class Report:
                 }
                 for e in self.errors
             ],
+            "membership": [membership_dict(m) for m in self.membership],
         }
+
+
+def membership_dict(membership: Membership) -> dict[str, Any]:
+    why = membership.unknown
+    return {
+        "account": membership.account,
+        "region": membership.region,
+        "known": why is None,
+        "interfaces": len(membership.interfaces) if why is None else None,
+        "code": why.code if why else None,
+        "message": why.message if why else None,
+        "permissions": list(why.permissions) if why else [],
+    }

@@ -12,6 +12,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
+from sgwatch.core.membership import Membership
+
 Direction = Literal["ingress", "egress"]
 Policy = Literal["accept", "drop"]
 GroupType = Literal["normal", "enterprise"]
@@ -149,6 +151,9 @@ class Snapshot:
     prefix_lists: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
     # (account, region, port-range-list id) -> its entries as (from, to) port ranges; likewise.
     port_lists: dict[tuple[str, str, str], tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    # (account, region) -> the interfaces read there, or why not. A region not here is unknown
+    # (membership.lookup), never "no members": its groups are judged on paper.
+    membership: dict[tuple[str, str], Membership] = field(default_factory=dict)
 
     @property
     def regions(self) -> set[tuple[str, str]]:

@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list-page-cap", type=int, default=100)
     p.add_argument("--attribute-page-cap", type=int, default=1000)
+    p.add_argument("--interface-page-cap", type=int, default=500, help="DescribeNetworkInterfaces page cap")
+    p.add_argument("--instance-page-cap", type=int, default=100, help="DescribeInstances page cap")
+    p.add_argument(
+        "--members",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --synthetic, give most groups members (ENIs of instances; default: yes)",
+    )
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--throttle-rate", type=float, default=0.0)
     p.add_argument("--retry-after-ms", type=int, default=None, help="send x-acs-retry-after with throttles")
@@ -79,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         list_page_cap=args.list_page_cap,
         attribute_page_cap=args.attribute_page_cap,
+        interface_page_cap=args.interface_page_cap,
+        instance_page_cap=args.instance_page_cap,
+        synthetic_members=args.members,
         faults=faults,
     )
     sys.stderr.write(

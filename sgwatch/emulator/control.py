@@ -12,6 +12,10 @@ and replaces the whole list) and ``GET|PUT|DELETE port-range-lists/{region}/{prl
 ``{"Entries": [{"PortRange": "80/80", "Description": ...}]}``, a plain array as
 DescribePortRangeListEntries answers, optionally with a ``PortRangeListName``, and replaces the
 whole list; PUT and GET answer ``{"PortRangeListId": ..., "PortRangeListName": ..., "Entries": [...]}``).
+Membership: ``GET|PUT|DELETE interfaces/{region}/{eni}`` (a NetworkInterfaceSet entry),
+``PUT|DELETE interfaces/{region}/{eni}/groups/{sg}`` (join, leave), ``PUT|DELETE
+interfaces/{region}/{eni}/eip`` (associate ``{"PublicIpAddress": ..., "PrivateIpAddress"?: ...}``,
+release) and ``GET|PUT|DELETE instances/{region}/{id}`` (an Instance entry of DescribeInstances).
 """
 
 from __future__ import annotations
@@ -134,3 +138,50 @@ class EmulatorControl:
 
     def remove_port_range_list(self, region: str, port_range_list_id: str, account: str = DEFAULT_ACCOUNT) -> None:
         self._call("DELETE", f"port-range-lists/{region}/{port_range_list_id}", account=account)
+
+    def put_interface(
+        self, region: str, eni_id: str, entry: dict[str, Any], account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        """Create or replace an ENI from DescribeNetworkInterfaces fields; absent ones take the API's empty values."""
+        result: dict[str, Any] = self._call("PUT", f"interfaces/{region}/{eni_id}", entry, account)
+        return result
+
+    def interface(self, region: str, eni_id: str, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"interfaces/{region}/{eni_id}", account=account)
+        return result
+
+    def remove_interface(self, region: str, eni_id: str, account: str = DEFAULT_ACCOUNT) -> None:
+        self._call("DELETE", f"interfaces/{region}/{eni_id}", account=account)
+
+    def join_group(self, region: str, eni_id: str, group_id: str, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        """Put the ENI in the group too (a primary ENI's instance follows); returns the ENI."""
+        result: dict[str, Any] = self._call("PUT", f"interfaces/{region}/{eni_id}/groups/{group_id}", {}, account)
+        return result
+
+    def leave_group(self, region: str, eni_id: str, group_id: str, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "DELETE", f"interfaces/{region}/{eni_id}/groups/{group_id}", account=account
+        )
+        return result
+
+    def associate_eip(
+        self, region: str, eni_id: str, address: str, private_ip: str = "", account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        """Associate an EIP with the ENI, or with one of its private IPs; returns the ENI."""
+        body = {"PublicIpAddress": address, "PrivateIpAddress": private_ip}
+        result: dict[str, Any] = self._call("PUT", f"interfaces/{region}/{eni_id}/eip", body, account)
+        return result
+
+    def release_eip(self, region: str, eni_id: str, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"interfaces/{region}/{eni_id}/eip", account=account)
+        return result
+
+    def put_instance(
+        self, region: str, instance_id: str, entry: dict[str, Any], account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        """Create or replace an instance from DescribeInstances fields."""
+        result: dict[str, Any] = self._call("PUT", f"instances/{region}/{instance_id}", entry, account)
+        return result
+
+    def remove_instance(self, region: str, instance_id: str, account: str = DEFAULT_ACCOUNT) -> None:
+        self._call("DELETE", f"instances/{region}/{instance_id}", account=account)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sgwatch.emulator import members as membership
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, classify
 
 PERMISSION_FIELDS: tuple[str, ...] = (
@@ -231,6 +232,7 @@ class Region:
     groups: dict[str, SecurityGroup] = field(default_factory=dict)
     prefix_lists: dict[str, PrefixList] = field(default_factory=dict)
     port_range_lists: dict[str, PortRangeList] = field(default_factory=dict)
+    members: membership.Members = field(default_factory=membership.Members)
 
     def sorted_groups(self) -> list[SecurityGroup]:
         return [self.groups[k] for k in sorted(self.groups)]
@@ -297,6 +299,11 @@ class Estate:
     def port_range_list_count(self) -> int:
         return sum(len(r.port_range_lists) for regions in self.accounts.values() for r in regions.values())
 
+    def member_counts(self) -> tuple[int, int]:
+        """(ENIs, instances) over every account and region."""
+        counts = [r.members.count() for regions in self.accounts.values() for r in regions.values()]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
     def group_count(self) -> int:
         return sum(len(r.groups) for regions in self.accounts.values() for r in regions.values())
 
@@ -316,12 +323,13 @@ class Estate:
         ValueError names the file that cannot be served.
         """
         from sgwatch.errors import InputError
+        from sgwatch.sources.raw import RawResponse
         from sgwatch.sources.snapshot import iter_dir
 
         estate = cls()
         try:
             for origin, item in iter_dir(directory):
-                if not isinstance(item, list):  # the scan-errors file has nothing to serve
+                if isinstance(item, RawResponse):  # the scan-errors files have nothing to serve
                     estate.add_response(item.account, item.body, origin)
         except InputError as exc:
             raise ValueError(str(exc)) from None
@@ -329,6 +337,9 @@ class Estate:
 
     def add_response(self, account: str, body: dict[str, Any], origin: str = "") -> None:
         """Fold one saved response in; ValueError (naming ``origin``, the file) for one that cannot be."""
+        if membership.is_eni_listing(body) or membership.is_instance_listing(body):
+            self._add_members(account, body, origin or "membership listing")
+            return
         action = classify(body)
         if action == "DescribePortRangeListEntries":
             self._add_port_range_list(account, body, origin or "DescribePortRangeListEntries response")
@@ -376,6 +387,21 @@ class Estate:
                 seen.add(rule_id)
                 group.permissions.append(full_permission(copy.deepcopy(perm)))
 
+    def _add_members(self, account: str, body: dict[str, Any], where: str) -> None:
+        eni_listing = membership.is_eni_listing(body)
+        action = "DescribeNetworkInterfaces" if eni_listing else "DescribeInstances"
+        region = self.region(account, _added_field(body, "RegionId", action, where), create=True)
+        assert region is not None
+        try:
+            if eni_listing:
+                for entry in membership.listed_enis(body):
+                    region.members.put_eni(entry)
+            else:
+                for entry in membership.listed_instances(body):
+                    region.members.put_instance(entry)
+        except membership.MemberError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
     def _add_prefix_list(self, account: str, body: dict[str, Any], where: str) -> None:
         region_id = _added_field(body, "RegionId", "DescribePrefixListAttributes", where)
         try:
@@ -403,14 +429,17 @@ class Estate:
         account: str = DEFAULT_ACCOUNT,
         big_group_every: int = 50,
         prefix_lists: bool = True,
+        members: bool = True,
     ) -> Estate:
         """N groups spread round-robin over the regions, with a realistic mix of rules.
 
         Every ``big_group_every``-th group carries a few hundred rules so attribute paging is
         exercised; the rest hold 3 to 15 rules, like most real groups. Every prefix list a rule
         references exists in its region with a few entries, as in the cloud; ``prefix_lists=False``
-        leaves them dangling (to test a list that cannot be read). The groups and rules are the
-        same either way.
+        leaves them dangling (to test a list that cannot be read). Most groups have members
+        (network interfaces of instances, some with public addresses: see
+        :func:`sgwatch.emulator.members.synthesize`); ``members=False`` leaves every group empty.
+        The groups and rules are the same either way.
         """
         rng = random.Random(seed)
         names = list(REGION_NAMES)[:regions] if isinstance(regions, int) else list(regions)
@@ -449,6 +478,13 @@ class Estate:
             for region in region_objs:
                 assert region is not None
                 _add_referenced_prefix_lists(region, seed)
+        if members:
+            for region in region_objs:
+                assert region is not None
+                described = [
+                    (g.group_id, g.vpc_id, str(g.listing.get("SecurityGroupType"))) for g in region.groups.values()
+                ]
+                membership.synthesize(region.members, region.region_id, described, seed)
         return estate
 
 

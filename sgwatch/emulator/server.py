@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -39,6 +40,7 @@ from sgwatch.emulator.estate import (
     full_permission,
     random_id,
 )
+from sgwatch.emulator.members import MemberError, Members
 from sgwatch.emulator.signature import expected_signature, parse_authorization, signature_matches
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
@@ -48,6 +50,8 @@ ACTIONS = (
     "DescribeSecurityGroupAttribute",
     "DescribePrefixListAttributes",
     "DescribePortRangeListEntries",
+    "DescribeNetworkInterfaces",
+    "DescribeInstances",
 )
 API_VERSION = "2014-05-26"
 _REGION_RE = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
@@ -137,12 +141,15 @@ class Emulator:
         synthetic_groups: int = 0,
         synthetic_regions: int = 3,
         synthetic_prefix_lists: bool = True,
+        synthetic_members: bool = True,
         keys: Mapping[str, AccessKey | str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
         list_page_cap: int = 100,
         attribute_page_cap: int = 1000,
+        interface_page_cap: int = 500,
+        instance_page_cap: int = 100,
         faults: Faults | None = None,
         extra_regions: tuple[str, ...] = (),
         **fault_fields: Any,
@@ -152,7 +159,11 @@ class Emulator:
                 estate = Estate.from_snapshot(Path(snapshot))
             else:
                 estate = Estate.synthetic(
-                    synthetic_groups, synthetic_regions, seed=seed, prefix_lists=synthetic_prefix_lists
+                    synthetic_groups,
+                    synthetic_regions,
+                    seed=seed,
+                    prefix_lists=synthetic_prefix_lists,
+                    members=synthetic_members,
                 )
         self.estate = estate
         raw_keys = keys if keys is not None else {"test-ak": "test-secret"}
@@ -164,6 +175,8 @@ class Emulator:
         self.seed = seed
         self.list_page_cap = list_page_cap
         self.attribute_page_cap = attribute_page_cap
+        self.interface_page_cap = interface_page_cap
+        self.instance_page_cap = instance_page_cap
         self.faults = faults or Faults()
         if fault_fields:
             self.faults.update(fault_fields)
@@ -233,6 +246,8 @@ class Emulator:
                 "rules": self.estate.rule_count(),
                 "prefix_lists": self.estate.prefix_list_count(),
                 "port_range_lists": self.estate.port_range_list_count(),
+                "interfaces": self.estate.member_counts()[0],
+                "instances": self.estate.member_counts()[1],
             }
 
     def reset_stats(self) -> None:
@@ -393,6 +408,10 @@ class Emulator:
                 return self._describe_prefix_list(account, params)
             if action == "DescribePortRangeListEntries":
                 return self._describe_port_range_list(account, params)
+            if action == "DescribeNetworkInterfaces":
+                return self._describe_members(account, params, interfaces=True)
+            if action == "DescribeInstances":
+                return self._describe_members(account, params, interfaces=False)
             return self._describe_attribute(account, params)
 
     # -- the APIs -----------------------------------------------------------------------------
@@ -510,6 +529,32 @@ class Emulator:
             raise ApiError(404, "InvalidPortRangeListId.NotFound", "The specified port range list does not exist.")
         return port_range_list.body()
 
+    def _describe_members(self, account: str, params: Mapping[str, str], *, interfaces: bool) -> dict[str, Any]:
+        # Both answer without a RegionId, and take MaxResults as the reference says: below 10 it
+        # is 10, above the maximum (500 ENIs, 100 instances) the maximum.
+        region_id = self._require_region(params)
+        region = self.estate.region(account, region_id)
+        members = region.members if region else Members()
+        kind, cap = ("eni", self.interface_page_cap) if interfaces else ("instance", self.instance_page_cap)
+        found = members.eni_list(params) if interfaces else members.instance_list(params)
+        raw_size = params.get("MaxResults", "")
+        try:
+            size = int(raw_size) if raw_size else 10
+        except ValueError as exc:
+            raise ApiError(
+                400, "InvalidMaxResults.Malformed", "The specified parameter MaxResults is not valid."
+            ) from exc
+        size = min(max(size, 10), 500 if interfaces else 100, cap)
+        offset = _decode_token(params.get("NextToken", ""), kind, region_id, "")
+        page = copy.deepcopy(found[offset : offset + size])
+        more = offset + size < len(found)
+        body: dict[str, Any] = {"NextToken": _encode_token(kind, region_id, "", offset + size) if more else ""}
+        if interfaces:
+            body["NetworkInterfaceSets"] = {"NetworkInterfaceSet": page}
+        else:
+            body["Instances"] = {"Instance": page}
+        return body
+
     def _render_listing(self, group: SecurityGroup) -> dict[str, Any]:
         return group.listing_entry()
 
@@ -547,7 +592,54 @@ class Emulator:
             return self._control_prefix_list(method, account, parts[1], parts[2], body)
         if len(parts) == 3 and parts[0] == "port-range-lists":
             return self._control_port_range_list(method, account, parts[1], parts[2], body)
+        if len(parts) >= 3 and parts[0] in ("interfaces", "instances"):
+            with self.estate.lock:
+                region = self.estate.region(account, parts[1], create=method == "PUT")
+                if region is None:
+                    return 404, {"error": f"no region {account}/{parts[1]}"}
+                try:
+                    return self._control_members(method, region.members, parts[0], parts[2:], body)
+                except MemberError as exc:
+                    return 400, {"error": str(exc)}
         return 404, {"error": f"no control route {method} {path}"}
+
+    def _control_members(
+        self, method: str, members: Members, kind: str, parts: list[str], body: Any
+    ) -> tuple[int, Any]:
+        store = members.enis if kind == "interfaces" else members.instances
+        id_field = "NetworkInterfaceId" if kind == "interfaces" else "InstanceId"
+        item_id = parts[0]
+        if len(parts) == 1 and method == "PUT":
+            if not isinstance(body, dict):
+                return 400, {"error": f"expected a JSON object of the API's fields for one {kind[:-1]}"}
+            if body.get(id_field) not in (None, "", item_id):
+                return 400, {"error": f"body {id_field} {body[id_field]!r} is not {item_id!r} of the path"}
+            entry = {**body, id_field: item_id}
+            return 200, members.put_eni(entry) if kind == "interfaces" else members.put_instance(entry)
+        if item_id not in store:
+            return 404, {"error": f"no {kind[:-1]} {item_id}"}
+        if len(parts) == 1 and method == "GET":
+            return 200, store[item_id]
+        if len(parts) == 1 and method == "DELETE":
+            del store[item_id]
+            return 200, {"ok": True}
+        if kind == "interfaces" and len(parts) == 3 and parts[1] == "groups":
+            if method == "PUT":
+                return 200, members.join(item_id, parts[2])
+            if method == "DELETE":
+                return 200, members.leave(item_id, parts[2])
+        if kind == "interfaces" and len(parts) == 2 and parts[1] == "eip":
+            if method == "PUT":
+                if not isinstance(body, dict) or not body.get("PublicIpAddress"):
+                    return 400, {
+                        "error": 'expected {"PublicIpAddress": ..., "AllocationId"?: ..., "PrivateIpAddress"?: ...}'
+                    }
+                address = str(body["PublicIpAddress"])
+                allocation = str(body.get("AllocationId") or "")
+                return 200, members.associate_eip(item_id, address, allocation, str(body.get("PrivateIpAddress") or ""))
+            if method == "DELETE":
+                return 200, members.release_eip(item_id)
+        return 404, {"error": f"unknown {kind} route"}
 
     def _control_prefix_list(self, method: str, account: str, region_id: str, pl_id: str, body: Any) -> tuple[int, Any]:
         with self.estate.lock:

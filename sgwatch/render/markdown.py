@@ -48,6 +48,8 @@ def render(report: Report) -> str:
         lines += ["| severity | check | count |", "|---|---|---|"]
         lines += [f"| {sev} | {check} | {n} |" for (sev, check), n in sorted(by_check.items())]
         lines += ["", "</details>", ""]
+    if notes := report.membership_notes():
+        lines += [f"- {escape(note)}" for note in notes] + [""]
     if report.errors:
         lines += ["### Could not read", ""]
         lines += [

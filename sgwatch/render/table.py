@@ -22,6 +22,8 @@ def render(report: Report, *, color: bool = False, width: int = 140) -> str:
     console.print(f"[bold]sgwatch[/] {report.groups} groups, {report.groups_drifted} drifted: {summary}")
     if not report.complete:
         console.print(f"[bold yellow]incomplete:[/] {len(report.errors)} region(s)/group(s) could not be read")
+    for note in report.membership_notes():
+        console.print(f"[yellow]{escape(note)}[/]")
     if report.findings:
         table = Table(show_lines=False, expand=True)
         for name, kw in (("severity", {}), ("kind", {}), ("region", {}), ("group", {}), ("change", {"ratio": 1})):

@@ -1,7 +1,8 @@
 """Live scans of Alibaba Cloud ECS security groups through the official SDK.
 
 ``scan(settings)`` lists every security group of every (account, region) and reads each one's
-rules, keeping the raw response bodies in a :class:`~sgwatch.sources.raw.RawScan`. It makes no
+rules, and lists the region's network interfaces and instances (membership), keeping the raw
+response bodies in a :class:`~sgwatch.sources.raw.RawScan`. It makes no
 call that is not needed, bounds its concurrency, spaces calls per (account, region), retries
 throttling, 5xx and network failures with exponential backoff and jitter inside one deadline,
 and turns anything it could not read into a :class:`~sgwatch.core.model.ScanError` so a report
@@ -44,9 +45,11 @@ from darabonba.exceptions import UnretryableException
 from darabonba.runtime import RuntimeOptions
 
 from sgwatch import logs
+from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
 from sgwatch.sources import identifiers, paging
+from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live_settings import (
     AccessKeyCredentials,
     AccountSettings,
@@ -70,7 +73,8 @@ RULE_PAGE_SIZE = 1000  # DescribeSecurityGroupAttribute accepts 10..1000
 REGIONS_ENDPOINT_REGION = "cn-hangzhou"
 READ_PERMISSIONS = (
     "ecs:DescribeRegions, ecs:DescribeSecurityGroups, ecs:DescribeSecurityGroupAttribute, "
-    "ecs:DescribePrefixListAttributes and ecs:DescribePortRangeListEntries"
+    "ecs:DescribePrefixListAttributes, ecs:DescribePortRangeListEntries, ecs:DescribeNetworkInterfaces "
+    "and ecs:DescribeInstances"
 )
 # The fields of a rule that name a list, and the call that reads such a list's entries.
 _LIST_FIELDS: tuple[tuple[str, Action], ...] = (
@@ -228,6 +232,7 @@ class _Scanner:
         with self._lock:
             self.raw.regions.append((account.name, region))
         self._submit(self._list_page, account, region, None, _Listing())
+        self._submit_membership(account, region)
 
     def _describe_regions(self, account: AccountSettings) -> None:
         client = self._client(account, "")
@@ -417,6 +422,54 @@ class _Scanner:
             )
             return
         self._keep(account.name, action, (region, list_id, 0), {**body, **added})
+
+    # -- membership: which interfaces sit in which groups ---------------------------------------
+    def _submit_membership(self, account: AccountSettings, region: str) -> None:
+        # Both listings whole, whatever else the region holds: an instance's own public IP is only
+        # in DescribeInstances, a classic-network instance has no ENI (sgwatch.sources.interfaces).
+        self._submit(self._list_members, account, region, "DescribeNetworkInterfaces")
+        self._submit(self._list_members, account, region, "DescribeInstances")
+
+    def _list_members(self, account: AccountSettings, region: str, action: Action) -> None:
+        """Every page of one membership listing, kept only when whole; a failure leaves the
+        region's membership unknown (its groups judged on paper), never a scan error."""
+        client = self._client(account, region)
+        lister = _list_interfaces if action == "DescribeNetworkInterfaces" else _list_instances
+        pages: list[dict[str, Any]] = []
+        read: list[paging.Page] = []
+        token: str | None = None
+        try:
+            while True:
+                body = self._call(
+                    account, region, action, functools.partial(lister, client, region, token), fatal_auth=False
+                )
+                pages.append(body)
+                read.append(paging.Page.of(body, _member_count(action, body)))
+                token = paging.next_token(read)
+                if token is None:
+                    break
+            if (missing := paging.missing_page(read)) is not None:
+                raise _ApiFailure("MalformedResponse", f"{action}: {missing}")
+        except _ApiFailure as failure:
+            denied = failure.code.startswith("Forbidden") or failure.code in _DENIED_CODES
+            self._membership_failed(
+                account.name, region, failure.code, f"{action} failed: {failure.message}", action if denied else ""
+            )
+            return
+        except _DeadlineExceeded:
+            self._membership_failed(
+                account.name, region, "DeadlineExceeded", f"the scan deadline passed before {action} was read", ""
+            )
+            return
+        for index, page in enumerate(pages):
+            # The answers do not say their region; a snapshot must (as for prefix lists).
+            self._keep(account.name, action, (region, "", index), {**page, "RegionId": region})
+
+    def _membership_failed(self, account: str, region: str, code: str, message: str, refused: str) -> None:
+        why = MembershipUnknown(code, self._scrub(message), (f"ecs:{refused}",) if refused else ())
+        log.warning("could not read membership", account=account, region=region, code=code)
+        with self._lock:
+            self.raw.membership_failures.setdefault((account, region), why)
 
     # -- one API call with retries ------------------------------------------------------------
     def _call(
@@ -638,6 +691,8 @@ class _Scanner:
             "DescribeSecurityGroupAttribute": 2,
             "DescribePrefixListAttributes": 3,
             "DescribePortRangeListEntries": 4,
+            "DescribeNetworkInterfaces": 5,
+            "DescribeInstances": 6,
         }[action]
         with self._lock:
             # where[0] is the region asked about: the answer's region, whatever its body says
@@ -745,6 +800,16 @@ def _read_attribute(client: EcsClient, request: Any, runtime: RuntimeOptions) ->
     return client.describe_security_group_attribute_with_options(request, runtime)
 
 
+def _list_interfaces(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
+    request = ecs_models.DescribeNetworkInterfacesRequest(region_id=region, max_results=ENI_PAGE_SIZE, next_token=token)
+    return client.describe_network_interfaces_with_options(request, runtime)
+
+
+def _list_instances(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
+    request = ecs_models.DescribeInstancesRequest(region_id=region, max_results=INSTANCE_PAGE_SIZE, next_token=token)
+    return client.describe_instances_with_options(request, runtime)
+
+
 def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> RawScan:
     """Read every security group the settings cover; see the module docstring for the rules.
 
@@ -754,3 +819,13 @@ def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> Ra
     Raises :class:`~sgwatch.errors.AuthError` when credentials or permissions are refused.
     """
     return _Scanner(settings, progress).run()
+
+
+def _member_count(action: Action, body: dict[str, Any]) -> int:
+    """How many entries a membership page holds, for the paging rule (a bad shape counts 0: the
+    parser of the kept pages names it)."""
+    eni = action == "DescribeNetworkInterfaces"
+    outer, inner = ("NetworkInterfaceSets", "NetworkInterfaceSet") if eni else ("Instances", "Instance")
+    entries = body.get(outer, {})
+    entries = entries.get(inner, []) if isinstance(entries, dict) else []
+    return len(entries) if isinstance(entries, list) else 0

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 
 Action = Literal[
@@ -19,9 +20,13 @@ Action = Literal[
     "DescribeSecurityGroupAttribute",
     "DescribePrefixListAttributes",
     "DescribePortRangeListEntries",
+    "DescribeNetworkInterfaces",
+    "DescribeInstances",
 ]
 
 DEFAULT_ACCOUNT = "default"
+# Where a snapshot keeps the regions whose membership a scan could not read (beside errors.json).
+MEMBERSHIP_ERRORS_FILE = "membership-errors.json"
 
 
 @dataclass(slots=True)
@@ -53,6 +58,9 @@ class RawScan:
     # Groups listed, then gone by the time their rules were read (InvalidSecurityGroupId.NotFound):
     # deleted, not unreadable.
     vanished: set[tuple[str, str, str]] = field(default_factory=set)
+    # (account, region) -> why its interfaces could not be read. Not an error of the scan: the
+    # rules were read, the report is complete, those groups are judged on paper.
+    membership_failures: dict[tuple[str, str], MembershipUnknown] = field(default_factory=dict)
 
 
 def classify(body: dict[str, Any]) -> Action | None:
@@ -67,4 +75,8 @@ def classify(body: dict[str, Any]) -> Action | None:
         return "DescribePrefixListAttributes"
     if isinstance(body.get("Entries"), list):  # a port range list's entries: a bare array
         return "DescribePortRangeListEntries"
+    if "NetworkInterfaceSets" in body:
+        return "DescribeNetworkInterfaces"
+    if "Instances" in body:
+        return "DescribeInstances"
     return None

@@ -5,8 +5,11 @@ like the response's region is a region folder, not an account. Each file holds o
 DescribeSecurityGroups, DescribeSecurityGroupAttribute (pages of the same group are merged),
 DescribePrefixListAttributes or DescribePortRangeListEntries response (the entries of a list that
 rules name; the API leaves out the region, and the port list's id, so such a file carries the
-``RegionId`` and ``PortRangeListId`` sgwatch adds);
-``errors.json`` lists what a live scan could not read.
+``RegionId`` and ``PortRangeListId`` sgwatch adds), or a DescribeNetworkInterfaces or
+DescribeInstances page (membership; with the ``RegionId`` sgwatch adds);
+``errors.json`` lists what a live scan could not read, ``membership-errors.json`` the regions
+whose membership it could not read (which leaves the report complete: see
+:mod:`sgwatch.core.membership`).
 
 The region of a response is the one a live scan asked about (``RawResponse.region``; a body naming
 another is an error), else the body's ``RegionId``; it, the account folder and every id must be
@@ -26,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch.core import normalize
+from sgwatch.core.membership import Interface, Membership, MembershipUnknown
 from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
-from sgwatch.sources import identifiers, paging
-from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
+from sgwatch.sources import identifiers, interfaces, paging
+from sgwatch.sources.raw import DEFAULT_ACCOUNT, MEMBERSHIP_ERRORS_FILE, Action, RawResponse, RawScan, classify
 
 ERRORS_FILE = "errors.json"
+MEMBERSHIP_ACTIONS: tuple[Action, ...] = ("DescribeNetworkInterfaces", "DescribeInstances")
 
 
 @dataclass(slots=True)
@@ -44,6 +49,17 @@ class _Partial:
     rules: list[Rule] = field(default_factory=list)
     pages: list[paging.Page] = field(default_factory=list)
     failed: bool = False
+
+
+@dataclass(slots=True)
+class _Members:
+    """One region's membership pages as they fold in."""
+
+    enis: list[Interface] = field(default_factory=list)
+    instances: list[interfaces.InstanceView] = field(default_factory=list)
+    # action -> its pages as read: a listing is whole only by the one paging rule
+    pages: dict[str, list[paging.Page]] = field(default_factory=dict)
+    failed: MembershipUnknown | None = None
 
 
 class _Fault:
@@ -77,9 +93,17 @@ def _inner(value: object) -> Policy:
 class SnapshotBuilder:
     """Folds responses into a snapshot one at a time, so a large estate is never all raw JSON at once."""
 
-    def __init__(self, errors: Iterable[ScanError] = (), vanished: Iterable[GroupKey] = ()) -> None:
+    def __init__(
+        self,
+        errors: Iterable[ScanError] = (),
+        vanished: Iterable[GroupKey] = (),
+        membership_failures: Mapping[tuple[str, str], MembershipUnknown] | None = None,
+    ) -> None:
         self.snap = Snapshot(errors=list(errors))
         self.vanished = set(vanished)
+        self._members: dict[tuple[str, str], _Members] = {}
+        for where, why in (membership_failures or {}).items():
+            self.membership_failed(where, why)
         self._partial: dict[GroupKey, _Partial] = {}
         self._listed: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._listing_pages: dict[tuple[str, str], list[paging.Page]] = defaultdict(list)
@@ -92,6 +116,9 @@ class SnapshotBuilder:
         body, account = resp.body, resp.account
         region = self._region(resp, fault)
         if region is None:
+            return
+        if resp.action in MEMBERSHIP_ACTIONS:
+            self._member_page(resp.action, body, account, region, fault)
             return
         if resp.action == "DescribePrefixListAttributes":
             self._prefix_list(body, account, region, fault)
@@ -157,7 +184,7 @@ class SnapshotBuilder:
         if region in (None, ""):
             hint = (
                 ' (this API leaves it out: sgwatch adds "RegionId" when it saves one; add it to a hand-saved answer)'
-                if resp.action in ("DescribePrefixListAttributes", "DescribePortRangeListEntries")
+                if resp.action in ("DescribePrefixListAttributes", "DescribePortRangeListEntries", *MEMBERSHIP_ACTIONS)
                 else ""
             )
             fault(self.snap.errors, account, "", "", "RegionId", f"response has no RegionId{hint}")
@@ -167,6 +194,42 @@ class SnapshotBuilder:
         except identifiers.IdentifierError as exc:
             fault(self.snap.errors, account, "", "", "RegionId", str(exc))
             return None
+
+    def membership_failed(self, where: tuple[str, str], why: MembershipUnknown) -> None:
+        """The region's membership could not be read (a refused or failed call): unknown, whatever pages came."""
+        members = self._members.setdefault(where, _Members())
+        if members.failed is None:
+            members.failed = why
+
+    def _member_page(self, action: Action, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
+        members = self._members.setdefault((account, region), _Members())
+        held = 0
+        try:
+            if action == "DescribeNetworkInterfaces":
+                enis = interfaces.enis_of_page(body)
+                members.enis.extend(enis)
+                held = len(enis)
+            else:
+                instances = interfaces.instances_of_page(body)
+                members.instances.extend(instances)
+                held = len(instances)
+        except interfaces.InterfaceError as exc:
+            if fault.origin is not None:
+                raise InputError(f"{fault.origin}: {exc}") from None
+            self.membership_failed((account, region), MembershipUnknown("InvalidResponse", f"{action}: {exc}"))
+        members.pages.setdefault(action, []).append(paging.Page.of(body, held, fault.origin or ""))
+
+    def _membership(self, account: str, region: str, members: _Members) -> Membership:
+        if members.failed is not None:
+            return Membership.unknown_because(account, region, members.failed)
+        for action in MEMBERSHIP_ACTIONS:
+            if action not in members.pages:
+                why = MembershipUnknown("MembershipNotRead", f"no {action} answer for this region", (f"ecs:{action}",))
+                return Membership.unknown_because(account, region, why)
+            if (missing := paging.missing_page(members.pages[action])) is not None:
+                why = MembershipUnknown("ListingIncomplete", f"{action}: {missing}", (f"ecs:{action}",))
+                return Membership.unknown_because(account, region, why)
+        return interfaces.assemble(account, region, members.enis, members.instances)
 
     def _prefix_list(self, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
         try:
@@ -248,6 +311,8 @@ class SnapshotBuilder:
                             account, region, "AttributesMissing", "group is listed but its rules could not be read", sg
                         )
                     )
+        for (account, region), members in sorted(self._members.items()):
+            snap.membership[(account, region)] = self._membership(account, region, members)
         return snap
 
     def _group(self, key: GroupKey, part: _Partial) -> Group:
@@ -277,7 +342,7 @@ class SnapshotBuilder:
 
 def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapshot:
     """Turn raw responses into a snapshot. ``origins`` maps response index to its file name."""
-    builder = SnapshotBuilder(raw.errors, raw.vanished)
+    builder = SnapshotBuilder(raw.errors, raw.vanished, raw.membership_failures)
     for n, resp in enumerate(raw.responses):
         builder.add(resp, (origins or {}).get(n))
     snap = builder.finish()
@@ -306,8 +371,10 @@ def _account_for(rel: Path, body: Mapping[str, Any]) -> str:
     return rel.parts[0]
 
 
-def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
-    """Each JSON file under ``path`` as a response (or the scan errors file); InputError names the file."""
+def iter_dir(
+    path: Path,
+) -> Iterator[tuple[str, RawResponse | list[ScanError] | dict[tuple[str, str], MembershipUnknown]]]:
+    """Each JSON file under ``path`` as a response (or a scan errors file); InputError names the file."""
     if not path.is_dir():
         raise InputError(f"{path}: snapshot directory not found (give the folder of saved API responses)")
     files = sorted((p for p in path.rglob("*.json") if p.is_file()), key=lambda p: _page_order(p.relative_to(path)))
@@ -323,13 +390,17 @@ def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
         if file.name == ERRORS_FILE:
             yield str(file), _errors(file, data)
             continue
+        if file.name == MEMBERSHIP_ERRORS_FILE:
+            yield str(file), _membership_errors(file, data)
+            continue
         if not isinstance(data, dict):
             raise InputError(f"{file}: expected a JSON object (one API response)")
         action = classify(data)
         if action is None or action == "DescribeRegions":
             raise InputError(
-                f"{file}: not a DescribeSecurityGroups, DescribeSecurityGroupAttribute, DescribePrefixListAttributes "
-                "or DescribePortRangeListEntries response (no SecurityGroups, Permissions or Entries key)"
+                f"{file}: not a DescribeSecurityGroups, DescribeSecurityGroupAttribute, DescribePrefixListAttributes, "
+                "DescribePortRangeListEntries, DescribeNetworkInterfaces or DescribeInstances response (no "
+                "SecurityGroups, Permissions, Entries, NetworkInterfaceSets or Instances key)"
             )
         account = _account_for(file.relative_to(path), data)
         if (bad := identifiers.problem("account", account)) is not None:
@@ -365,11 +436,29 @@ def _errors(file: Path, data: object) -> list[ScanError]:
     return out
 
 
+def _membership_errors(file: Path, data: object) -> dict[tuple[str, str], MembershipUnknown]:
+    if not isinstance(data, list):
+        raise InputError(f"{file}: expected a JSON list of membership read errors")
+    out = {}
+    for i, e in enumerate(data):
+        if not isinstance(e, dict) or not {"region", "code"} <= e.keys():
+            raise InputError(f"{file}: entry {i}: a membership read error needs at least 'region' and 'code'")
+        permissions = e.get("permissions", [])
+        if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+            raise InputError(f"{file}: entry {i}: 'permissions' must be a list of RAM actions")
+        where = (str(e.get("account") or DEFAULT_ACCOUNT), str(e["region"]))
+        out[where] = MembershipUnknown(str(e["code"]), str(e.get("message") or ""), tuple(permissions))
+    return out
+
+
 def load(path: Path) -> Snapshot:
     builder = SnapshotBuilder()
     for origin, item in iter_dir(path):
         if isinstance(item, list):
             builder.snap.errors.extend(item)
+        elif isinstance(item, dict):
+            for where, why in item.items():
+                builder.membership_failed(where, why)
         else:
             builder.add(item, origin)
     return builder.finish()

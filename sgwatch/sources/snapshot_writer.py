@@ -4,6 +4,7 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
 
     OUT/
       errors.json                                   only when the scan had errors
+      membership-errors.json                        only when some region's membership could not be read
       <account>/
         <region>.DescribeSecurityGroups.json        first listing page
         <region>.DescribeSecurityGroups.2.json      further pages
@@ -12,6 +13,8 @@ Layout (one JSON file per API response, pretty-printed with sorted keys)::
         <region>.<pl-id>.json                       DescribePrefixListAttributes, with "RegionId" added
         <region>.<prl-id>.json                      DescribePortRangeListEntries, with "RegionId" and
                                                     "PortRangeListId" added
+        <region>.DescribeNetworkInterfaces.json     membership: ENI listing pages (.2.json, …),
+        <region>.DescribeInstances.json             instance listing pages; both with "RegionId" added
 
 Files sit directly in each account folder (no region sub-folders), so a loader that reads
 ``DIR/<account>/*.json`` and tells the APIs apart with :func:`sgwatch.sources.raw.classify` sees
@@ -33,7 +36,7 @@ from typing import Any
 
 from sgwatch.errors import InputError
 from sgwatch.sources import identifiers
-from sgwatch.sources.raw import RawResponse, RawScan
+from sgwatch.sources.raw import MEMBERSHIP_ERRORS_FILE, RawResponse, RawScan
 
 ERRORS_FILE = "errors.json"
 # The id a file of each kind of answer is named after, and the field that holds it.
@@ -97,3 +100,20 @@ def write_snapshot(raw: RawScan, out_dir: Path) -> None:
         _dump(errors_path, [asdict(error) for error in raw.errors])
     else:
         errors_path.unlink(missing_ok=True)  # a stale errors file would mark a good snapshot incomplete
+    membership_path = out_dir / MEMBERSHIP_ERRORS_FILE
+    if raw.membership_failures:
+        _dump(
+            membership_path,
+            [
+                {
+                    "account": account,
+                    "region": region,
+                    "code": why.code,
+                    "message": why.message,
+                    "permissions": list(why.permissions),
+                }
+                for (account, region), why in sorted(raw.membership_failures.items())
+            ],
+        )
+    else:
+        membership_path.unlink(missing_ok=True)  # likewise: stale, it would hide a membership read
