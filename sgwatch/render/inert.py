@@ -61,9 +61,9 @@ def visible(text: object) -> str:
     return "".join(_escape_char(ch) if unsafe(ch) else ch for ch in s)
 
 
-def rich_text(text: object, style: str = "") -> Text:
+def rich_text(text: object) -> Text:
     """``visible`` text for rich: a ``Text`` is printed as it is, never parsed as markup."""
-    return Text(visible(text), style=style)
+    return Text(visible(text))
 
 
 def defuse_mentions(text: str) -> str:
