@@ -27,6 +27,7 @@ from sgwatch.core.model import ScanError, Snapshot
 from sgwatch.errors import EXIT_DRIFT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, SgwatchError
 from sgwatch.render import json as json_render
 from sgwatch.render import markdown, table
+from sgwatch.render.inert import visible
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.raw import RawScan
 
@@ -65,7 +66,7 @@ def _write(text: str, output: Path | None) -> None:
 def _echo_unread(what: str, errors: Iterable[ScanError]) -> None:
     for e in errors:
         target = f" {e.security_group_id}" if e.security_group_id else ""
-        click.echo(logs.scrub(f"{what}: {e.account} {e.region}{target}: {e.code}: {e.message}"), err=True)
+        click.echo(visible(logs.scrub(f"{what}: {e.account} {e.region}{target}: {e.code}: {e.message}")), err=True)
 
 
 def _load_config(path: Path | None) -> config.Config:
@@ -345,13 +346,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="sgwatch", standalone_mode=False)
     except SgwatchError as exc:
-        click.echo(f"sgwatch: error: {logs.scrub(str(exc))}", err=True)
+        click.echo(f"sgwatch: error: {visible(logs.scrub(str(exc)))}", err=True)  # it may quote ids or file contents
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("sgwatch: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"sgwatch: error: {logs.scrub(exc.format_message())}", err=True)
+        click.echo(f"sgwatch: error: {visible(logs.scrub(exc.format_message()))}", err=True)
         sys.exit(EXIT_USAGE)
     except BrokenPipeError:
         sys.exit(EXIT_OK)

@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from sgwatch.alerting.escape import clean, defuse_mentions, markdown_text, plain_text, slack_text
+from sgwatch.alerting.escape import alertmanager_text, clean, markdown_text, plain_text, slack_text
 from sgwatch.alerting.message import (
     DESCRIPTION_LIMIT,
     FIELD_LIMIT,
@@ -262,19 +262,20 @@ class AlertmanagerChannel(ChannelBase):
         f = event["finding"]
         v = view(event)
         checks = v.checks
-        labels = {k: clean(val, FIELD_LIMIT) for k, val in self.labels.items()}
+        # Label values reach Alertmanager's own templates as they are, like the annotations.
+        labels = {k: alertmanager_text(val, FIELD_LIMIT) for k, val in self.labels.items()}
         labels.update(
             {
                 "alertname": "SgwatchTest" if v.event == "test" else "SgwatchDrift",
-                "severity": clean(v.severity, 16),
-                "account": clean(v.account, FIELD_LIMIT),
-                "region": clean(v.region, FIELD_LIMIT),
-                "security_group_id": clean(v.security_group_id, FIELD_LIMIT),
-                "kind": clean(v.kind, 32),
-                "check": clean(checks[0], 64) if checks else "",
+                "severity": alertmanager_text(v.severity, 16),
+                "account": alertmanager_text(v.account, FIELD_LIMIT),
+                "region": alertmanager_text(v.region, FIELD_LIMIT),
+                "security_group_id": alertmanager_text(v.security_group_id, FIELD_LIMIT),
+                "kind": alertmanager_text(v.kind, 32),
+                "check": alertmanager_text(checks[0], 64) if checks else "",
                 # Two findings may share every other label (two new rules in one group): the
                 # finding id keeps them apart instead of Alertmanager merging them into one alert.
-                "finding_id": clean(v.finding_id, 64),
+                "finding_id": alertmanager_text(v.finding_id, 64),
             }
         )
         labels = {k: val for k, val in labels.items() if val}
@@ -282,8 +283,8 @@ class AlertmanagerChannel(ChannelBase):
         alert: dict[str, Any] = {
             "labels": labels,
             "annotations": {
-                "summary": _am_text(v.message or v.headline, MESSAGE_LIMIT),
-                "description": _am_text(_am_description(event), 1000),
+                "summary": alertmanager_text(v.message or v.headline, MESSAGE_LIMIT),
+                "description": alertmanager_text(_am_description(event), 1000),
                 "first_seen": iso(start),
             },
             "startsAt": iso(start),
@@ -305,11 +306,6 @@ class AlertmanagerChannel(ChannelBase):
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         alerts = [self.alert(e, now) for e in events]
         return HttpRequest(f"{self.url}/api/v2/alerts", _json(alerts), headers)
-
-
-def _am_text(text: str, limit: int) -> str:
-    # Annotations end up in Alertmanager's own Slack/DingTalk/e-mail templates, which do not escape.
-    return defuse_mentions(clean(text, limit).replace("<", "‹").replace(">", "›"))
 
 
 def _am_description(event: Event) -> str:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from sgwatch.core.findings import Report
+from sgwatch.render.inert import markdown_cell
 
 _ICON = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🔵", "info": "⚪"}
-# Only what changes meaning inside a table cell; "-" and "." matter only at a line start.
-_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 MAX_ROWS = 200
 
 
-def escape(text: str) -> str:
-    """Neutralise markdown, HTML and mentions in text that came from the cloud."""
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    # A zero-width space after "@" keeps @all / @someone from notifying anyone.
-    return _SPECIAL.sub(r"\\\1", text).replace("@", "@\u200b")
+def _code(text: str) -> str:
+    # Not a `code span`: a backtick in cloud text cannot be escaped inside one, and would end it.
+    return f"<code>{markdown_cell(text)}</code>"
 
 
 def render(report: Report) -> str:
@@ -34,9 +30,9 @@ def render(report: Report) -> str:
     if report.findings:
         lines += ["| | severity | kind | group | change | checks |", "|---|---|---|---|---|---|"]
         for f in report.findings[:MAX_ROWS]:
-            group = f"`{f.region}` `{f.security_group_id}`"
+            group = f"{_code(f.region)} {_code(f.security_group_id)}"
             lines.append(
-                f"| {_ICON[f.severity]} | {f.severity} | {f.kind} | {group} | {escape(f.message)} | "
+                f"| {_ICON[f.severity]} | {f.severity} | {f.kind} | {group} | {markdown_cell(f.message)} | "
                 f"{', '.join(f.checks)} |"
             )
         if len(report.findings) > MAX_ROWS:
@@ -49,12 +45,12 @@ def render(report: Report) -> str:
         lines += [f"| {sev} | {check} | {n} |" for (sev, check), n in sorted(by_check.items())]
         lines += ["", "</details>", ""]
     if notes := report.membership_notes():
-        lines += [f"- {escape(note)}" for note in notes] + [""]
+        lines += [f"- {markdown_cell(note)}" for note in notes] + [""]
     if report.errors:
         lines += ["### Could not read", ""]
         lines += [
-            f"- `{e.account}` `{e.region}` {f'`{e.security_group_id}` ' if e.security_group_id else ''}"
-            f"{e.code}: {escape(e.message)}"
+            f"- {_code(e.account)} {_code(e.region)} {_code(e.security_group_id) + ' ' if e.security_group_id else ''}"
+            f"{markdown_cell(e.code)}: {markdown_cell(e.message)}"
             for e in report.errors
         ]
         lines.append("")
