@@ -7,28 +7,35 @@ the first scan has been attempted.
 The server is waitress (one I/O thread, a bounded pool of worker threads) with sgwatch's
 limits on top: a bounded number of open connections, so a flood of idle sockets cannot take
 the file descriptors a scan needs; at that bound the connection idle longest is closed to admit
-a waiting one, so idle sockets cannot starve the probes either; idle and read timeouts; and
-probes served by threads of their own, never queued behind /metrics renders.
+a waiting one, so idle sockets cannot starve the probes either; when every connection is busy,
+a few more are taken in "overflow" only to answer a probe or a quick 503, so a scrape storm
+cannot hold the probes in the kernel's queue; idle and read timeouts; probes served by threads
+of their own, never queued behind /metrics renders; and scrapes that arrive while /metrics is
+being rendered share the next render instead of each costing one.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import structlog
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
+from waitress.utilities import Error as WaitressError
 
 from sgwatch.errors import InputError
 from sgwatch.listen import ListenAddress, parse_listen
@@ -49,19 +56,90 @@ log = structlog.get_logger("sgwatch.server")
 class Limits:
     """What one HTTP server may hold and how long it waits for a client."""
 
-    connections: int = 100  # open at once; past it new connections wait in the kernel's backlog
+    connections: int = 128  # open at once for any request
+    overflow: int = 16  # more, when all those are busy: a probe is answered, anything else gets 503
     backlog: int = 1024  # connections the kernel queues while the server is at `connections`
-    workers: int = 4  # threads answering requests
-    fast_workers: int = 2  # threads answering only the fast paths (the probes)
+    workers: int = 16  # threads answering requests; in a storm most wait on one shared render
+    fast_workers: int = 2  # threads answering only the fast paths (the probes) and overflow's 503s
     idle_timeout: float = 30.0  # no request in progress and no byte either way for this long: closed
     read_timeout: float = 10.0  # a request not received whole this long after its first byte: closed
-    evict_after: float = 0.5  # at `connections`, one idle this long is closed to admit a waiting one
+    # At `connections`, one idle this long is closed to admit a waiting one. Shorter drains idle
+    # floods faster but cuts off clients slow to send their request.
+    evict_after: float = 1.0
+    overflow_idle: float = 0.5  # an overflow connection idle this long is closed: it would only get a 503
     max_header_bytes: int = 16384
     max_body_bytes: int = 65536
 
 
+@dataclass
+class _Render:
+    done: threading.Event = field(default_factory=threading.Event)
+    output: bytes = b""
+    error: BaseException | None = None
+
+
+class SharedRenders:
+    """One render at a time per key; callers arriving during one share the next, never an older one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Hashable, _Render] = {}
+        self._next: dict[Hashable, _Render] = {}
+
+    def get(self, key: Hashable, render: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            running = self._running.get(key)
+            if running is None:
+                mine, lead, after = self._running.setdefault(key, _Render()), True, None
+            elif key in self._next:
+                mine, lead, after = self._next[key], False, None
+            else:
+                mine, lead, after = self._next.setdefault(key, _Render()), True, running
+        if lead:
+            if after is not None:
+                after.done.wait()  # its leader hands the running slot to `mine`
+            try:
+                mine.output = render()
+            except BaseException as exc:
+                mine.error = exc
+            finally:
+                with self._lock:
+                    if key in self._next:
+                        self._running[key] = self._next.pop(key)
+                    else:
+                        del self._running[key]
+                mine.done.set()
+            if mine.error is not None:
+                raise mine.error
+        else:
+            mine.done.wait()
+            if mine.error is not None:
+                raise RuntimeError("the shared /metrics render failed") from mine.error
+        return mine.output
+
+
+def exposition(registry: CollectorRegistry) -> WSGIApp:
+    """/metrics as prometheus_client renders it: text or OpenMetrics by Accept, gzip, ``name[]``."""
+    shared = SharedRenders()
+
+    def metrics(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        names = tuple(sorted(set(parse_qs(environ.get("QUERY_STRING", "")).get("name[]", []))))
+        compress = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+
+        def render() -> bytes:
+            output = encoder(registry.restricted_registry(names) if names else registry)
+            return gzip.compress(output) if compress else output
+
+        body = shared.get((content_type, names, compress), render)
+        start_response("200 OK", [("Content-Type", content_type)] + [("Content-Encoding", "gzip")] * compress)
+        return [body]
+
+    return metrics
+
+
 def app(registry: CollectorRegistry, health: Probe, ready: Probe) -> WSGIApp:
-    metrics = make_wsgi_app(registry)  # the real exposition: text or OpenMetrics by Accept, gzip, name[]
+    metrics = exposition(registry)
 
     def probe(check: Probe, start_response: StartResponse) -> list[bytes]:
         ok, detail = check()
@@ -74,21 +152,35 @@ def app(registry: CollectorRegistry, health: Probe, ready: Probe) -> WSGIApp:
         if path not in PROBES and path != "/metrics":
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"sgwatch: /metrics, /healthz, /readyz\n"]
-        if method not in ("GET", "HEAD"):
+        if method not in ("GET", "HEAD"):  # waitress sends no body for HEAD
             start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Allow", ALLOW)])
             return [f"sgwatch: {path} answers {ALLOW}\n".encode()]
         if path == "/metrics":
-            # waitress sends no body for HEAD; prometheus_client's app only knows GET.
-            return metrics({**environ, "REQUEST_METHOD": "GET"}, start_response)  # type: ignore[no-any-return]
+            return metrics(environ, start_response)
         return probe(health if path == "/healthz" else ready, start_response)
 
     return route
+
+
+class _Busy(WaitressError):  # type: ignore[misc]
+    """The answer to a request taken in overflow that is not a fast path."""
+
+    code = 503
+    reason = "Service Unavailable"
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        status, headers, body = super().to_response(ident)
+        return status, [*headers, ("Retry-After", "1")], body
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
     """A connection that remembers when its current request began (for the read timeout)."""
 
     request_started = 0.0
+
+    def __init__(self, server: _Listener, *args: Any, **kwargs: Any) -> None:
+        self.overflow = server.owner._normal_full()
+        super().__init__(server, *args, **kwargs)
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
@@ -144,6 +236,7 @@ class HttpServer:
         self._at_limit_logged = 0.0
         self.evicted = 0  # connections closed at the limit to admit another
         self.timed_out = 0  # connections closed by the idle or read timeout
+        self.shed = 0  # requests answered 503 because every connection was busy
         host = f"[{address.bind_host}]" if ":" in address.bind_host else address.bind_host
         try:
             adj = Adjustments(
@@ -208,20 +301,29 @@ class HttpServer:
     def _channels(self) -> list[_Channel]:
         return [ch for listener in self._listeners for ch in listener.active_channels.values()]
 
+    def _normal_full(self) -> bool:
+        return sum(not ch.overflow for ch in self._channels()) >= self.limits.connections
+
     def _sweep(self, now: float) -> None:
         idle_cutoff = now - self.limits.idle_timeout
         read_cutoff = now - self.limits.read_timeout
+        overflow_cutoff = now - self.limits.overflow_idle
         for ch in self._channels():
             if not ch.idle():
                 continue
-            if ch.last_activity < idle_cutoff or (ch.request is not None and ch.request_started < read_cutoff):
+            if (
+                ch.last_activity < idle_cutoff
+                or (ch.request is not None and ch.request_started < read_cutoff)
+                or (ch.overflow and ch.last_activity < overflow_cutoff)
+            ):
                 ch.will_close = True  # waitress closes it on this loop turn
                 self.timed_out += 1
 
     def _admit(self, listener: _Listener) -> bool:
-        """Accept on ``listener`` now? At the limit, make room by closing the longest-idle connection."""
+        """Accept on ``listener`` now? At the limit, close the longest-idle connection, else use overflow."""
         channels = self._channels()
-        if len(channels) < self.limits.connections:
+        normal = [ch for ch in channels if not ch.overflow]
+        if len(normal) < self.limits.connections:
             return True
         if self._victim is not None and self._victim.connected:
             return False  # the last one chosen closes on this turn; then there is room
@@ -229,25 +331,33 @@ class HttpServer:
         if not listener.has_pending():
             return False
         cutoff = time.time() - self.limits.evict_after
-        idle = [ch for ch in channels if ch.idle() and ch.last_activity <= cutoff]
+        idle = [ch for ch in normal if ch.idle() and ch.last_activity <= cutoff]
         if idle:
             self._victim = min(idle, key=lambda ch: ch.last_activity)
             self._victim.will_close = True
             self.evicted += 1
+            return False
         now = time.monotonic()
         if now - self._at_limit_logged >= _LIMIT_LOG_SECONDS:
             self._at_limit_logged = now
             log.warning(
-                "http connections at the limit",
+                "http connections all busy",
                 limit=self.limits.connections,
-                closed_idle=self.evicted,
-                hint="idle connections are closed to admit new ones; busy ones make new ones wait",
+                answered_busy=self.shed,
+                hint="probes are still answered; other requests get 503 until a connection is free",
             )
-        return False
+        return len(channels) - len(normal) < self.limits.overflow
 
     def _dispatch(self, channel: _Channel) -> None:
-        fast = channel.requests and channel.requests[0].path in self._fast_paths
-        (self._fast if fast else self._workers).add_task(channel)
+        request = channel.requests[0]
+        if request.path in self._fast_paths:
+            self._fast.add_task(channel)
+        elif channel.overflow:
+            request.error = _Busy("sgwatch is answering as many requests as it will take; retry")
+            self.shed += 1
+            self._fast.add_task(channel)
+        else:
+            self._workers.add_task(channel)
 
 
 class Server(HttpServer):

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from sgwatch import config
 from sgwatch.errors import InputError
 from sgwatch.listen import ListenAddress, parse_listen
-from sgwatch.server import Limits, Server
+from sgwatch.server import Limits, Server, SharedRenders
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -212,7 +212,7 @@ def test_idle_connections_neither_starve_healthz_nor_take_the_descriptors() -> N
 
 
 def test_at_the_connection_limit_the_longest_idle_connection_makes_room() -> None:
-    with local_server(limits=Limits(connections=10, evict_after=0.1)) as server:
+    with local_server(limits=Limits(connections=10, overflow=0, evict_after=0.1)) as server:
         socks = idle_sockets(server.port, 30)
         try:
             status, _, _ = request(f"http://127.0.0.1:{server.port}/healthz", timeout=20)
@@ -251,13 +251,14 @@ def test_a_request_trickling_in_is_closed_after_the_read_timeout() -> None:
 
 def test_a_keepalive_connection_serves_several_requests() -> None:
     with local_server() as server, socket.create_connection(("127.0.0.1", server.port)) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         s.settimeout(10)
         data = b""
-        while data.count(b"HTTP/1.1 200 OK") < 2:
-            chunk = s.recv(65536)
-            assert chunk, data
+        while chunk := s.recv(65536):
             data += chunk
+        assert data.count(b"HTTP/1.1 200 OK") == 2
         assert data.index(b'"ok": true') < data.index(b"sgwatch_test_total")  # in order
 
 
@@ -306,14 +307,69 @@ def test_probes_do_not_wait_behind_metrics_renders() -> None:
         for t in scrapes:
             t.start()
         try:
-            for _ in range(limits.workers):  # every worker is inside a render; four more scrapes queue
-                assert blocking.entered.acquire(timeout=20)
+            assert blocking.entered.acquire(timeout=20)  # one worker renders, the other waits to share the next
+            deadline = time.monotonic() + 20
+            while len(server._channels()) < len(scrapes) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the other four are queued for a worker
             assert request(base + "/healthz", timeout=10)[0] == 200
             assert request(base + "/readyz", timeout=10)[0] == 503
         finally:
             blocking.release.set()
             for t in scrapes:
                 t.join(30)
+
+
+def test_when_every_connection_is_busy_probes_are_answered_and_scrapes_get_503() -> None:
+    registry = CollectorRegistry()
+    blocking = _Blocking()
+    registry.register(blocking)
+    with local_server(registry, Limits(connections=2, overflow=2, workers=2)) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        scrapes = [threading.Thread(target=request, args=(base + "/metrics",)) for _ in range(2)]
+        for t in scrapes:
+            t.start()
+        try:
+            assert blocking.entered.acquire(timeout=20)  # one renders, the other waits to share the next
+            deadline = time.monotonic() + 20
+            while len(server._channels()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert request(base + "/healthz", timeout=10)[0] == 200
+            status, headers, body = request(base + "/metrics", timeout=10)
+            assert (status, headers["Retry-After"]) == (503, "1") and b"retry" in body
+            assert server.shed == 1
+        finally:
+            blocking.release.set()
+            for t in scrapes:
+                t.join(30)
+
+
+def test_callers_during_a_render_share_the_next_one_never_an_older_one() -> None:
+    shared = SharedRenders()
+    renders: list[int] = []
+    first_in = threading.Event()
+    release = threading.Event()
+
+    def render() -> bytes:
+        renders.append(len(renders) + 1)
+        if len(renders) == 1:
+            first_in.set()
+            release.wait(30)
+        return str(len(renders)).encode()
+
+    got: list[bytes] = []
+    leader = threading.Thread(target=lambda: got.append(shared.get("k", render)))
+    leader.start()
+    assert first_in.wait(20)
+    joiners = [threading.Thread(target=lambda: got.append(shared.get("k", render))) for _ in range(5)]
+    for t in joiners:
+        t.start()
+    time.sleep(1.0)  # let them reach get(); one late would only cost a third render
+    release.set()
+    for t in [leader, *joiners]:
+        t.join(30)
+    assert sorted(got) == [b"1"] + [b"2"] * 5
+    assert renders == [1, 2]
+    assert shared.get("k", render) == b"3"  # nothing running: a fresh render
 
 
 def test_stop_is_prompt_and_closes_every_connection() -> None:
