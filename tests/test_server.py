@@ -296,51 +296,44 @@ class _Blocking(Collector):
         yield from ()
 
 
-def test_probes_do_not_wait_behind_metrics_renders() -> None:
+@contextmanager
+def scrapes_held_in_a_render(limits: Limits, count: int) -> Iterator[Server]:
+    """A server with ``count`` scrapes connected: one inside a render that waits, the rest behind it."""
     registry = CollectorRegistry()
     blocking = _Blocking()
     registry.register(blocking)
-    limits = Limits(workers=2)
     with local_server(registry, limits) as server:
         base = f"http://127.0.0.1:{server.port}"
-        scrapes = [threading.Thread(target=request, args=(base + "/metrics",)) for _ in range(6)]
+        scrapes = [threading.Thread(target=request, args=(base + "/metrics",)) for _ in range(count)]
         for t in scrapes:
             t.start()
         try:
-            assert blocking.entered.acquire(timeout=20)  # one worker renders, the other waits to share the next
+            assert blocking.entered.acquire(timeout=20)
             deadline = time.monotonic() + 20
-            while len(server._channels()) < len(scrapes) and time.monotonic() < deadline:
-                time.sleep(0.05)  # the other four are queued for a worker
-            assert request(base + "/healthz", timeout=10)[0] == 200
-            assert request(base + "/readyz", timeout=10)[0] == 503
+            while len(server._channels()) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            yield server
         finally:
             blocking.release.set()
             for t in scrapes:
                 t.join(30)
+
+
+def test_probes_do_not_wait_behind_metrics_renders() -> None:
+    # Two workers: one renders, one waits to share the next render, four scrapes queue for a worker.
+    with scrapes_held_in_a_render(Limits(workers=2), 6) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        assert request(base + "/healthz", timeout=10)[0] == 200
+        assert request(base + "/readyz", timeout=10)[0] == 503
 
 
 def test_when_every_connection_is_busy_probes_are_answered_and_scrapes_get_503() -> None:
-    registry = CollectorRegistry()
-    blocking = _Blocking()
-    registry.register(blocking)
-    with local_server(registry, Limits(connections=2, overflow=2, workers=2)) as server:
+    with scrapes_held_in_a_render(Limits(connections=2, overflow=2, workers=2), 2) as server:
         base = f"http://127.0.0.1:{server.port}"
-        scrapes = [threading.Thread(target=request, args=(base + "/metrics",)) for _ in range(2)]
-        for t in scrapes:
-            t.start()
-        try:
-            assert blocking.entered.acquire(timeout=20)  # one renders, the other waits to share the next
-            deadline = time.monotonic() + 20
-            while len(server._channels()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert request(base + "/healthz", timeout=10)[0] == 200
-            status, headers, body = request(base + "/metrics", timeout=10)
-            assert (status, headers["Retry-After"]) == (503, "1") and b"retry" in body
-            assert server.shed == 1
-        finally:
-            blocking.release.set()
-            for t in scrapes:
-                t.join(30)
+        assert request(base + "/healthz", timeout=10)[0] == 200
+        status, headers, body = request(base + "/metrics", timeout=10)
+        assert (status, headers["Retry-After"]) == (503, "1") and b"retry" in body
+        assert server.shed == 1
 
 
 def test_callers_during_a_render_share_the_next_one_never_an_older_one() -> None:
