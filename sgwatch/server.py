@@ -232,6 +232,7 @@ class HttpServer:
         self._workers = ThreadedTaskDispatcher()
         self._fast = ThreadedTaskDispatcher()
         self._stopping = threading.Event()
+        self._closing = threading.Lock()
         self._victim: _Channel | None = None
         self._at_limit_logged = 0.0
         self.evicted = 0  # connections closed at the limit to admit another
@@ -273,9 +274,11 @@ class HttpServer:
 
     def stop(self) -> None:
         """Close the sockets and every connection, within about STOP_SECONDS."""
-        self._stopping.set()
+        with self._closing:
+            self._stopping.set()
+            if self._map:  # still serving: wake the I/O thread from its poll, it closes everything
+                self._listeners[0].pull_trigger()
         if self._thread.is_alive():
-            self._listeners[0].pull_trigger()  # wake the I/O thread from its poll
             self._thread.join(STOP_SECONDS / 2)
         else:
             self._close_all()
@@ -292,10 +295,11 @@ class HttpServer:
             self._close_all()
 
     def _close_all(self) -> None:
-        for obj in list(self._map.values()):
-            # handle_close also wakes a worker waiting to write to that connection
-            (obj.handle_close if isinstance(obj, HTTPChannel) else obj.close)()
-        self._map.clear()
+        with self._closing:  # never while stop() pulls the trigger
+            for obj in list(self._map.values()):
+                # handle_close also wakes a worker waiting to write to that connection
+                (obj.handle_close if isinstance(obj, HTTPChannel) else obj.close)()
+            self._map.clear()
 
     # -- connections -------------------------------------------------------------------------
     def _channels(self) -> list[_Channel]:
