@@ -101,7 +101,8 @@ class SharedRenders:
             try:
                 mine.output = render()
             except BaseException as exc:
-                mine.error = exc
+                mine.error = exc  # the callers sharing this render fail with it too
+                raise
             finally:
                 with self._lock:
                     if key in self._next:
@@ -109,8 +110,6 @@ class SharedRenders:
                     else:
                         del self._running[key]
                 mine.done.set()
-            if mine.error is not None:
-                raise mine.error
         else:
             mine.done.wait()
             if mine.error is not None:
@@ -132,7 +131,10 @@ def exposition(registry: CollectorRegistry) -> WSGIApp:
             return gzip.compress(output) if compress else output
 
         body = shared.get((content_type, names, compress), render)
-        start_response("200 OK", [("Content-Type", content_type)] + [("Content-Encoding", "gzip")] * compress)
+        headers = [("Content-Type", content_type)]
+        if compress:
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
         return [body]
 
     return metrics
@@ -243,8 +245,6 @@ class HttpServer:
             adj = Adjustments(
                 listen=f"{host}:{address.port}",
                 backlog=limits.backlog,
-                connection_limit=limits.connections,
-                channel_timeout=max(1, round(limits.idle_timeout)),  # unused: _sweep applies the float
                 max_request_header_size=limits.max_header_bytes,
                 max_request_body_size=limits.max_body_bytes,
                 asyncore_use_poll=True,

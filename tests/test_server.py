@@ -492,3 +492,36 @@ def test_config_listen_uses_the_same_reading(tmp_path: Path) -> None:
 def test_a_yaml_number_is_not_a_listen_address() -> None:
     with pytest.raises(ValueError):
         config.Config(listen=9108)  # type: ignore[arg-type]
+
+
+def test_a_failed_render_fails_its_sharers_and_frees_the_slot() -> None:
+    shared = SharedRenders()
+    entered, release = threading.Event(), threading.Event()
+
+    def broken() -> bytes:
+        entered.set()
+        release.wait(30)
+        raise ValueError("collector bug")
+
+    errors: list[BaseException] = []
+
+    def call(render: Any) -> None:
+        try:
+            shared.get("k", render)
+        except Exception as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=call, args=(broken,))
+    leader.start()
+    assert entered.wait(20)
+    next_leader = threading.Thread(target=call, args=(broken,))  # renders after the first, itself
+    next_leader.start()
+    time.sleep(0.3)
+    sharer = threading.Thread(target=call, args=(broken,))  # shares the second render's outcome
+    sharer.start()
+    time.sleep(0.3)
+    release.set()
+    for t in (leader, next_leader, sharer):
+        t.join(30)
+    assert sorted(type(e).__name__ for e in errors) == ["RuntimeError", "ValueError", "ValueError"]
+    assert shared.get("k", lambda: b"ok") == b"ok"  # nothing left running
