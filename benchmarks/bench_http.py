@@ -86,7 +86,7 @@ def _probe_once(port: int, timeout: float) -> float | None:
                 data += chunk
     except OSError:
         return None
-    return time.monotonic() - started if data.startswith(b"HTTP/1.1 200") else None
+    return time.monotonic() - started if data[9:12] == b"200" else None  # HTTP/1.x 200
 
 
 def _probe_while(port: int, running: threading.Event | None, count: int, timeout: float) -> Probes:
