@@ -25,6 +25,7 @@ from sgwatch.core.checks import CATALOGUE, RANK, SEVERITIES
 from sgwatch.core.findings import Report
 from sgwatch.core.model import ScanError, Snapshot
 from sgwatch.errors import EXIT_DRIFT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, SgwatchError
+from sgwatch.listen import listen_flag
 from sgwatch.render import json as json_render
 from sgwatch.render import markdown, table
 from sgwatch.render.inert import visible
@@ -256,7 +257,12 @@ def checks(fmt: str) -> None:
 @_region_opt
 @_endpoint_opt
 @click.option("--interval", type=click.FloatRange(min=1), default=None, help="Seconds between scans (default 300).")
-@click.option("--listen", default=None, help="host:port for /metrics, /healthz, /readyz (default 0.0.0.0:9108).")
+@click.option(
+    "--listen",
+    callback=listen_flag,
+    default=None,
+    help="HOST:PORT or [IPv6]:PORT for /metrics, /healthz, /readyz (default 0.0.0.0:9108).",
+)
 @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None, help="SQLite state file.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def run(

@@ -21,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from sgwatch import logs
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
 from sgwatch.errors import InputError
+from sgwatch.listen import parse_listen
 from sgwatch.sources import identifiers
 from sgwatch.sources.live_settings import AccountSettings, LiveSettings, RegionId, ScanTuning
 
@@ -73,10 +74,16 @@ class Config(_Strict):
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     interval: float = Field(default=300.0, ge=1, description="seconds between scans (daemon)")
     jitter: float | None = Field(default=None, ge=0, description="seconds of random delay per scan")
-    listen: str = Field(default="0.0.0.0:9108", pattern=r"^[^\s:]*:\d{1,5}$", description="host:port of /metrics")
+    listen: str = Field(default="0.0.0.0:9108", description="HOST:PORT or [IPv6]:PORT of /metrics, /healthz, /readyz")
     state: Path = Field(default=Path("sgwatch.sqlite"), description="SQLite state file (daemon)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     notifications: list[dict[str, Any]] = Field(default_factory=list, description="alert channels")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
 
     @field_validator("endpoint")
     @classmethod

@@ -28,7 +28,7 @@ def render(report: Report, *, color: bool = False, width: int = 140) -> str:
     if not report.complete:
         console.print(f"[bold yellow]incomplete:[/] {len(report.errors)} region(s)/group(s) could not be read")
     for note in report.membership_notes():
-        console.print(rich_text(note), style="yellow")
+        console.print(rich_text(note))  # names cloud regions: never styled as our own words
     if report.findings:
         table = Table(show_lines=False, expand=True)
         for name, kw in (("severity", {}), ("kind", {}), ("region", {}), ("group", {}), ("change", {"ratio": 1})):
