@@ -1,8 +1,8 @@
 """The one reading of a listen address (``--listen``, ``listen:`` in the config, the HTTP server).
 
 Allowed: ``HOST:PORT`` (a host name or an IPv4 address; an empty host means every IPv4
-interface) and ``[IPv6]:PORT``; the port is 1-65535. Port 0 (any free port) is refused: a
-daemon on a port nobody knows cannot be scraped.
+interface) and ``[IPv6]:PORT``; the port is 0-65535. Port 0 binds any free port, which the
+server then reports: in-process tests run many daemons at once; in production name the port.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import click
 
-ALLOWED = "HOST:PORT or [IPv6]:PORT with a port 1-65535, e.g. 0.0.0.0:9108 or [::1]:9108"
+ALLOWED = "HOST:PORT or [IPv6]:PORT with a port 0-65535, e.g. 0.0.0.0:9108 or [::1]:9108"
 
 # RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -52,10 +52,10 @@ def parse_listen(text: str) -> ListenAddress:
         if host and not _valid_host(host):
             raise ValueError(f"{shown}: {host!r} is neither a host name nor an IPv4 address; expected {ALLOWED}")
     if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
-        raise ValueError(f"{shown}: the port must be a number 1-65535; expected {ALLOWED}")
+        raise ValueError(f"{shown}: the port must be a number 0-65535; expected {ALLOWED}")
     port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{shown}: port {port} is outside 1-65535")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{shown}: port {port} is outside 0-65535")
     return ListenAddress(host, port)
 
 

@@ -446,8 +446,7 @@ def test_parse_listen_reads_host_port_and_bracketed_ipv6(text: str, expected: Li
     [
         ("foo", "no port"),
         ("127.0.0.1:", "port must be a number"),
-        ("127.0.0.1:99999", "outside 1-65535"),
-        ("127.0.0.1:0", "outside 1-65535"),
+        ("127.0.0.1:99999", "outside 0-65535"),
         ("127.0.0.1:-1", "port must be a number"),
         ("127.0.0.1:９１０８", "port must be a number"),  # str.isdigit says yes; int() would read 9108
         ("::1:9108", "in brackets"),
@@ -476,7 +475,7 @@ def test_listen_flag_error_is_one_line_and_exit_2(value: str) -> None:
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--listen" in lines[0] and "1-65535" in lines[0], result.stderr
+    assert len(lines) == 1 and "--listen" in lines[0] and "0-65535" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -485,7 +484,7 @@ def test_config_listen_uses_the_same_reading(tmp_path: Path) -> None:
     path.write_text("listen: '[::1]:9108'\n")
     assert config.load(path, environ={}).listen == "[::1]:9108"
     path.write_text("listen: '127.0.0.1:99999'\n")
-    with pytest.raises(InputError, match=r"listen: '127.0.0.1:99999': port 99999 is outside 1-65535"):
+    with pytest.raises(InputError, match=r"listen: '127.0.0.1:99999': port 99999 is outside 0-65535"):
         config.load(path, environ={})
 
 
