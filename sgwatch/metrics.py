@@ -233,8 +233,9 @@ class Telemetry:
         with self.lock:
             self.api_requests.update(stats.requests)
             self.api_retries += stats.retries
-            for action, seconds in stats.latencies:
-                self.api_latency.labels(action).observe(seconds)
+        # The histogram has its own lock: a scrape need not wait for a large scan's thousands.
+        for action, seconds in stats.latencies:
+            self.api_latency.labels(action).observe(seconds)
 
     def scan_ended(self, result: str, duration: float) -> None:
         """Count a scan of any result; the caller holds ``lock``."""
