@@ -241,12 +241,10 @@ class Daemon:
                 regions={k: reads[k].timestamp() if k in reads else 0.0 for k in covered},
             )
             self.telemetry.last = summary
-            self.telemetry.last_duration = duration
             self.telemetry.last_success = now.timestamp()
             if report.complete:
                 self.telemetry.last_complete = now.timestamp()
-            self.telemetry.scans[result] += 1
-            self.telemetry.last_result = result
+            self.telemetry.scan_ended(result, duration)
         log.info(
             "scan finished",
             result=result,
@@ -262,9 +260,7 @@ class Daemon:
         # Counted before anything that can fail again (the state write, on a full disk): the
         # counter is what the alert rules see.
         with self.telemetry.lock:
-            self.telemetry.scans["failed"] += 1
-            self.telemetry.last_duration = duration
-            self.telemetry.last_result = "failed"
+            self.telemetry.scan_ended("failed", duration)
         log.error("scan failed", error=message, duration_seconds=round(duration, 3))
         try:
             self.state.add_scan(
@@ -325,6 +321,7 @@ class Daemon:
             # Keep the last good config; record what is on disk now so a bad file is reported once.
             self.loaded = Loaded(self.loaded.config, self.loaded.baseline, _watched(self.options, self.loaded.config))
             log.error("reload failed, keeping the last good config", reason=why, error=str(exc))
+            self.telemetry.reloaded(ok=False)
             return
         interval_changed = fresh.config.interval != self.loaded.config.interval
         self.loaded = fresh
@@ -332,6 +329,7 @@ class Daemon:
         if interval_changed:
             self.telemetry.interval = fresh.config.interval
             self._schedule(fresh.config, first=False)
+        self.telemetry.reloaded(ok=True)
         log.info("reloaded", reason=why, groups=len(fresh.baseline.groups), interval=fresh.config.interval)
 
     # -- probes ----------------------------------------------------------------------------------

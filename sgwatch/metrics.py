@@ -4,31 +4,101 @@ A custom collector on a private registry: nothing is kept as a labelled gauge be
 so when a group is deleted or a drift is fixed its series simply stop being exposed. What a
 scan could not read is not clean: it keeps its last known values, dated by
 ``sgwatch_region_last_read_timestamp_seconds``. Counters (scans, API requests, retries,
-scheduler events, notifications) accumulate here.
+scheduler events, reloads, notifications) and the histograms of API call and scan durations
+accumulate here; the standard process and Python collectors share the registry.
 """
 
 from __future__ import annotations
 
 import platform
 import threading
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from sgwatch import __version__
-from sgwatch.core.checks import RANK, SEVERITIES
+from sgwatch.core.checks import SEVERITIES
 from sgwatch.core.findings import Finding, Report
-from sgwatch.sources.raw import ScanStats
+from sgwatch.sources.raw import Action, ScanStats
 from sgwatch.state import Unread
 
 KINDS = ("group_added", "group_removed", "group_changed", "rule_added", "rule_removed", "rule_changed")
 SCAN_RESULTS = ("complete", "incomplete", "failed")
 SCHEDULER_EVENTS = ("error", "missed", "max_instances")
+RELOAD_RESULTS = ("ok", "failed")
+# One ECS call: tens of milliseconds in region, up to the connect + read timeouts (5 s + 10 s).
+API_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+# One scan: seconds for a small estate, up to the scan deadline (900 s by default).
+SCAN_DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0)
+
+
+def _histogram(name: str, doc: str, label: str, values: Iterable[str], buckets: tuple[float, ...]) -> Histogram:
+    """A histogram of one bounded label, every value of it served from the start (zeros), so
+    rate() sees the first observation."""
+    hist = Histogram(name, doc, [label], buckets=buckets, registry=None)
+    for value in values:
+        hist.labels(value)
+    return hist
+
+
+def _api_latency() -> Histogram:
+    return _histogram(
+        "sgwatch_api_request_duration_seconds",
+        "Duration of one ECS API attempt (each retry is one), by action",
+        "action",
+        get_args(Action),
+        API_LATENCY_BUCKETS,
+    )
+
+
+def _scan_duration() -> Histogram:
+    return _histogram(
+        "sgwatch_scan_duration_seconds", "Duration of a scan, by result", "result", SCAN_RESULTS, SCAN_DURATION_BUCKETS
+    )
+
+
+class Fragment(NamedTuple):
+    """One new exposure as the engine reports it: a port run of one rule's effect."""
+
+    place: tuple[str, str, str]  # (account, region, security group)
+    direction: str
+    family: str
+    protocol: str
+    severity: str
+    from_port: int
+    to_port: int
+
+
+def count_exposures(fragments: Iterable[Fragment]) -> Counter[str]:
+    """New exposures by severity, counted as a user counts them.
+
+    The engine cuts an exposure into port runs wherever the rules under it differ (the peers
+    that already reached one port, the finding each run is attributed to), so one removed
+    egress drop reads as several. Here a group's runs of one direction, family, protocol and
+    severity that touch or overlap are one exposure; a gap (ports that were open before) keeps
+    two runs apart.
+    """
+    runs: dict[tuple[Any, ...], list[tuple[int, int]]] = defaultdict(list)
+    for f in fragments:
+        runs[(f.place, f.direction, f.family, f.protocol, f.severity)].append((f.from_port, f.to_port))
+    counts: Counter[str] = Counter()
+    for key, spans in runs.items():
+        end: int | None = None
+        for low, high in sorted(spans):
+            if end is None or low > end + 1:
+                counts[key[-1]] += 1
+                end = high
+            else:
+                end = max(end, high)
+    return counts
 
 
 class _Facts(NamedTuple):
@@ -37,24 +107,34 @@ class _Facts(NamedTuple):
     severity: str
     kind: str
     place: tuple[str, str, str]  # (account, region, security group)
-    exposures: tuple[str, ...]  # severities of its new exposures
+    exposures: tuple[Fragment, ...]  # its new, graded exposures
 
     @classmethod
     def of(cls, f: Finding) -> _Facts:
+        place = (f.account, f.region, f.security_group_id)
         return cls(
             f.severity,
             f.kind,
-            (f.account, f.region, f.security_group_id),
-            tuple(e.severity for e in f.new_exposures if e.severity),
+            place,
+            tuple(
+                Fragment(place, e.direction, e.family, e.protocol, e.severity, e.from_port, e.to_port)
+                for e in f.new_exposures
+                if e.severity
+            ),
         )
 
     @classmethod
     def kept(cls, data: Mapping[str, Any]) -> _Facts:
+        place = (data["account"], data["region"], data["security_group_id"])
         return cls(
             data["severity"],
             data["kind"],
-            (data["account"], data["region"], data["security_group_id"]),
-            tuple(e["severity"] for e in data.get("new_exposures", ()) if e.get("severity")),
+            place,
+            tuple(
+                Fragment(place, e["direction"], e["family"], e["protocol"], e["severity"], e["from_port"], e["to_port"])
+                for e in data.get("new_exposures", ())
+                if e.get("severity")
+            ),
         )
 
 
@@ -78,9 +158,9 @@ class ScanSummary:
     duration: float
     complete: bool
     findings: Counter[tuple[str, str]]  # (severity, kind)
-    new_exposures: Counter[str]  # severity
+    new_exposures: Counter[str]  # severity -> exposures (count_exposures)
     posture: tuple[PostureRow, ...]
-    groups: dict[tuple[str, str, str], tuple[int, str]]  # (account, region, sg) -> (count, worst severity)
+    groups: Counter[tuple[str, str, str, str]]  # (account, region, sg, severity) -> findings of that severity
     errors: Counter[tuple[str, str]]  # (account, region)
     regions: dict[tuple[str, str], float] = field(default_factory=dict)  # last read in full; 0: never
 
@@ -114,20 +194,14 @@ class ScanSummary:
                 for p in previous.posture
                 if p[:3] not in fresh and unread.covers(p.account, p.region, p.security_group_id)
             )
-        groups: dict[tuple[str, str, str], tuple[int, str]] = {}
-        exposures: Counter[str] = Counter()
-        for f in facts:
-            count, worst = groups.get(f.place, (0, "info"))
-            groups[f.place] = (count + 1, worst if RANK[worst] >= RANK[f.severity] else f.severity)
-            exposures.update(f.exposures)
         return cls(
             finished_at=finished_at,
             duration=duration,
             complete=report.complete,
             findings=Counter((f.severity, f.kind) for f in facts),
-            new_exposures=exposures,
+            new_exposures=count_exposures(e for f in facts for e in f.exposures),
             posture=tuple(posture),
-            groups=groups,
+            groups=Counter((*f.place, f.severity) for f in facts),
             errors=Counter((e.account, e.region) for e in report.errors),
             regions=dict(regions or {}),
         )
@@ -150,11 +224,30 @@ class Telemetry:
     scheduler: Counter[str] = field(default_factory=Counter)
     notifications: Counter[tuple[str, str]] = field(default_factory=Counter)
     outbox_pending: dict[str, int] = field(default_factory=dict)
+    reloads: Counter[str] = field(default_factory=Counter)
+    last_reload_ok: bool = True  # the start's load succeeded, or there would be no daemon
+    api_latency: Histogram = field(default_factory=_api_latency)
+    scan_duration: Histogram = field(default_factory=_scan_duration)
 
     def add_stats(self, stats: ScanStats) -> None:
         with self.lock:
             self.api_requests.update(stats.requests)
             self.api_retries += stats.retries
+        # The histogram has its own lock: a scrape need not wait for a large scan's thousands.
+        for action, seconds in stats.latencies:
+            self.api_latency.labels(action).observe(seconds)
+
+    def scan_ended(self, result: str, duration: float) -> None:
+        """Count a scan of any result; the caller holds ``lock``."""
+        self.scans[result] += 1
+        self.last_duration = duration
+        self.last_result = result
+        self.scan_duration.labels(result).observe(duration)
+
+    def reloaded(self, ok: bool) -> None:
+        with self.lock:
+            self.reloads["ok" if ok else "failed"] += 1
+            self.last_reload_ok = ok
 
 
 class SgwatchCollector(Collector):
@@ -169,6 +262,8 @@ class SgwatchCollector(Collector):
             if t.last is not None:
                 yield from self._findings(t.last)
             yield from self._counters(t)
+            yield from t.api_latency.collect()
+            yield from t.scan_duration.collect()
 
     def _process(self, t: Telemetry) -> Iterator[Metric]:
         info = GaugeMetricFamily("sgwatch_build_info", "sgwatch build information", labels=["version", "python"])
@@ -207,7 +302,9 @@ class SgwatchCollector(Collector):
             for kind in KINDS:
                 findings.add_metric([severity, kind], last.findings[(severity, kind)])
         yield findings
-        yield GaugeMetricFamily("sgwatch_drifted_groups", "Groups with at least one finding", value=len(last.groups))
+        yield GaugeMetricFamily(
+            "sgwatch_drifted_groups", "Groups with at least one finding", value=len({k[:3] for k in last.groups})
+        )
         exposures = GaugeMetricFamily(
             "sgwatch_new_exposures", "New internet exposures in the last scan", labels=["severity"]
         )
@@ -220,19 +317,24 @@ class SgwatchCollector(Collector):
         for (level, check), n in sorted(Counter((p.severity, p.check) for p in last.posture).items()):
             posture.add_metric([level, check], n)
         yield posture
+        # One series per group and severity it has findings of, counting those: summed by
+        # severity it equals sgwatch_findings summed by severity. No zeros: a drifted group would
+        # cost a series per severity, and `> 0` selects the same series either way.
         per_group = GaugeMetricFamily(
             "sgwatch_group_drift_findings",
-            "Findings per drifted group",
+            "Findings of a drifted group, by severity",
             labels=["account", "region", "security_group_id", "severity"],
         )
-        for (account, region, sg), (count, worst) in sorted(last.groups.items()):
-            per_group.add_metric([account, region, sg, worst], count)
+        for labels, count in sorted(last.groups.items()):
+            per_group.add_metric(list(labels), count)
         yield per_group
+        # Every (account, region) the scan covered, zeros included, as sgwatch_findings: an
+        # alert on `> 0` resolves on a 0, and `absent()` means no scan, not no error.
         errors = GaugeMetricFamily(
             "sgwatch_scan_errors", "Unreadable regions or groups in the last scan", labels=["account", "region"]
         )
-        for (account, region), n in sorted(last.errors.items()):
-            errors.add_metric([account, region], n)
+        for account, region in sorted(last.regions.keys() | last.errors.keys()):
+            errors.add_metric([account, region], last.errors[(account, region)])
         yield errors
         read = GaugeMetricFamily(
             "sgwatch_region_last_read_timestamp_seconds",
@@ -254,6 +356,18 @@ class SgwatchCollector(Collector):
         for event in SCHEDULER_EVENTS:
             sched.add_metric([event], t.scheduler[event])
         yield sched
+        reloads = CounterMetricFamily(
+            "sgwatch_config_reloads", "Reloads of the config and baseline, by result", labels=["result"]
+        )
+        for result in RELOAD_RESULTS:
+            reloads.add_metric([result], t.reloads[result])
+        yield reloads
+        # What alerts: the counter cannot tell whether the last reload failed, this can.
+        yield GaugeMetricFamily(
+            "sgwatch_config_last_reload_successful",
+            "1 unless the last reload failed (the daemon then runs on the last good config)",
+            value=1 if t.last_reload_ok else 0,
+        )
         notes = CounterMetricFamily("sgwatch_notifications", "Notification deliveries", labels=["channel", "result"])
         for (channel, result), n in sorted(t.notifications.items()):
             notes.add_metric([channel, result], n)
@@ -267,6 +381,10 @@ class SgwatchCollector(Collector):
 
 
 def registry_for(telemetry: Telemetry) -> CollectorRegistry:
+    """The daemon's registry: sgwatch's own series and the standard process_*, python_* ones."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SgwatchCollector(telemetry))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return registry

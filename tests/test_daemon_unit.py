@@ -145,7 +145,14 @@ def test_an_unreadable_region_serves_its_last_known_series_with_their_age(
         (("account", "default"), ("region", "cn-hangzhou")): 11 * 60,
         (("account", "default"), ("region", "cn-shanghai")): 1 * 60,  # the age of its series
     }
-    assert family(blind, "sgwatch_scan_errors") == {(("account", "default"), ("region", "cn-shanghai")): 1}
+    assert family(read, "sgwatch_scan_errors") == {  # zeros for every region read, not absent
+        (("account", "default"), ("region", "cn-hangzhou")): 0,
+        (("account", "default"), ("region", "cn-shanghai")): 0,
+    }
+    assert family(blind, "sgwatch_scan_errors") == {
+        (("account", "default"), ("region", "cn-hangzhou")): 0,
+        (("account", "default"), ("region", "cn-shanghai")): 1,
+    }
     assert family(blind, "sgwatch_last_scan_complete") == {(): 0}
 
     # A restart, the region still down: the state remembers both the findings and their age
@@ -363,5 +370,70 @@ def test_rules_fire_on_a_daemon_never_complete(tmp_path: Path, daemons: list[Dae
             firing("SgwatchScansIncomplete", 35, True),
             firing("SgwatchNewCriticalExposure", 15, True),  # sg-legacy-db in the region read
             firing("SgwatchScansFailing", 15, False),
+        ],
+    )
+
+
+# -- scan durations and reloads ----------------------------------------------------------------------
+def test_every_scan_is_observed_in_the_duration_histogram_by_result(tmp_path: Path, daemons: list[Daemon]) -> None:
+    cloud = Cloud()
+    daemons.append(daemon := start_daemon(tmp_path, FakeClock(EPOCH), cloud))
+    daemon.scan()
+    cloud.refused = True
+    daemon.scan()
+    m = scrape(daemon)
+    assert family(m, "sgwatch_scan_duration_seconds_count") == {
+        (("result", "complete"),): 1,
+        (("result", "incomplete"),): 0,
+        (("result", "failed"),): 1,
+    }
+    (served,) = family(m, "sgwatch_last_scan_duration_seconds").values()
+    assert family(m, "sgwatch_scan_duration_seconds_sum")[(("result", "failed"),)] == served  # the last one
+    inf = family(m, "sgwatch_scan_duration_seconds_bucket")[(("le", "+Inf"), ("result", "complete"))]
+    assert inf == 1
+
+
+def daemon_on_a_copied_baseline(tmp_path: Path, clock: FakeClock) -> tuple[Daemon, Path]:
+    import shutil
+
+    baseline = tmp_path / "baseline"
+    shutil.copytree(DEMO / "baseline", baseline)
+    overrides = {"baseline": str(baseline), "state": str(tmp_path / "state.sqlite"), "listen": "127.0.0.1:0"}
+    daemon = Daemon(RunOptions(config_path=None, overrides=overrides), clock=clock, scanner=Cloud().scan)
+    daemon.server.start()
+    return daemon, baseline / "default" / "cn-hangzhou.yaml"
+
+
+def test_reloads_are_counted_by_result_and_a_failed_one_alerts_until_a_good_one(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    clock = FakeClock(EPOCH)
+    daemon, target = daemon_on_a_copied_baseline(tmp_path, clock)
+    daemons.append(daemon)
+    good = target.read_text()
+    scrapes = {0: scrape(daemon)}
+    assert family(scrapes[0], "sgwatch_config_reloads_total") == {(("result", "ok"),): 0, (("result", "failed"),): 0}
+    assert family(scrapes[0], "sgwatch_config_last_reload_successful") == {(): 1}
+
+    def reload_at(minute: int, text: str) -> None:
+        target.write_text(text)
+        clock.at_minute(minute)
+        daemon.reload("SIGHUP")
+        scrapes[minute] = scrape(daemon)
+
+    reload_at(1, good)
+    reload_at(2, good + "  - id: not-a-group-id\n")  # kept the last good config
+    assert family(scrapes[2], "sgwatch_config_reloads_total") == {(("result", "ok"),): 1, (("result", "failed"),): 1}
+    assert family(scrapes[2], "sgwatch_config_last_reload_successful") == {(): 0}
+    reload_at(30, good)
+    assert family(scrapes[30], "sgwatch_config_reloads_total") == {(("result", "ok"),): 2, (("result", "failed"),): 1}
+    assert family(scrapes[30], "sgwatch_config_last_reload_successful") == {(): 1}
+    run_promtool(
+        tmp_path,
+        input_series(scrapes, 40),
+        [
+            firing("SgwatchConfigReloadFailed", 5, False),  # for: 10m
+            firing("SgwatchConfigReloadFailed", 15, True),
+            firing("SgwatchConfigReloadFailed", 35, False),
         ],
     )

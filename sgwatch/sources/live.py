@@ -504,7 +504,7 @@ class _Scanner:
             )
             wait: float | None = None
             try:
-                response = invoke(runtime)
+                response = self._timed(action, invoke, runtime)
             except AlibabaCloudException as exc:
                 code = str(exc.code or "")
                 retry_after = getattr(exc, "retry_after", None)
@@ -586,6 +586,15 @@ class _Scanner:
             if time.monotonic() + wait >= self.deadline:
                 raise _DeadlineExceeded
             self._sleep(wait)
+
+    def _timed(self, action: Action, invoke: Callable[[RuntimeOptions], Any], runtime: RuntimeOptions) -> Any:
+        began = time.monotonic()
+        try:
+            return invoke(runtime)
+        finally:
+            seconds = time.monotonic() - began
+            with self._lock:
+                self.raw.stats.latencies.append((action, seconds))
 
     def _backoff(self, attempt: int) -> float:
         # exponential with equal jitter: never less than half the step, never in lockstep

@@ -46,6 +46,8 @@ class ScanStats:
     retries: int = 0
     throttles: int = 0
     duration_seconds: float = 0.0
+    # (action, seconds) of every attempt, retries included: the latency histogram's observations
+    latencies: list[tuple[Action, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
