@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sgwatch.sources.raw import DEFAULT_ACCOUNT, classify
+from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
 PERMISSION_FIELDS: tuple[str, ...] = (
     "SecurityGroupRuleId",
@@ -89,6 +89,27 @@ _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 def random_id(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice(_ALNUM) for _ in range(20))
+
+
+def response_kind(body: Mapping[str, Any]) -> str | None:
+    """Which API answered a saved response body, told by its shape.
+
+    Written here, not taken from sgwatch's parser: a fake that shares the code it exists to
+    test would agree with that code's mistakes.
+    """
+    if "Permissions" in body and "SecurityGroupId" in body:
+        return "DescribeSecurityGroupAttribute"
+    if "SecurityGroups" in body:
+        return "DescribeSecurityGroups"
+    if "Regions" in body:
+        return "DescribeRegions"
+    # A prefix list's entries are {"Entry": [...]}, a port range list's a bare array.
+    entries = body.get("Entries")
+    if "PrefixListId" in body and not isinstance(entries, list):
+        return "DescribePrefixListAttributes"
+    if isinstance(entries, list):
+        return "DescribePortRangeListEntries"
+    return None
 
 
 def _added_field(body: Mapping[str, Any], name: str, action: str, where: str) -> str:
@@ -329,7 +350,7 @@ class Estate:
 
     def add_response(self, account: str, body: dict[str, Any], origin: str = "") -> None:
         """Fold one saved response in; ValueError (naming ``origin``, the file) for one that cannot be."""
-        action = classify(body)
+        action = response_kind(body)
         if action == "DescribePortRangeListEntries":
             self._add_port_range_list(account, body, origin or "DescribePortRangeListEntries response")
             return
