@@ -24,6 +24,7 @@ from sgwatch.core import normalize
 from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
+from sgwatch.sources import ecs_rules
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, RawResponse, RawScan, classify
 
 ERRORS_FILE = "errors.json"
@@ -112,14 +113,14 @@ class SnapshotBuilder:
             part.pages += 1
             perms, before = _list(body, "Permissions", "Permission"), len(part.rules)
             try:  # all at once, the loop in C; on a bad entry, again one by one to say which
-                part.rules.extend(map(normalize.rule_from_api, perms, repeat(account)))
+                part.rules.extend(map(ecs_rules.rule_from_api, perms, repeat(account)))
                 return
             except (NormalizeError, AttributeError):
                 del part.rules[before:]
             for i, perm in enumerate(perms):
                 try:
                     try:
-                        part.rules.append(normalize.rule_from_api(perm, account))
+                        part.rules.append(ecs_rules.rule_from_api(perm, account))
                     except AttributeError:  # no .get: a string or list where a rule belongs
                         raise NormalizeError("expected an object (one rule)") from None
                 except NormalizeError as exc:
