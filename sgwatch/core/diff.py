@@ -26,6 +26,11 @@ class ListRef(NamedTuple):
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"
 
+    @property
+    def moved(self) -> str:
+        """How a change of the list's entries reads in messages and finding ids."""
+        return f"{self} entries"
+
 
 @dataclass(frozen=True, slots=True)
 class Change:

@@ -328,9 +328,7 @@ def _message(change: Change, exposures: list[Exposure]) -> str:
             if change.live and change.baseline and change.live.key != change.baseline.key
             else "rule description changed"
         ),
-        "group_changed": lambda: (
-            "group changed: " + ", ".join((*change.fields, *(f"{ref} entries" for ref in change.lists)))
-        ),
+        "group_changed": lambda: "group changed: " + ", ".join((*change.fields, *(ref.moved for ref in change.lists))),
     }[change.kind]()
     direction = f" {change.direction}" if change.direction else ""
     tail = ""

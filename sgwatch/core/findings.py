@@ -123,7 +123,7 @@ class Finding:
     def id(self) -> str:
         # Stable across runs for the same drift: made of what the drift is, not when it was seen
         # (a list change spelled as when it was a field named "<list> entries").
-        moved = ",".join((*self.fields, *(f"{ref} entries" for ref in self.lists)))
+        moved = ",".join((*self.fields, *(ref.moved for ref in self.lists)))
         parts = [self.kind, self.account, self.region, self.security_group_id, moved]
         for rule in (self.baseline, self.live):
             parts.append(key_text(rule.key) if rule else "-")
