@@ -43,6 +43,7 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from sgwatch.core import normalize
 from sgwatch.core.model import (
+    ALL_PORTS,
     NO_PORTS,
     AcceptedExposure,
     Baseline,
@@ -397,7 +398,7 @@ def _exposure_spec(a: AcceptedExposure) -> CommentedMap:
     out: dict[str, Any] = {"protocol": a.protocol}
     if a.direction != "ingress":
         out["direction"] = a.direction
-    if (a.from_port, a.to_port) != NO_PORTS:
+    if (a.from_port, a.to_port) not in (NO_PORTS, ALL_PORTS):  # every port: left out
         out["ports"] = f"{a.from_port}/{a.to_port}"
     if a.peers:
         out["peers"] = [SingleQuotedScalarString(p) if ":" in p else p for p in a.peers]
