@@ -13,7 +13,7 @@ from typing import Any
 
 from sgwatch.core import normalize
 from sgwatch.core.memo import Memo
-from sgwatch.core.model import NO_PORTS, Direction, NicType, Peer, PeerKind, Policy, Rule, RuleKey
+from sgwatch.core.model import DIRECTIONS, NO_PORTS, Direction, NicType, Peer, PeerKind, Policy, Rule, RuleKey
 from sgwatch.core.normalize import NormalizeError
 
 # Per direction: (the peer's side, the rule's own side) as field-name prefixes.
@@ -80,13 +80,11 @@ _priority: Callable[[object], int] = Memo(normalize.priority).__getitem__
 _nic_type: Callable[[object], NicType] = Memo(normalize.nic_type).__getitem__
 # Two arguments: a memo would build a key tuple as this does.
 _port_range = lru_cache(maxsize=1 << 18)(normalize.port_range)
-_DIRECTION: dict[object, Direction] = {
-    "ingress": "ingress",
-    "egress": "egress",
-    "Ingress": "ingress",
-    "Egress": "egress",
-    "INGRESS": "ingress",
-    "EGRESS": "egress",
+# The Direction as sent -> the direction and its local fields (quintuple rules): one lookup.
+_DIRECTION: dict[object, tuple[Direction, str, str]] = {
+    spelled: (direction, *_LOCAL_FIELDS[direction])
+    for direction in DIRECTIONS
+    for spelled in (direction, direction.capitalize(), direction.upper())
 }
 
 
@@ -99,10 +97,10 @@ _new_rule = partial(tuple.__new__, Rule)
 def rule_from_api(raw: Mapping[str, Any], account: str = "") -> Rule:
     """One ``Permission`` of a DescribeSecurityGroupAttribute response."""
     get = raw.get
-    direction = _DIRECTION.get(get("Direction")) or _DIRECTION.get(str(get("Direction") or "").strip().lower())
-    if direction is None:
+    side = _DIRECTION.get(get("Direction")) or _DIRECTION.get(str(get("Direction") or "").strip().lower())
+    if side is None:
         raise NormalizeError(f"unknown Direction {get('Direction')!r}")
-    f_local4, f_local6 = _LOCAL_FIELDS[direction]
+    direction, f_local4, f_local6 = side
     try:
         proto = _protocol(get("IpProtocol", ""))
         src = get("SourcePortRange")
@@ -118,13 +116,22 @@ def rule_from_api(raw: Mapping[str, Any], account: str = "") -> Rule:
                 _policy(get("Policy")),
                 _priority(get("Priority")),
                 _nic_type(get("NicType")),
-                _text(get("PortRangeListId")),
+                # Inlined: a call per rule for a field almost always "" costs what the local side adds.
+                _text(port_list) if (port_list := get("PortRangeListId")) else "",
                 _local(local4, local6) if local4 or local6 else "",
             )
         )
     except TypeError:  # an unhashable value (a list where a string belongs) cannot be cached
         raise NormalizeError("a rule field holds a list or object where a value belongs") from None
-    return _new_rule((key, _text(get("Description")), _text(get("SecurityGroupRuleId"))))
+    # _text inlined for the strings the API sends: two calls a rule are a few percent of it.
+    desc, rule_id = get("Description"), get("SecurityGroupRuleId")
+    return _new_rule(
+        (
+            key,
+            desc.strip() if type(desc) is str else _text(desc),
+            rule_id.strip() if type(rule_id) is str else _text(rule_id),
+        )
+    )
 
 
 def rule_to_api(rule: Rule) -> dict[str, Any]:
