@@ -14,12 +14,15 @@ security_groups:
     ingress:
       - {policy: accept, priority: 1, protocol: tcp, ports: 443/443, peer: 0.0.0.0/0, description: https}
       - {policy: accept, priority: 1, protocol: tcp, ports: 22/22, peer: pl-office}
+      - {policy: accept, priority: 1, protocol: tcp, ports: 8080/8080, peer: 0.0.0.0/0, local: 10.0.1.0/24}
     egress: []
 prefix_lists:               # the entries the rules' prefix lists should hold
   - {id: pl-office, name: office, entries: [47.100.12.0/24]}
 ```
 
-A peer is a CIDR (IPv4 or IPv6), ``sg-…``, ``account/sg-…`` or ``pl-…``.
+A peer is a CIDR (IPv4 or IPv6), ``sg-…``, ``account/sg-…`` or ``pl-…``; ``local`` (optional)
+limits a rule to the members whose private addresses fall in that CIDR (a quintuple rule).
+TCP/UDP ports omitted, ``-1/-1`` and ``1/65535`` all mean every port.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from sgwatch.core import normalize
 from sgwatch.core.model import (
+    ALL_PORTS,
     NO_PORTS,
     AcceptedExposure,
     Baseline,
@@ -108,6 +112,7 @@ class RuleSpec(_Strict):
     source_ports: str | None = None
     nic_type: Literal["intranet", "internet"] = "intranet"
     port_list: str | None = None
+    local: str | None = None  # a quintuple rule's own side: the members' private CIDR it applies to
     description: str = ""
     id: str | None = None
 
@@ -137,6 +142,14 @@ class RuleSpec(_Strict):
         except NormalizeError as exc:
             raise ValueError(f"{exc}; a peer is a CIDR, sg-…, account/sg-… or pl-…") from None
 
+    @field_validator("local")
+    @classmethod
+    def _local(cls, v: str | None) -> str | None:
+        try:
+            return None if v is None else normalize.cidr(v).value
+        except NormalizeError as exc:
+            raise ValueError(f"{exc}; local is the CIDR of the members the rule applies to") from None
+
     def to_rule(self, direction: Direction) -> Rule:
         low, high = normalize.port_range(self.ports, self.protocol)
         slow, shigh = normalize.port_range(self.source_ports, self.protocol, source=True)
@@ -152,6 +165,7 @@ class RuleSpec(_Strict):
             self.priority,
             self.nic_type,
             self.port_list or "",
+            self.local or "",
         )
         return Rule(key, self.description, self.id or "")
 
@@ -372,6 +386,8 @@ def rule_spec(rule: Rule) -> CommentedMap:
         out["nic_type"] = k.nic_type
     if k.port_list:
         out["port_list"] = k.port_list
+    if k.local:
+        out["local"] = SingleQuotedScalarString(k.local) if ":" in k.local else k.local
     if rule.description:
         out["description"] = rule.description
     if rule.rule_id:
@@ -383,7 +399,7 @@ def _exposure_spec(a: AcceptedExposure) -> CommentedMap:
     out: dict[str, Any] = {"protocol": a.protocol}
     if a.direction != "ingress":
         out["direction"] = a.direction
-    if (a.from_port, a.to_port) != NO_PORTS:
+    if (a.from_port, a.to_port) not in (NO_PORTS, ALL_PORTS):  # every port: left out
         out["ports"] = f"{a.from_port}/{a.to_port}"
     if a.peers:
         out["peers"] = [SingleQuotedScalarString(p) if ":" in p else p for p in a.peers]

@@ -46,6 +46,8 @@ PORT_LISTS: dict[str, tuple[tuple[int, int], ...]] = {
     "prl-mixed": ((20, 25), (3306, 3306), (8000, 8999)),
 }
 SPORTS = [(-1, -1), (-1, -1), (-1, -1), (1024, 65535), (53, 53)]
+# A quintuple rule's own side: most rules have none.
+LOCALS = ["", "", "", "", "10.0.1.0/24", "192.168.1.0/24", "fd00::/64"]
 PROTOCOLS = ["tcp", "tcp", "udp", "icmp", "icmpv6", "gre", "all", "132"]
 
 
@@ -67,7 +69,9 @@ def peers(draw: st.DrawFn) -> Peer:
 def rules(draw: st.DrawFn, direction: str | None = None) -> Rule:
     proto = draw(st.sampled_from(PROTOCOLS))
     port_list = draw(st.sampled_from(["", "", "", *sorted(PORT_LISTS)])) if proto in ("tcp", "udp") else ""
-    ports = (-1, -1) if port_list else draw(st.sampled_from(PORTS)) if proto in ("tcp", "udp") else (-1, -1)
+    spelled = (-1, -1) if port_list else draw(st.sampled_from(PORTS)) if proto in ("tcp", "udp") else (-1, -1)
+    # Keys as the normaliser holds them: every spelling of "all ports" as the one canonical value.
+    ports = normalize.port_range("/".join(map(str, spelled)), proto)
     sports = draw(st.sampled_from(SPORTS)) if proto in ("tcp", "udp") else (-1, -1)
     key = RuleKey(
         direction=direction or draw(st.sampled_from(["ingress", "egress"])),  # type: ignore[arg-type]
@@ -81,6 +85,7 @@ def rules(draw: st.DrawFn, direction: str | None = None) -> Rule:
         priority=draw(st.sampled_from([1, 1, 2, 50, 100])),
         nic_type=draw(st.sampled_from(["intranet", "intranet", "internet"])),
         port_list=port_list,
+        local=draw(st.sampled_from(LOCALS)),
     )
     return Rule(key, draw(st.sampled_from(["", "web", "db"])), "")
 

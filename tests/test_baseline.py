@@ -143,7 +143,7 @@ def test_a_bad_prefix_list_entry_names_file_line_and_path(tmp_path: Path) -> Non
 
 def test_port_range_lists_round_trip_through_capture_and_load(tmp_path: Path) -> None:
     rule = _rule("accept 1 tcp 1/65535 0.0.0.0/0")
-    rule = rule._replace(key=rule.key._replace(from_port=-1, to_port=-1, port_list="prl-web"))
+    rule = rule._replace(key=rule.key._replace(port_list="prl-web"))
     snap = snapshot_of([Group("default", "cn-hangzhou", "sg-1", vpc_id="vpc-1", rules=(rule,))])
     snap.port_lists = {("default", "cn-hangzhou", "prl-web"): ((80, 80), (443, 443))}
     (written,) = baseline.capture(snap, tmp_path / "b")

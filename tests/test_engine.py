@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 
+from sgwatch import baseline as baseline_file
+from sgwatch.baseline import RuleSpec
 from sgwatch.core.checks import CheckSettings
+from sgwatch.core.diff import ListRef
 from sgwatch.core.engine import assess
-from sgwatch.core.findings import Report
+from sgwatch.core.findings import Finding, Report
 from sgwatch.core.model import AcceptedExposure, Baseline, Group, Rule, ScanError, Snapshot
+from sgwatch.sources import ecs_rules
+from sgwatch.sources.raw import RawResponse
+from sgwatch.sources.snapshot import SnapshotBuilder
 from tests.test_exposure import _group, _rule
+from tests.test_normalize import Spellings, spelled_rule
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 KEY = ("default", "cn-hangzhou", "sg-1")
@@ -312,3 +321,112 @@ def test_a_database_port_added_to_a_recorded_port_range_list_is_critical_drift()
     assert report.findings[0].message.startswith("sg-1 group changed: port range list prl-web entries; new exposure")
     snap.port_lists = dict(baseline.port_lists)
     assert assess(baseline, snap, CheckSettings(), NOW).findings == []
+
+
+# -- spellings and quintuple rules ---------------------------------------------------------------
+
+
+def test_a_baseline_rule_without_ports_is_the_api_s_all_ports_rule(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text(
+        "region: cn-hangzhou\nsecurity_groups:\n  - id: sg-1\n    vpc_id: vpc-1\n"
+        "    ingress:\n      - {protocol: tcp, peer: 10.0.0.0/8}\n"
+    )
+    builder = SnapshotBuilder()
+    permission = {
+        "Direction": "ingress",
+        "IpProtocol": "TCP",
+        "PortRange": "1/65535",
+        "SourceCidrIp": "10.0.0.0/8",
+        "Policy": "Accept",
+        "Priority": "1",
+        "NicType": "intranet",
+        "DestCidrIp": "",
+    }
+    builder.add(
+        RawResponse(
+            "default",
+            "DescribeSecurityGroups",
+            {
+                "RegionId": "cn-hangzhou",
+                "SecurityGroups": {
+                    "SecurityGroup": [{"SecurityGroupId": "sg-1", "SecurityGroupType": "normal", "VpcId": "vpc-1"}]
+                },
+            },
+        )
+    )
+    builder.add(
+        RawResponse(
+            "default",
+            "DescribeSecurityGroupAttribute",
+            {
+                "RegionId": "cn-hangzhou",
+                "SecurityGroupId": "sg-1",
+                "VpcId": "vpc-1",
+                "InnerAccessPolicy": "Accept",
+                "Permissions": {"Permission": [permission]},
+            },
+        )
+    )
+    report = assess(baseline_file.load(tmp_path), builder.finish(), CheckSettings(), NOW)
+    assert report.findings == [] and report.complete
+
+
+@settings(max_examples=100, deadline=None)
+@given(spelled_rule())
+def test_the_baseline_s_spelling_of_the_api_s_rule_is_no_drift(spellings: Spellings) -> None:
+    api, _, spec, direction = spellings
+    base = with_rules()
+    base = replace(base, rules=(RuleSpec.model_validate(spec).to_rule(direction),))  # type: ignore[arg-type]
+    live = replace(base, rules=(ecs_rules.rule_from_api(api),))
+    assert run(base, live).findings == []
+
+
+def local(spec: str, cidr: str) -> Rule:
+    r = _rule(spec)
+    return r._replace(key=r.key._replace(local=cidr))
+
+
+def test_a_change_of_a_rule_s_local_side_is_drift() -> None:
+    base = replace(with_rules(), rules=(local("accept 1 tcp 8080/8080 10.0.0.0/8", "10.0.1.0/24"),))
+    live = replace(with_rules(), rules=(local("accept 1 tcp 8080/8080 10.0.0.0/8", "10.0.2.0/24"),))
+    assert sorted(f.kind for f in run(base, live).findings) == ["rule_added", "rule_removed"]
+    (added,) = [f for f in run(base, live).findings if f.kind == "rule_added"]
+    assert added.live is not None and added.live.key.local == "10.0.2.0/24"
+    assert "to 10.0.2.0/24" in added.message
+
+
+def test_an_accept_with_a_local_side_exposes_and_a_drop_with_one_does_not_shield() -> None:
+    # Judged without the members, fail-closed: the accept applies to some member, the drop may
+    # miss some.
+    opened = replace(with_rules(), rules=(local("accept 1 tcp 3306/3306 0.0.0.0/0", "10.0.1.0/24"),))
+    assert kinds(run(with_rules(), opened)) == [("rule_added", "critical", ["internet-database-port"])]
+    guarded = with_rules("accept 100 tcp 1/65535 0.0.0.0/0", "drop 1 tcp 3306/3306 0.0.0.0/0")
+    narrowed = replace(guarded, rules=(guarded.rules[0], local("drop 1 tcp 3306/3306 0.0.0.0/0", "10.0.1.0/24")))
+    findings = run(guarded, narrowed).findings
+    assert [(f.severity, f.checks) for f in findings if f.kind == "rule_removed"] == [
+        ("critical", ["internet-database-port"])
+    ]
+    assert any(e.from_port <= 3306 <= e.to_port for e in run(narrowed, narrowed).exposures)
+
+
+def test_a_list_change_is_a_typed_field_of_the_change_and_keeps_its_id() -> None:
+    group = with_rules("accept 1 tcp 3389/3389 pl-ops")
+    report = run_with_recorded_lists(group, {"pl-ops": ("47.100.12.0/24",)}, {"pl-ops": ("0.0.0.0/0",)})
+    (finding,) = report.findings
+    assert (finding.fields, finding.lists) == ((), (ListRef("prefix list", "pl-ops"),))
+    # The id of before, when the change was the field "prefix list pl-x entries".
+    pinned = Finding(
+        "group_changed",
+        "critical",
+        "default",
+        "cn-hangzhou",
+        "sg-1",
+        None,
+        None,
+        None,
+        [],
+        [],
+        "m",
+        lists=(ListRef("prefix list", "pl-x"),),
+    )
+    assert pinned.id == "86090972c61c1f60"

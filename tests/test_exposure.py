@@ -13,11 +13,17 @@ from tests.strategies import CIDRS4, CIDRS6, PORT_LISTS, PREFIX_LISTS, groups
 
 
 def oracle(group: Group, direction: str, family: str, proto: str, dport: int, sport: int, addr: int) -> bool:
-    """Decide one packet the way the cloud's documentation says, rule by rule."""
+    """Decide one packet the way the cloud's documentation says, rule by rule.
+
+    Without members, a rule limited to its own side (quintuple) is judged fail-closed: an
+    accept as if it applied to the member, a drop as if it did not.
+    """
     matching = []
     for rule in group.rules:
         k = rule.key
         if k.direction != direction or k.peer.kind is PeerKind.GROUP:
+            continue
+        if k.local and k.policy == "drop":
             continue
         if not group.vpc_id and k.nic_type != "internet":
             continue

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sgwatch.core import normalize
 from sgwatch.core.memo import Memo
 from sgwatch.core.normalize import NormalizeError
+from sgwatch.sources import ecs_rules
 
 
 def test_computes_once_and_keeps() -> None:
@@ -32,12 +32,12 @@ def test_bounded() -> None:
 
 def test_numbers_are_not_kept_so_true_is_not_one() -> None:
     # As dict keys True == 1 == 1.0; a JSON `"Priority": true` must fail, not reuse 1's answer.
-    assert normalize._priority(1) == 1
-    assert normalize._priority("1") == 1
+    assert ecs_rules._priority(1) == 1
+    assert ecs_rules._priority("1") == 1
     with pytest.raises(NormalizeError):
-        normalize._priority(True)
+        ecs_rules._priority(True)
     with pytest.raises(NormalizeError):
-        normalize._priority(1.5)
+        ecs_rules._priority(1.5)
 
 
 def test_unhashable_key_is_a_type_error() -> None:

@@ -17,6 +17,8 @@ def _covers(earlier: Rule, rule: Rule) -> bool:
         return False  # a port range list's entries are not known to the posture checks
     if (a.direction, a.nic_type, a.peer.kind) != (b.direction, b.nic_type, b.peer.kind):
         return False
+    if a.local not in ("", b.local):
+        return False  # a rule of some members covers only rules of the same members
     if a.peer.is_cidr:
         _, (alow, ahigh) = addresses.network_interval(a.peer.value)
         _, (blow, bhigh) = addresses.network_interval(b.peer.value)

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sgwatch.core.model import Direction, Group, GroupKey, Rule
 
 ChangeKind = Literal["group_added", "group_removed", "group_changed", "rule_added", "rule_removed", "rule_changed"]
+ListKind = Literal["prefix list", "port range list"]
+
+
+class ListRef(NamedTuple):
+    """A prefix list or port range list a group's rules name."""
+
+    kind: ListKind
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id}"
+
+    @property
+    def moved(self) -> str:
+        """How a change of the list's entries reads in messages and finding ids."""
+        return f"{self} entries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +39,7 @@ class Change:
     live: Rule | None = None
     baseline: Rule | None = None
     fields: tuple[str, ...] = ()  # for group_changed: which attributes moved
+    lists: tuple[ListRef, ...] = ()  # for group_changed: the named lists whose entries moved
 
     @property
     def direction(self) -> Direction | None:

@@ -15,7 +15,7 @@ from typing import TypeVar
 from sgwatch.core import addresses, exposure, membership, posture
 from sgwatch.core.addresses import Family, Interval
 from sgwatch.core.checks import RANK, CheckSettings, Severity, exposure_class, worst
-from sgwatch.core.diff import Change, diff_group
+from sgwatch.core.diff import Change, ListRef, diff_group
 from sgwatch.core.exposure import FAMILIES, NO_LISTS, ExposureMap, Lists
 from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
 from sgwatch.core.model import (
@@ -29,6 +29,7 @@ from sgwatch.core.model import (
     RuleKey,
     ScanError,
     Snapshot,
+    span,
 )
 
 _PUBLIC_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "gre"}
@@ -45,32 +46,20 @@ class RegionLists:
 
     live: Lists = NO_LISTS
     baseline: Lists = NO_LISTS
-    changed: frozenset[tuple[str, str]] = frozenset()
+    changed: frozenset[ListRef] = frozenset()
 
 
 _NO_LISTS = RegionLists()
 _UNRESOLVED_CODES = {"prefix list": "PrefixListUnresolved", "port range list": "PortRangeListUnresolved"}
 
 
-_LIST_CHANGE = " entries"
-
-
-def _list_change(kind: str, list_id: str) -> str:
-    """The group_changed field of a list whose entries moved: "prefix list pl-x entries"."""
-    return f"{kind} {list_id}{_LIST_CHANGE}"
-
-
-def _is_list_change(group_field: str) -> bool:
-    return group_field.endswith(_LIST_CHANGE)
-
-
-def _lists_named(keys: Iterable[RuleKey | None]) -> set[tuple[str, str]]:
+def _lists_named(keys: Iterable[RuleKey | None]) -> set[ListRef]:
     named = set()
     for k in keys:
         if k is not None and k.peer.kind is PeerKind.PREFIX_LIST:
-            named.add(("prefix list", k.peer.value))
+            named.add(ListRef("prefix list", k.peer.value))
         if k is not None and k.port_list:
-            named.add(("port range list", k.port_list))
+            named.add(ListRef("port range list", k.port_list))
     return named
 
 
@@ -273,12 +262,8 @@ def _overlaps(rule: Rule, graded: _Graded, lists: Lists) -> bool:
     if not exposure.matches_bucket(k.protocol, piece.bucket):
         return False
     if e.from_port != -1:
-        if k.port_list:
-            ranges = lists.ports.get(k.port_list, ())  # an unread list: nothing known to have blocked it
-        elif (k.from_port, k.to_port) == (-1, -1):
-            ranges = ((1, 65535),)
-        else:
-            ranges = ((k.from_port, k.to_port),)
+        # An unread list: nothing known to have blocked it.
+        ranges = lists.ports.get(k.port_list, ()) if k.port_list else (span(k.from_port, k.to_port),)
         if all(high < e.from_port or low > e.to_port for low, high in ranges):
             return False
     return bool(addresses.intersect(exposure.peer_public_part(k.peer, e.family, lists), piece.new_addresses))
@@ -288,14 +273,14 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: Lists) -> dict[
     """Which change caused which new exposure. Every new exposure lands on some change."""
     by_change: dict[int, list[_Graded]] = {}
     for g in new:
-        granted_by_lists = {_list_change(*named) for named in _lists_named(g.piece.rules)}
+        granted_by_lists = _lists_named(g.piece.rules)
         owners = (
             [
                 n
                 for n, c in enumerate(changes)
                 if c.live is not None and c.live.policy == "accept" and c.live.key in g.piece.rules
             ]
-            or [n for n, c in enumerate(changes) if c.kind == "group_changed" and granted_by_lists & set(c.fields)]
+            or [n for n, c in enumerate(changes) if c.kind == "group_changed" and granted_by_lists & set(c.lists)]
             or [
                 n
                 for n, c in enumerate(changes)
@@ -311,7 +296,7 @@ def _attribute(changes: list[Change], new: list[_Graded], lists: Lists) -> dict[
 
 def _base_check(change: Change, live: Group | None, base: Group | None, lists: Lists) -> str:
     if change.kind == "group_changed":
-        if any(map(_is_list_change, change.fields)):
+        if change.lists:
             return "list-changed"
         opened = "inner_access_policy" in change.fields and live is not None and live.inner_access_policy == "accept"
         return "inner-access-opened" if opened else "group-attribute-changed"
@@ -343,7 +328,7 @@ def _message(change: Change, exposures: list[Exposure]) -> str:
             if change.live and change.baseline and change.live.key != change.baseline.key
             else "rule description changed"
         ),
-        "group_changed": lambda: "group changed: " + ", ".join(change.fields),
+        "group_changed": lambda: "group changed: " + ", ".join((*change.fields, *(ref.moved for ref in change.lists))),
     }[change.kind]()
     direction = f" {change.direction}" if change.direction else ""
     tail = ""
@@ -377,6 +362,7 @@ def _finding(
         checks=list(dict.fromkeys(checks)),
         message=message,
         fields=change.fields,
+        lists=change.lists,
     )
 
 
@@ -411,7 +397,7 @@ def assess_group(
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
         return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
     changes = diff_group(base, live, same_rules)
-    changes += [Change("group_changed", live.key, fields=(_list_change(*named),)) for named in moved]
+    changes += [Change("group_changed", live.key, lists=(ref,)) for ref in moved]
     owners = _attribute(changes, new, lists.live)
     findings = []
     for n, change in enumerate(changes):
@@ -442,8 +428,12 @@ def _region_lists(live: Snapshot, baseline: Baseline) -> dict[tuple[str, str], R
         ranges, want_ranges = ports.get(where, {}), expected_ports.get(where, {})
         # A list that could not be read is unresolved, not changed: nothing is known of it.
         changed = frozenset(
-            [("prefix list", i) for i, e in want.items() if i in now and set(now[i]) != set(e)]
-            + [("port range list", i) for i, e in want_ranges.items() if i in ranges and set(ranges[i]) != set(e)]
+            [ListRef("prefix list", i) for i, e in want.items() if i in now and set(now[i]) != set(e)]
+            + [
+                ListRef("port range list", i)
+                for i, e in want_ranges.items()
+                if i in ranges and set(ranges[i]) != set(e)
+            ]
         )
         recorded = Lists({**now, **want}, {**ranges, **want_ranges}) if want or want_ranges else Lists(now, ranges)
         out[where] = RegionLists(Lists(now, ranges), recorded, changed)

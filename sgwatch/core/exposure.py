@@ -21,13 +21,13 @@ from typing import Literal, NamedTuple
 from sgwatch.core import addresses
 from sgwatch.core.addresses import Family, Interval
 from sgwatch.core.memo import Memo
-from sgwatch.core.model import NO_PORTS, PORTED, Direction, Group, Peer, PeerKind, Rule, RuleKey
+from sgwatch.core.model import ALL_PORTS, PORTED, Direction, Group, Peer, PeerKind, Rule, RuleKey, span
 
 Scope = Literal["any", "wide", "narrow"]
 
 _FAMILY_KIND = {"ipv4": PeerKind.CIDR4, "ipv6": PeerKind.CIDR6}
 _CIDR_KINDS = frozenset(_FAMILY_KIND.values())
-_PORT_SPACE = (1, 65535)
+_PORT_SPACE = ALL_PORTS
 FAMILIES: tuple[Family, Family] = ("ipv4", "ipv6")
 
 
@@ -87,11 +87,10 @@ def _rule_boxes(k: RuleKey, ported: bool, port_lists: Mapping[str, PortRanges]) 
     """The destination x source port boxes a rule matches: one, or one per entry of its port range list."""
     if not ported:
         return ((0, 0, 0, 0),)
-    sl, sh = _PORT_SPACE if (k.src_from_port, k.src_to_port) == NO_PORTS else (k.src_from_port, k.src_to_port)
+    sl, sh = span(k.src_from_port, k.src_to_port)
     if k.port_list:
         return tuple((dl, dh, sl, sh) for dl, dh in port_lists[k.port_list])
-    dl, dh = _PORT_SPACE if (k.from_port, k.to_port) == NO_PORTS else (k.from_port, k.to_port)
-    return ((dl, dh, sl, sh),)
+    return ((*span(k.from_port, k.to_port), sl, sh),)
 
 
 def _shape(k: RuleKey, ported: bool, port_lists: Mapping[str, PortRanges]) -> _Shape:
@@ -207,6 +206,10 @@ def questions(
     through its entries, a port range list likewise (``lists``); a list missing there is added
     to ``unresolved`` as ("prefix list" or "port range list", id), and its rules decide nothing
     here, so the caller must say the answer is incomplete.
+
+    A rule naming its own side (a quintuple rule's local CIDR) applies to the members whose
+    private addresses fall in it. Judged without the members, fail-closed: an accept counts as
+    if it applied to every member (it exposes some), a drop is left out (it may not shield all).
     """
     classic = not group.vpc_id
     chosen: dict[Direction, list[RuleKey]] = {"ingress": [], "egress": []}
@@ -214,6 +217,8 @@ def questions(
     ranges: dict[Direction, dict[str, PortRanges]] = {"ingress": {}, "egress": {}}
     prefix_list, of_prefix = PeerKind.PREFIX_LIST, lists.prefix  # every rule passes here: locals
     for k, _, _ in group.rules:
+        if k.local and k.policy == "drop":
+            continue
         peer = k.peer
         if peer.kind is prefix_list:
             entries = of_prefix.get(peer.value)

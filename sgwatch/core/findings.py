@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 
 from sgwatch.core.addresses import Family
 from sgwatch.core.checks import RANK, SEVERITIES, Severity
-from sgwatch.core.diff import ChangeKind
+from sgwatch.core.diff import ChangeKind, ListRef
 from sgwatch.core.membership import Membership
-from sgwatch.core.model import NO_PORTS, Direction, Rule, ScanError
+from sgwatch.core.model import NO_PORTS, Direction, Rule, RuleKey, ScanError
 
 REPORT_VERSION = "2"
 
@@ -35,6 +35,7 @@ def rule_dict(rule: Rule | None) -> dict[str, Any] | None:
         "peer_kind": k.peer.kind.value,
         "nic_type": k.nic_type,
         "port_list": k.port_list or None,
+        "local": k.local or None,
         "description": rule.description,
         "rule_id": rule.rule_id or None,
     }
@@ -44,7 +45,19 @@ def describe_rule(rule: Rule) -> str:
     k = rule.key
     ports = "" if (k.from_port, k.to_port) == NO_PORTS else f" {k.from_port}/{k.to_port}"
     word = "from" if k.direction == "ingress" else "to"
-    return f"{k.policy} {k.protocol}{ports} {word} {k.peer} (priority {k.priority})"
+    local = f" {'to' if k.direction == 'ingress' else 'from'} {k.local}" if k.local else ""
+    return f"{k.policy} {k.protocol}{ports} {word} {k.peer}{local} (priority {k.priority})"
+
+
+_OLD_KEY_FIELDS = RuleKey._fields[:-1]  # every field but `local`, which came later
+
+
+def key_text(key: RuleKey) -> str:
+    """A rule key as finding ids spell it: a key without a local side as before that field
+    existed, so that state and alerts keep the ids they know."""
+    if key.local:
+        return repr(key)
+    return "RuleKey(" + ", ".join(f"{name}={value!r}" for name, value in zip(_OLD_KEY_FIELDS, key, strict=False)) + ")"
 
 
 # Values, and many of them (one per port run per group): a tuple builds ~5x faster than a
@@ -105,13 +118,16 @@ class Finding:
     checks: list[str]
     message: str
     fields: tuple[str, ...] = ()
+    lists: tuple[ListRef, ...] = ()
 
     @property
     def id(self) -> str:
-        # Stable across runs for the same drift: made of what the drift is, not when it was seen.
-        parts = [self.kind, self.account, self.region, self.security_group_id, ",".join(self.fields)]
+        # Stable across runs for the same drift: made of what the drift is, not when it was seen
+        # (a list change spelled as when it was a field named "<list> entries").
+        moved = ",".join((*self.fields, *(ref.moved for ref in self.lists)))
+        parts = [self.kind, self.account, self.region, self.security_group_id, moved]
         for rule in (self.baseline, self.live):
-            parts.append(repr(rule.key) if rule else "-")
+            parts.append(key_text(rule.key) if rule else "-")
         if self.kind == "rule_changed" and self.live and self.baseline and self.live.key == self.baseline.key:
             parts.append(self.live.description)
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -27,6 +27,14 @@ ALL_PORTS = (1, 65535)
 NO_PORTS = (-1, -1)
 
 
+def span(low: int, high: int) -> tuple[int, int]:
+    """The ports a held range matches: ``-1/-1`` (no ports named) is every port.
+
+    How each spelling is held is decided once, by :func:`sgwatch.core.normalize.port_range`.
+    """
+    return ALL_PORTS if low == -1 else (low, high)
+
+
 class PeerKind(StrEnum):
     CIDR4 = "cidr4"
     CIDR6 = "cidr6"
@@ -67,6 +75,10 @@ class RuleKey(NamedTuple):
     priority: int
     nic_type: NicType
     port_list: str = ""  # PortRangeListId, when the rule's ports come from a port list
+    # The rule's own side (quintuple rules): the canonical CIDR the member's private address
+    # must fall in, "" when the rule applies to every member. Last, so that keys without one
+    # sort, and are named in finding ids, as before the field existed.
+    local: str = ""
 
 
 class Rule(NamedTuple):
@@ -94,6 +106,10 @@ class Rule(NamedTuple):
     @property
     def peer(self) -> Peer:
         return self.key.peer
+
+    @property
+    def local(self) -> str:
+        return self.key.local
 
 
 GroupKey = tuple[str, str, str]  # (account, region, security_group_id)

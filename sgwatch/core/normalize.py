@@ -1,30 +1,18 @@
-"""Turn the cloud's spellings of a rule into one :class:`~sgwatch.core.model.Rule`.
+"""One canonical value for each spelling of a rule's parts, shared by the API reader and baselines.
 
-Raises :class:`NormalizeError` with the field at fault; callers add the file and entry.
+The ECS wire format (which ``Permission`` field holds what) lives in
+:mod:`sgwatch.sources.ecs_rules`; this module only says what a value means. Raises
+:class:`NormalizeError` with the value at fault; callers add the file and entry.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
-from functools import lru_cache, partial
-from typing import Any
+from collections.abc import Callable
 
 from sgwatch.core.memo import Memo
-from sgwatch.core.model import (
-    ALL_PORTS,
-    NO_PORTS,
-    PORTED,
-    Direction,
-    GroupType,
-    NicType,
-    Peer,
-    PeerKind,
-    Policy,
-    Rule,
-    RuleKey,
-)
+from sgwatch.core.model import ALL_PORTS, NO_PORTS, PORTED, GroupType, NicType, Peer, PeerKind, Policy
 
 # IANA numbers some regions accept in IpProtocol.
 _PROTOCOL_NUMBERS = {"-1": "all", "1": "icmp", "6": "tcp", "17": "udp", "47": "gre", "58": "icmpv6"}
@@ -83,33 +71,40 @@ def group_type(value: object) -> GroupType:
     raise NormalizeError(f"unknown security group type {value!r} (expected normal or enterprise)")
 
 
-def port_range(value: object, proto: str, *, source: bool = False) -> tuple[int, int]:
-    """Parse ``"22/22"``; ``-1/-1`` means "every port" and is how portless protocols say it."""
+def _parse_range(value: object) -> tuple[int, int] | None:
+    """``"22/22"``, ``"22-23"``, ``"22"`` or ``-1/-1`` as a pair; None when no ports are written."""
     text = str(value or "").strip()
     if not text:
-        if source:
-            return NO_PORTS
-        return NO_PORTS if proto not in PORTED else (1, 65535)
+        return None
     sep = "/" if "/" in text else ("-" if text.count("-") == 1 and not text.startswith("-") else None)
     parts = text.split(sep) if sep else [text, text]
     try:
         low, high = int(parts[0]), int(parts[1])
     except (ValueError, IndexError):
         raise NormalizeError(f"port range {value!r} is not 'from/to'") from None
-    if (low, high) == NO_PORTS:
-        return NO_PORTS
-    if not (1 <= low <= high <= 65535):
+    if (low, high) != NO_PORTS and not (1 <= low <= high <= 65535):
         raise NormalizeError(f"port range {value!r} is out of 1-65535 or reversed")
-    if proto not in PORTED and proto != "all" and not source:
-        # The API answers -1/-1 for these; a stray range carries no meaning.
-        return NO_PORTS
     return low, high
 
 
+def port_range(value: object, proto: str, *, source: bool = False) -> tuple[int, int]:
+    """What a rule's ports mean, decided here for the API reader, baselines and every pass alike.
+
+    TCP and UDP: ports omitted, ``-1/-1`` and ``1/65535`` all mean every port, held as
+    ``1/65535`` (``-1/-1``, "no restriction", for source ports). ICMP, ICMPv6, GRE and numbered
+    protocols have no ports: held as ``-1/-1`` whatever is written. ALL: every-port spellings are
+    ``-1/-1``; a narrower range limits its TCP and UDP part (the API itself sends only ``-1/-1``).
+    A held ``-1/-1`` matches every port: :func:`sgwatch.core.model.span`.
+    """
+    ports = _parse_range(value)
+    if ports is None or ports in (NO_PORTS, ALL_PORTS):
+        return ALL_PORTS if proto in PORTED and not source else NO_PORTS
+    return ports if proto in PORTED or proto == "all" else NO_PORTS
+
+
 def list_port_range(value: object) -> tuple[int, int]:
-    """One entry of a port range list; ``-1/-1`` there means every port, as in a TCP rule."""
-    ports = port_range(value, "tcp")
-    return ALL_PORTS if ports == NO_PORTS else ports
+    """One entry of a port range list: a TCP/UDP destination range, ``-1/-1`` every port."""
+    return port_range(value, "tcp")
 
 
 _V4 = re.compile(
@@ -161,128 +156,3 @@ def peer_from_text(value: str) -> Peer:
     if text.startswith("pl-"):
         return Peer(PeerKind.PREFIX_LIST, text)
     return cidr(text)
-
-
-def _text(value: object) -> str:
-    if not value:
-        return ""
-    return value.strip() if isinstance(value, str) else str(value).strip()
-
-
-# The peer fields of each direction: CIDR, IPv6 CIDR, group, group owner, prefix list.
-_PEER_FIELDS: dict[str, tuple[str, str, str, str, str]] = {
-    direction: (f"{s}CidrIp", f"Ipv6{s}CidrIp", f"{s}GroupId", f"{s}GroupOwnerAccount", f"{s}PrefixListId")
-    for direction, s in (("ingress", "Source"), ("egress", "Dest"))
-}
-
-
-# Shared: a referenced group appears in many rules, and a NamedTuple's __new__ runs in Python.
-def _same_account_group(group: str) -> Peer:
-    return Peer(PeerKind.GROUP, group)
-
-
-_group_peer: Callable[[str], Peer] = Memo(_same_account_group).__getitem__
-
-
-def _peer(get: Callable[[str], Any], direction: Direction, account: str) -> Peer:
-    f_v4, f_v6, f_group, f_owner, f_prefix = _PEER_FIELDS[direction]
-    # Most of these fields are "" (the API sends every field): test before cleaning.
-    group = get(f_group)
-    if group and (group := _text(group)):
-        # The owner is "" for the same account; the API sometimes echoes our own id.
-        owner = get(f_owner)
-        if not owner or (owner := _text(owner)) == account:
-            return _group_peer(group)
-        return Peer(PeerKind.GROUP, group, owner)
-    v4 = get(f_v4)
-    if v4 and (v4 := _text(v4)):
-        return cidr(v4)
-    v6 = get(f_v6)
-    if v6 and (v6 := _text(v6)):
-        return cidr(v6)
-    prefix = _text(get(f_prefix))
-    if prefix:
-        return Peer(PeerKind.PREFIX_LIST, prefix)
-    side = "source" if direction == "ingress" else "destination"
-    raise NormalizeError(f"rule has no {side} peer (CIDR, IPv6 CIDR, group or prefix list)")
-
-
-# The cloud's values come from small sets; caching each parse turns a million rules into
-# a million dictionary lookups.
-_protocol: Callable[[object], str] = Memo(protocol).__getitem__
-_policy: Callable[[object], Policy] = Memo(policy).__getitem__
-_priority: Callable[[object], int] = Memo(priority).__getitem__
-_nic_type: Callable[[object], NicType] = Memo(nic_type).__getitem__
-_port_range = lru_cache(maxsize=1 << 18)(port_range)  # two arguments: a memo would build a key tuple as this does
-_DIRECTION: dict[object, Direction] = {
-    "ingress": "ingress",
-    "egress": "egress",
-    "Ingress": "ingress",
-    "Egress": "egress",
-    "INGRESS": "ingress",
-    "EGRESS": "egress",
-}
-
-
-# tuple.__new__ straight from C: a NamedTuple's own __new__ is a Python function, and a
-# million rules make that a second.
-_new_key = partial(tuple.__new__, RuleKey)
-_new_rule = partial(tuple.__new__, Rule)
-
-
-def rule_from_api(raw: Mapping[str, Any], account: str = "") -> Rule:
-    """One ``Permission`` of a DescribeSecurityGroupAttribute response."""
-    get = raw.get
-    direction = _DIRECTION.get(get("Direction")) or _DIRECTION.get(str(get("Direction") or "").strip().lower())
-    if direction is None:
-        raise NormalizeError(f"unknown Direction {get('Direction')!r}")
-    try:
-        proto = _protocol(get("IpProtocol", ""))
-        src = get("SourcePortRange")
-        key = _new_key(
-            (
-                direction,
-                proto,
-                *_port_range(get("PortRange"), proto),
-                *(_port_range(src, proto, source=True) if src else NO_PORTS),
-                _peer(get, direction, account),
-                _policy(get("Policy")),
-                _priority(get("Priority")),
-                _nic_type(get("NicType")),
-                _text(get("PortRangeListId")),
-            )
-        )
-    except TypeError:  # an unhashable value (a list where a string belongs) cannot be cached
-        raise NormalizeError("a rule field holds a list or object where a value belongs") from None
-    return _new_rule((key, _text(get("Description")), _text(get("SecurityGroupRuleId"))))
-
-
-def rule_to_api(rule: Rule) -> dict[str, Any]:
-    """The inverse of :func:`rule_from_api`, in the API's field names (used by snapshot tools)."""
-    k = rule.key
-    side = "Source" if k.direction == "ingress" else "Dest"
-    out: dict[str, Any] = {
-        "SecurityGroupRuleId": rule.rule_id,
-        "Direction": k.direction,
-        "IpProtocol": k.protocol.upper() if not k.protocol.isdigit() else k.protocol,
-        "PortRange": f"{k.from_port}/{k.to_port}",
-        "SourcePortRange": "" if (k.src_from_port, k.src_to_port) == NO_PORTS else f"{k.src_from_port}/{k.src_to_port}",
-        "Policy": k.policy.capitalize(),
-        "Priority": str(k.priority),
-        "NicType": k.nic_type,
-        "Description": rule.description,
-        "PortRangeListId": k.port_list,
-    }
-    for field in ("CidrIp", "GroupId", "GroupOwnerAccount", "PrefixListId"):
-        out[f"{side}{field}"] = ""
-    out[f"Ipv6{side}CidrIp"] = ""
-    if k.peer.kind is PeerKind.CIDR4:
-        out[f"{side}CidrIp"] = k.peer.value
-    elif k.peer.kind is PeerKind.CIDR6:
-        out[f"Ipv6{side}CidrIp"] = k.peer.value
-    elif k.peer.kind is PeerKind.GROUP:
-        out[f"{side}GroupId"] = k.peer.value
-        out[f"{side}GroupOwnerAccount"] = k.peer.owner
-    else:
-        out[f"{side}PrefixListId"] = k.peer.value
-    return out

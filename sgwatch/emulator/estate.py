@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch.emulator import members as membership
-from sgwatch.sources.raw import DEFAULT_ACCOUNT, classify
+from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
 PERMISSION_FIELDS: tuple[str, ...] = (
     "SecurityGroupRuleId",
@@ -90,6 +90,27 @@ _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 def random_id(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice(_ALNUM) for _ in range(20))
+
+
+def response_kind(body: Mapping[str, Any]) -> str | None:
+    """Which API answered a saved response body, told by its shape.
+
+    Written here, not taken from sgwatch's parser: a fake that shares the code it exists to
+    test would agree with that code's mistakes.
+    """
+    if "Permissions" in body and "SecurityGroupId" in body:
+        return "DescribeSecurityGroupAttribute"
+    if "SecurityGroups" in body:
+        return "DescribeSecurityGroups"
+    if "Regions" in body:
+        return "DescribeRegions"
+    # A prefix list's entries are {"Entry": [...]}, a port range list's a bare array.
+    entries = body.get("Entries")
+    if "PrefixListId" in body and not isinstance(entries, list):
+        return "DescribePrefixListAttributes"
+    if isinstance(entries, list):
+        return "DescribePortRangeListEntries"
+    return None
 
 
 def _added_field(body: Mapping[str, Any], name: str, action: str, where: str) -> str:
@@ -340,7 +361,7 @@ class Estate:
         if membership.is_eni_listing(body) or membership.is_instance_listing(body):
             self._add_members(account, body, origin or "membership listing")
             return
-        action = classify(body)
+        action = response_kind(body)
         if action == "DescribePortRangeListEntries":
             self._add_port_range_list(account, body, origin or "DescribePortRangeListEntries response")
             return

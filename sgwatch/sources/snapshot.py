@@ -33,7 +33,7 @@ from sgwatch.core.membership import Interface, Membership, MembershipUnknown
 from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
-from sgwatch.sources import identifiers, interfaces, paging
+from sgwatch.sources import ecs_rules, identifiers, interfaces, paging
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, MEMBERSHIP_ERRORS_FILE, Action, RawResponse, RawScan, classify
 
 ERRORS_FILE = "errors.json"
@@ -155,14 +155,14 @@ class SnapshotBuilder:
             perms, before = _list(body, "Permissions", "Permission"), len(part.rules)
             part.pages.append(paging.Page.of(body, len(perms), origin or ""))
             try:  # all at once, the loop in C; on a bad entry, again one by one to say which
-                part.rules.extend(map(normalize.rule_from_api, perms, repeat(account)))
+                part.rules.extend(map(ecs_rules.rule_from_api, perms, repeat(account)))
                 return
             except (NormalizeError, AttributeError):
                 del part.rules[before:]
             for i, perm in enumerate(perms):
                 try:
                     try:
-                        part.rules.append(normalize.rule_from_api(perm, account))
+                        part.rules.append(ecs_rules.rule_from_api(perm, account))
                     except AttributeError:  # no .get: a string or list where a rule belongs
                         raise NormalizeError("expected an object (one rule)") from None
                 except NormalizeError as exc:
