@@ -11,7 +11,6 @@ rules name; the API leaves out the region, and the port list's id, so such a fil
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from operator import eq, itemgetter
 from pathlib import Path
 from typing import Any
 
+from sgwatch import inputlimits
 from sgwatch.core import normalize
 from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
@@ -232,8 +232,12 @@ def _account_for(rel: Path, body: Mapping[str, Any]) -> str:
     return rel.parts[0]
 
 
-def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
-    """Each JSON file under ``path`` as a response (or the scan errors file); InputError names the file."""
+def iter_dir(
+    path: Path, max_bytes: int = inputlimits.DEFAULT_MAX_INPUT_BYTES
+) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
+    """Each JSON file under ``path`` as a response (or the scan errors file); InputError names the file.
+
+    Files past ``max_bytes``, nested too deep or holding oversized numbers are refused (inputlimits)."""
     if not path.is_dir():
         raise InputError(f"{path}: snapshot directory not found (give the folder of saved API responses)")
     files = sorted((p for p in path.rglob("*.json") if p.is_file()), key=lambda p: _page_order(p.relative_to(path)))
@@ -241,11 +245,9 @@ def iter_dir(path: Path) -> Iterator[tuple[str, RawResponse | list[ScanError]]]:
         raise InputError(f"{path}: snapshot directory has no .json files")
     for file in files:
         try:
-            data = json.loads(file.read_bytes())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{file}: cannot read: {exc}") from None
+            data = inputlimits.load_json(inputlimits.read_bytes(file, max_bytes), str(file))
+        except FileNotFoundError:
+            raise InputError(f"{file}: cannot read: file is gone") from None
         if file.name == ERRORS_FILE:
             yield str(file), _errors(file, data)
             continue
@@ -285,9 +287,9 @@ def _errors(file: Path, data: object) -> list[ScanError]:
     return out
 
 
-def load(path: Path) -> Snapshot:
+def load(path: Path, max_bytes: int = inputlimits.DEFAULT_MAX_INPUT_BYTES) -> Snapshot:
     builder = SnapshotBuilder()
-    for origin, item in iter_dir(path):
+    for origin, item in iter_dir(path, max_bytes):
         if isinstance(item, list):
             builder.snap.errors.extend(item)
         else:
