@@ -25,10 +25,11 @@ from pydantic import BeforeValidator
 
 from sgwatch.errors import InputError
 
-# A baseline of N rules costs about 0.8 KiB of memory per rule loaded and ~130 bytes of YAML per
-# rule (benchmarks/bench_baseline_memory.py): 64 MiB of input is ~500,000 rules and ~450 MiB of
-# resident memory, which leaves margin under the example overlay's 1 GiB limit.
-DEFAULT_MAX_INPUT_BYTES = 64 * 1024 * 1024
+# Loading a baseline file peaks at about 8 KiB of memory per rule (libyaml's node tree, with two
+# position marks per scalar, lives next to the values built from it) for ~140 bytes of YAML per
+# rule: ~60x the file's size (benchmarks/bench_baseline_memory.py, docs/performance.md). 8 MiB is
+# ~60,000 rules in one file and ~500 MiB at the peak: margin under the example overlay's 1 GiB.
+DEFAULT_MAX_INPUT_BYTES = 8 * 1024 * 1024
 # Valid configs nest about 6 levels and snapshot JSON about 5.
 MAX_DEPTH = 64
 # Digits of a number: ports, priorities and timeouts need a few; Python refuses >4300 in int().
@@ -53,7 +54,9 @@ def read_bytes(path: Path, limit: int = DEFAULT_MAX_INPUT_BYTES) -> bytes:
             size = os.fstat(f.fileno()).st_size
             if size > limit:
                 _too_big(path, size, limit)
-            data = f.read(limit + 1)  # the file may have grown since stat
+            data = f.read(size + 1)  # read(n) allocates n bytes: ask for what stat says, not the limit
+            if len(data) > size:  # it grew since stat
+                data += f.read(limit + 1 - len(data))
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -195,8 +198,8 @@ class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore
     def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> dt.date:
         try:
             value: dt.date = super().construct_yaml_timestamp(node)
-        except ValueError as exc:
-            raise InputError(f"{self.where}:{node.start_mark.line + 1}: {node.value!r} is not a date: {exc}") from None
+        except (ValueError, AttributeError):  # February 30th; an explicit !!timestamp on other text
+            raise InputError(f"{self.where}:{node.start_mark.line + 1}: {node.value[:40]!r} is not a date") from None
         return value
 
 
@@ -231,8 +234,11 @@ def _syntax_error(where: str, exc: yaml.YAMLError) -> InputError:
         problem = exc.problem or exc.context or "invalid YAML"
         if "maximum nesting depth" in problem:
             problem = "nested deeper than 1000 levels"
-        return InputError(f"{where}{line}: YAML syntax error: {problem}")
-    return InputError(f"{where}: YAML syntax error: {exc}")
+        return InputError(f"{where}{line}: YAML syntax error: {' '.join(problem.split())}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return InputError(f"{where}: YAML syntax error: character #x{char:04x} at {exc.position}: {exc.reason}")
+    return InputError(f"{where}: YAML syntax error: {' '.join(str(exc).split())}")
 
 
 def _check_events(text: str, where: str, max_depth: int | None) -> None:
@@ -275,7 +281,7 @@ def load_yaml(text: str, where: str, *, max_depth: int | None = None) -> Any:
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         raise _syntax_error(where, exc) from None
-    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         # PyYAML's own constructors, on an explicit tag the text does not fit (`!!bool maybe`, `!!float x`)
         raise InputError(f"{where}: YAML value of an explicit tag cannot be read: {exc!s:.100}") from None
     finally:

@@ -215,7 +215,16 @@ def test_yaml_1_2_integers(tmp_path: Path) -> None:
     assert rule.key.priority == 10
 
 
-@pytest.mark.parametrize("text", ["expires: 2027-02-30", "priority: !!int nope", "priority: !!bool maybe"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "expires: 2027-02-30",
+        "expires: !!timestamp soon",
+        "priority: !!int nope",
+        "priority: !!bool maybe",
+        "priority: !!float x",
+    ],
+)
 def test_values_that_do_not_fit_their_tag_are_one_line(tmp_path: Path, text: str) -> None:
     key, value = text.split(": ", 1)
     if key == "expires":
@@ -246,3 +255,8 @@ def test_a_file_past_the_size_limit_is_refused_before_it_is_parsed(tmp_path: Pat
     with pytest.raises(InputError, match=r"over the input size limit of 0\.1 MiB \(raise limits\.max_input_bytes"):
         baseline.load(path, max_bytes=100_000)
     assert baseline.load(path, max_bytes=1_000_000).groups  # the same file under a larger limit
+
+
+def test_a_control_character_is_one_line_and_shown_escaped(tmp_path: Path) -> None:
+    message = refused(tmp_path, "\x08region: r\n")
+    assert "character #x0008 at 0: control characters are not allowed" in message and "\x08" not in message
