@@ -6,7 +6,6 @@ list values are comma-separated (``SGWATCH_REGIONS=cn-hangzhou,cn-shanghai``) or
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
 from sgwatch.errors import InputError
-from sgwatch.inputlimits import DEFAULT_MAX_INPUT_BYTES, MAX_DEPTH, Integer, Number, load_yaml, read_text
+from sgwatch.inputlimits import DEFAULT_MAX_INPUT_BYTES, MAX_DEPTH, Integer, Number, load_json, load_yaml, read_text
 from sgwatch.sources.live_settings import AccountSettings, LiveSettings, ScanTuning
 
 ENV_PREFIX = "SGWATCH_"
@@ -118,9 +117,9 @@ class Config(_Strict):
 def _coerce(text: str) -> Any:
     stripped = text.strip()
     if stripped[:1] in "[{":
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
+        try:  # bounded like any input: a variable nested 100,000 deep stays text, and validation says why
+            return load_json(stripped.encode(), "environment")
+        except InputError:
             pass
     return text
 

@@ -227,3 +227,8 @@ def test_the_readme_baseline_example_loads(tmp_path: Path) -> None:
     path = tmp_path / "cn-hangzhou.yaml"
     path.write_text(_readme_yaml("security_groups:"))
     assert ("default", "cn-hangzhou", "sg-web") in baseline.load(path).groups
+
+
+def test_a_deeply_nested_environment_value_is_an_input_error_not_a_recursion_error() -> None:
+    with pytest.raises(InputError, match="checks: Input should be a valid dictionary"):
+        config.load(None, environ={"SGWATCH_CHECKS": "[" * 100_000})
