@@ -239,9 +239,13 @@ def _parse_file(path: Path, text: str) -> BaselineFile:
 
 
 def files_of(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
+    try:
+        if path.is_file():
+            return [path]
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long, a permission denied on the way
+        raise InputError(f"{str(path)[:200]}: cannot read the baseline: {exc.strerror or exc}") from None
+    if not is_dir:
         raise InputError(f"{path}: baseline not found (give a baseline YAML file or a folder of them)")
     # Hidden entries are skipped: a Kubernetes ConfigMap mount shows every file twice, once
     # under its "..<timestamp>" folder.

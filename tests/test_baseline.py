@@ -260,3 +260,10 @@ def test_a_file_past_the_size_limit_is_refused_before_it_is_parsed(tmp_path: Pat
 def test_a_control_character_is_one_line_and_shown_escaped(tmp_path: Path) -> None:
     message = refused(tmp_path, "\x08region: r\n")
     assert "character #x0008 at 0: control characters are not allowed" in message and "\x08" not in message
+
+
+def test_a_path_the_system_cannot_take_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read the baseline: File name too long"):
+        baseline.load(tmp_path / ("9" * 400))
+    with pytest.raises(InputError, match="cannot read the snapshot: File name too long"):
+        snapshot_source.load(tmp_path / ("9" * 400))

@@ -238,7 +238,11 @@ def iter_dir(
     """Each JSON file under ``path`` as a response (or the scan errors file); InputError names the file.
 
     Files past ``max_bytes``, nested too deep or holding oversized numbers are refused (inputlimits)."""
-    if not path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long, a permission denied on the way
+        raise InputError(f"{str(path)[:200]}: cannot read the snapshot: {exc.strerror or exc}") from None
+    if not is_dir:
         raise InputError(f"{path}: snapshot directory not found (give the folder of saved API responses)")
     files = sorted((p for p in path.rglob("*.json") if p.is_file()), key=lambda p: _page_order(p.relative_to(path)))
     if not files:
