@@ -25,10 +25,10 @@ from pydantic import BeforeValidator
 
 from sgwatch.errors import InputError
 
-# Loading a baseline file peaks at about 8 KiB of memory per rule (libyaml's node tree, with two
+# Loading a baseline file peaks at about 7.5 KiB of memory per rule (libyaml's node tree, with two
 # position marks per scalar, lives next to the values built from it) for ~140 bytes of YAML per
-# rule: ~60x the file's size (benchmarks/bench_baseline_memory.py, docs/performance.md). 8 MiB is
-# ~60,000 rules in one file and ~500 MiB at the peak: margin under the example overlay's 1 GiB.
+# rule: ~55x the file's size (benchmarks/bench_baseline_memory.py, docs/performance.md). 8 MiB is
+# ~60,000 rules in one file and ~475 MiB at the peak: margin under the example overlay's 1 GiB.
 DEFAULT_MAX_INPUT_BYTES = 8 * 1024 * 1024
 # Valid configs nest about 6 levels and snapshot JSON about 5.
 MAX_DEPTH = 64
