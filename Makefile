@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-deps lint typecheck test demo bench bench-scan soak clean
+.PHONY: install system-deps lint typecheck test demo bench bench-scan bench-baseline soak fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,18 @@ bench: install
 bench-scan: install
 	$(BIN)/python benchmarks/bench_scan.py
 
+bench-baseline: install
+	$(BIN)/python benchmarks/bench_baseline_memory.py
+
 soak: install
 	$(BIN)/python benchmarks/soak.py
+
+# Hostile configs, baselines and snapshots through the CLI, time-bounded; prints the seed and a table.
+FUZZ_SECONDS ?= 90
+FUZZ_SEED    ?= 20261201
+fuzz: install
+	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/pytest -q -p no:cacheprovider --timeout=$$(( $(FUZZ_SECONDS) + 300 )) tests/fuzz/fuzz_inputs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -27,20 +27,19 @@ TCP/UDP ports omitted, ``-1/-1`` and ``1/65535`` all mean every port.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import date
 from io import StringIO
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
+from sgwatch import inputlimits
 from sgwatch.core import normalize
 from sgwatch.core.model import (
     ALL_PORTS,
@@ -60,28 +59,6 @@ from sgwatch.errors import InputError
 from sgwatch.sources import identifiers
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
-
-class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's safe loader resolving plain scalars as YAML 1.2 does, which is what ruamel writes:
-    "on", "no" and "12:30" stay text (YAML 1.1 would make them a boolean and a sexagesimal number)."""
-
-
-_OLD_STYLE = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
-_FastLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _OLD_STYLE]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-for _tag, _pattern, _first in (
-    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
-    (
-        "float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        "-+.0123456789",
-    ),
-):
-    _FastLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
-
 HEADER = (
     "sgwatch baseline: the desired state of these security groups.\n"
     "Review changes to this file like code. Written by `sgwatch baseline capture`; edit freely.\n"
@@ -93,6 +70,8 @@ class _Strict(BaseModel):
 
 
 def _ports(value: object) -> str:
+    if isinstance(value, bool):
+        raise ValueError("expected a port range like 443/443, not a boolean")
     text = str(value).strip()
     if text.isdigit():
         text = f"{text}/{text}"
@@ -105,7 +84,7 @@ def _ports(value: object) -> str:
 
 class RuleSpec(_Strict):
     policy: Literal["accept", "drop"] = "accept"
-    priority: int = Field(default=1, ge=1, le=1000)
+    priority: StrictInt = Field(default=1, ge=1, le=1000)  # `true` is not 1
     protocol: str
     ports: str = "-1/-1"
     peer: str
@@ -254,53 +233,34 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _line_of(doc: Any, loc: Sequence[int | str]) -> int | None:
-    """The 1-based line of a dotted path in a round-trip YAML document, where it can be found."""
-    node, line = doc, None
-    for part in loc:
-        try:
-            if isinstance(node, CommentedMap) and part in node:
-                line = node.lc.key(part)[0] + 1
-                node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-                line = node.lc.item(part)[0] + 1
-                node = node[part]
-            else:
-                break
-        except (AttributeError, KeyError, TypeError):
-            break
-    return line
-
-
 def _parse_file(path: Path, text: str) -> BaselineFile:
-    # PyYAML's libyaml loader reads a large baseline several times faster than ruamel's; the
-    # round-trip loader, which knows line numbers, is only needed to point at an invalid entry.
-    try:
-        doc = yaml.load(text, Loader=_FastLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{where}: YAML syntax error: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: YAML syntax error: {exc}") from None
+    # Bounded (see inputlimits) and fast: libyaml. The line of an invalid entry comes from
+    # composing the text again, which costs less than the load that found it.
+    doc = inputlimits.load_yaml(text, str(path))
     if doc is None:
         raise InputError(f"{path}: file is empty (expected account, region and security_groups)")
     try:
         return BaselineFile.model_validate(doc)
     except ValidationError as exc:
         err = exc.errors()[0]
+        count = exc.error_count()
+        del doc, exc  # free the tree before composing another
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         dotted = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(_yaml().load(text), loc)
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        line = inputlimits.line_of(text, str(path), loc)
+        more = f" (and {count - 1} more)" if count > 1 else ""
         msg = err["msg"].removeprefix("Value error, ")
         raise InputError(f"{path}{f':{line}' if line else ''}: {dotted}: {msg}{more}") from None
 
 
 def files_of(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
+    try:
+        if path.is_file():
+            return [path]
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long, a permission denied on the way
+        raise InputError(f"{str(path)[:200]}: cannot read the baseline: {exc.strerror or exc}") from None
+    if not is_dir:
         raise InputError(f"{path}: baseline not found (give a baseline YAML file or a folder of them)")
     # Hidden entries are skipped: a Kubernetes ConfigMap mount shows every file twice, once
     # under its "..<timestamp>" folder.
@@ -316,14 +276,15 @@ def files_of(path: Path) -> list[Path]:
     return files
 
 
-def load(path: Path) -> Baseline:
+def load(path: Path, max_bytes: int = inputlimits.DEFAULT_MAX_INPUT_BYTES) -> Baseline:
+    """Every baseline file under ``path``, each refused past ``max_bytes``. Raises InputError."""
     baseline = Baseline()
     origin: dict[GroupKey, Path] = {}
     for file in files_of(path):
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{file}: cannot read: {exc}") from None
+            text = inputlimits.read_text(file, max_bytes)
+        except FileNotFoundError:
+            raise InputError(f"{file}: cannot read: file is gone") from None
         spec = _parse_file(file, text)
         for n, g in enumerate(spec.security_groups):
             key = (spec.account, spec.region, g.id)

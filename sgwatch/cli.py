@@ -53,9 +53,32 @@ def _render(report: Report, fmt: str, color: bool) -> str:
     return table.render(report, color=color)
 
 
+_stdout_failed = False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what could not be written stays in its buffer, and the
+    interpreter's last flush at exit would fail on it again (a traceback-like "Exception ignored")."""
+    global _stdout_failed
+    _stdout_failed = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file behind stdout (an in-process test's buffer)
+        pass
+
+
 def _write(text: str, output: Path | None) -> None:
     if output is None:
-        click.echo(text, nl=False)
+        try:
+            click.echo(text, nl=False)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): not an error, see main()
+        except OSError as exc:  # a full disk behind `> file`, /dev/full
+            _silence_stdout()
+            raise SgwatchError(f"stdout: cannot write: {exc.strerror or exc}") from None
         return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -174,8 +197,12 @@ def report(
     if path is None:
         raise click.UsageError("give --baseline PATH (or `baseline:` in the config)")
     with gc_paused(freeze=True):  # the process ends after the report
-        desired = baseline.load(path)
-        live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
+        desired = baseline.load(path, cfg.limits.max_input_bytes)
+        live = (
+            snapshot_source.load(snapshot_dir, cfg.limits.max_input_bytes)
+            if snapshot_dir
+            else _live_snapshot(regions, endpoint, cfg)
+        )
         result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
     color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     _write(_render(result, fmt, color), output)
@@ -205,7 +232,11 @@ def capture(
     """Write the current state as a baseline (accepted exposures already there are kept)."""
     cfg = _load_config(config_path)
     with gc_paused(freeze=True):
-        live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
+        live = (
+            snapshot_source.load(snapshot_dir, cfg.limits.max_input_bytes)
+            if snapshot_dir
+            else _live_snapshot(regions, endpoint, cfg)
+        )
         written = baseline.capture(live, output)
     click.echo(f"wrote {len(live.groups)} groups to {len(written)} file(s) under {output}", err=True)
     if not live.complete:
@@ -242,11 +273,13 @@ def snapshot_save(output: Path, regions: tuple[str, ...], endpoint: str | None, 
 def checks(fmt: str) -> None:
     """List the check catalogue: ids, default severities, guidelines."""
     if fmt == "json":
-        click.echo(json.dumps([dataclasses.asdict(c) for c in CATALOGUE], indent=2))
+        _write(json.dumps([dataclasses.asdict(c) for c in CATALOGUE], indent=2) + "\n", None)
         return
+    lines = []
     for c in CATALOGUE:
         guide = f"g{c.guideline}" if c.guideline else "-"
-        click.echo(f"{c.id:32} {c.area:8} {c.severity:9} {guide:4} {c.title}")
+        lines.append(f"{c.id:32} {c.area:8} {c.severity:9} {guide:4} {c.title}\n")
+    _write("".join(lines), None)
 
 
 @cli.command()
@@ -307,9 +340,10 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
         from sgwatch.alerting import parse_channels
 
         parse_channels(channels)
-    click.echo(
+    _write(
         f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(loaded.config.accounts)} account(s), "
-        f"{len(channels)} notification channel(s)"
+        f"{len(channels)} notification channel(s)\n",
+        None,
     )
 
 
@@ -342,24 +376,44 @@ def config_group() -> None:
 @config_group.command(name="schema")
 def config_schema() -> None:
     """Print the JSON Schema of the config file."""
-    click.echo(json.dumps(config.Config.model_json_schema(), indent=2))
+    _write(json.dumps(config.Config.model_json_schema(), indent=2) + "\n", None)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn every known error into one line and a documented exit code."""
     # One-shot commands log warnings only, to stderr, so stdout stays the report; `run` reconfigures.
+    global _stdout_failed
+    _stdout_failed = False
     logs.configure(os.environ.get("SGWATCH_LOG_LEVEL", "warning"), stream=sys.stderr)
+    code = _dispatch(argv)
+    if _stdout_failed:  # already said in one line
+        sys.exit(code)
+    try:  # what a command printed may still sit in stdout's buffer: fail here, in one line, not at exit
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        click.echo(f"sgwatch: error: stdout: cannot write: {exc.strerror or exc}", err=True)
+        code = EXIT_USAGE
+    sys.exit(code)
+
+
+def _dispatch(argv: list[str] | None) -> int | str | None:
     try:
         cli.main(args=argv, prog_name="sgwatch", standalone_mode=False)
+    except SystemExit as exc:  # a command's own exit code
+        return exc.code
     except SgwatchError as exc:
         click.echo(f"sgwatch: error: {visible(logs.scrub(str(exc)))}", err=True)  # it may quote ids or file contents
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("sgwatch: aborted", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         click.echo(f"sgwatch: error: {visible(logs.scrub(exc.format_message()))}", err=True)
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     except BrokenPipeError:
-        sys.exit(EXIT_OK)
-    sys.exit(EXIT_OK)
+        _silence_stdout()
+        return EXIT_OK
+    return EXIT_OK

@@ -6,7 +6,6 @@ list values are comma-separated (``SGWATCH_REGIONS=cn-hangzhou,cn-shanghai``) or
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -15,12 +14,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sgwatch import logs
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
 from sgwatch.errors import InputError
+from sgwatch.inputlimits import DEFAULT_MAX_INPUT_BYTES, MAX_DEPTH, Integer, Number, load_json, load_yaml, read_text
 from sgwatch.listen import parse_listen
 from sgwatch.sources import identifiers
 from sgwatch.sources.live_settings import AccountSettings, LiveSettings, RegionId, ScanTuning
@@ -29,20 +27,35 @@ ENV_PREFIX = "SGWATCH_"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# The longest interval (and jitter) a schedule takes: a week. Past it is a typo (1e12), and the
+# scheduler's date arithmetic would overflow.
+MAX_INTERVAL_SECONDS = 7 * 86_400
+
+
+class LimitsConfig(_Strict):
+    """Bounds on the files sgwatch reads (baseline files, snapshot files)."""
+
+    max_input_bytes: Integer = Field(
+        default=DEFAULT_MAX_INPUT_BYTES,
+        ge=4096,
+        description="largest baseline or snapshot file read, in bytes (memory: docs/performance.md)",
+    )
 
 
 class ChecksConfig(_Strict):
     """Tune the catalogue: replace or extend port sets, change severities, disable checks."""
 
-    database_ports: list[int] = Field(default_factory=lambda: sorted(DATABASE_PORTS))
-    extra_database_ports: list[int] = Field(default_factory=list)
-    admin_ports: list[int] = Field(default_factory=lambda: sorted(ADMIN_PORTS))
-    extra_admin_ports: list[int] = Field(default_factory=list)
+    database_ports: list[Integer] = Field(default_factory=lambda: sorted(DATABASE_PORTS))
+    extra_database_ports: list[Integer] = Field(default_factory=list)
+    admin_ports: list[Integer] = Field(default_factory=lambda: sorted(ADMIN_PORTS))
+    extra_admin_ports: list[Integer] = Field(default_factory=list)
     severities: dict[str, Severity] = Field(default_factory=dict)
     disabled: list[str] = Field(default_factory=list)
-    rule_limit: int = Field(default=200, ge=1)
-    rule_limit_ratio: float = Field(default=0.8, gt=0, le=1)
+    rule_limit: Integer = Field(default=200, ge=1)
+    rule_limit_ratio: Number = Field(default=0.8, gt=0, le=1)
 
     @field_validator("severities", "disabled")
     @classmethod
@@ -72,12 +85,15 @@ class Config(_Strict):
     endpoint: str | None = Field(default=None, description="ECS endpoint URL for every region (tests, VPC)")
     scan: ScanTuning = Field(default_factory=ScanTuning)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
-    interval: float = Field(default=300.0, ge=1, description="seconds between scans (daemon)")
-    jitter: float | None = Field(default=None, ge=0, description="seconds of random delay per scan")
+    interval: Number = Field(default=300.0, ge=1, le=MAX_INTERVAL_SECONDS, description="seconds between scans (daemon)")
+    jitter: Number | None = Field(
+        default=None, ge=0, le=MAX_INTERVAL_SECONDS, description="seconds of random delay per scan"
+    )
     listen: str = Field(default="0.0.0.0:9108", description="HOST:PORT or [IPv6]:PORT of /metrics, /healthz, /readyz")
     state: Path = Field(default=Path("sgwatch.sqlite"), description="SQLite state file (daemon)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     notifications: list[dict[str, Any]] = Field(default_factory=list, description="alert channels")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("listen")
     @classmethod
@@ -113,9 +129,9 @@ class Config(_Strict):
 def _coerce(text: str) -> Any:
     stripped = text.strip()
     if stripped[:1] in "[{":
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
+        try:  # bounded like any input: a variable nested 100,000 deep stays text, and validation says why
+            return load_json(stripped.encode(), "environment")
+        except InputError:
             pass
     return text
 
@@ -190,14 +206,12 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
     where = str(path) if path else "configuration"
     if path is not None:
         try:
-            doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+            # The config's own size is bounded by the default: its limits are not read yet.
+            text = read_text(path)
         except FileNotFoundError:
             raise InputError(f"{path}: config file not found") from None
-        except MarkedYAMLError as exc:
-            line = f":{exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
-            raise InputError(f"{path}{line}: YAML syntax error: {exc.problem}") from None
-        except (YAMLError, OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read config: {exc}") from None
+        # Bounded nesting (_expand and the channel parsers walk the tree recursively), no aliases.
+        doc = load_yaml(text, str(path), max_depth=MAX_DEPTH)
         if doc is not None and not isinstance(doc, dict):
             raise InputError(f"{path}: expected a mapping of settings at the top level")
         data = _expand(doc or {}, path)

@@ -80,7 +80,7 @@ def load(options: RunOptions) -> Loaded:
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
     with gc_paused():
-        desired = baseline_file.load(cfg.baseline)
+        desired = baseline_file.load(cfg.baseline, cfg.limits.max_input_bytes)
     return Loaded(cfg, desired, _watched(options, cfg))
 
 

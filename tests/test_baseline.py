@@ -213,3 +213,121 @@ def test_render_refuses_a_name_that_is_not_an_identifier(account: str, region: s
         InputError, match=r"^group 'sg-1': no baseline file written: .* is not an? (region id|account name)"
     ):
         baseline.render([group], {})
+
+
+# -- hostile baseline files: one line naming file and line, never a traceback (issue 11) ----------
+HEAD = "region: r\nsecurity_groups:\n  - id: sg-1\n    ingress:\n"
+RULE = "      - {policy: accept, priority: 1, protocol: tcp, ports: 22/22, peer: 10.0.0.0/8}\n"
+
+
+def refused(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as info:
+        baseline.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (HEAD + RULE + "    ingress: []\n", ":6: duplicate key 'ingress' (first at line 4)"),
+        (
+            HEAD + "      - {policy: accept, priority: 1, policy: drop, protocol: tcp, peer: 10.0.0.0/8}\n",
+            ":5: duplicate key 'policy'",
+        ),
+        ("region: r\nregion: s\nsecurity_groups: []\n", ":2: duplicate key 'region' (first at line 1)"),
+    ],
+)
+def test_duplicate_keys_are_refused_with_their_line(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in refused(tmp_path, text)
+
+
+def test_a_5000_digit_integer_is_refused(tmp_path: Path) -> None:
+    text = HEAD + RULE + "      - {priority: " + "9" * 5000 + ", protocol: tcp, peer: 10.0.0.0/8}\n"
+    assert ":6: a number of 5000 digits is longer than any valid value" in refused(tmp_path, text)
+
+
+def test_an_alias_bomb_is_refused_by_the_alias_rule(tmp_path: Path) -> None:
+    bomb = "x: &a [" + ", ".join(["{protocol: tcp, peer: 10.0.0.0/8}"] * 10) + "]\n"
+    bomb += "region: r\nsecurity_groups:\n  - id: sg-1\n    ingress: *a\n"
+    assert ":1: YAML anchors and aliases (&a / *a) are not allowed" in refused(tmp_path, bomb)
+
+
+def test_text_that_only_looks_like_an_anchor_loads(tmp_path: Path) -> None:
+    text = HEAD + "      - {protocol: tcp, ports: 22/22, peer: 10.0.0.0/8, description: R&D *ops* &co}\n"
+    (rule,) = baseline.load(write(tmp_path, "# &not-an-anchor\n" + text)).groups[("default", "r", "sg-1")].rules
+    assert rule.description == "R&D *ops* &co"
+
+
+@pytest.mark.parametrize("value", ["true", "false", "1.0", '"1"'])
+def test_a_priority_must_be_an_integer(tmp_path: Path, value: str) -> None:
+    text = HEAD + f"      - {{priority: {value}, protocol: tcp, ports: 22/22, peer: 10.0.0.0/8}}\n"
+    assert ":5: security_groups.0.ingress.0.priority: Input should be a valid integer" in refused(tmp_path, text)
+
+
+def test_ports_must_not_be_a_boolean(tmp_path: Path) -> None:
+    text = HEAD + "      - {protocol: tcp, ports: true, peer: 10.0.0.0/8}\n"
+    assert "ingress.0.ports: expected a port range like 443/443, not a boolean" in refused(tmp_path, text)
+
+
+def test_yaml_1_2_integers(tmp_path: Path) -> None:
+    # a leading 0 is decimal in YAML 1.2 (PyYAML's 1.1 reading made "09" a crash and "010" 8)
+    text = HEAD + "      - {priority: 010, protocol: tcp, ports: 22/22, peer: 10.0.0.0/8}\n"
+    (rule,) = baseline.load(write(tmp_path, text)).groups[("default", "r", "sg-1")].rules
+    assert rule.key.priority == 10
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "expires: 2027-02-30",
+        "expires: !!timestamp soon",
+        "priority: !!int nope",
+        "priority: !!bool maybe",
+        "priority: !!float x",
+    ],
+)
+def test_values_that_do_not_fit_their_tag_are_one_line(tmp_path: Path, text: str) -> None:
+    key, value = text.split(": ", 1)
+    if key == "expires":
+        body = HEAD + "    accepted_exposures:\n      - {protocol: tcp, reason: r, owner: o, expires: " + value + "}\n"
+    else:
+        body = HEAD + "      - {" + f"{key}: {value}" + ", protocol: tcp, peer: 10.0.0.0/8}\n"
+    refused(tmp_path, body)
+
+
+def test_a_baseline_1000_levels_deep_is_refused(tmp_path: Path) -> None:
+    assert "nested deeper than 1000 levels" in refused(tmp_path, "region: " + "[" * 100_000 + "]" * 100_000 + "\n")
+
+
+def test_the_line_of_a_bad_entry_at_the_end_of_a_large_file(tmp_path: Path) -> None:
+    groups = "".join(
+        f"  - id: sg-{g}\n    ingress:\n"
+        + "".join(f"      - {{protocol: tcp, ports: {r + 1}/{r + 1}, peer: 10.0.{g}.0/24}}\n" for r in range(50))
+        for g in range(200)
+    )
+    text = "region: r\nsecurity_groups:\n" + groups + "      - {protocol: tcp, ports: 22/99999, peer: 0.0.0.0/0}\n"
+    line = text.count("\n")
+    message = refused(tmp_path, text)
+    assert f":{line}: security_groups.199.ingress.50.ports: port range '22/99999'" in message
+
+
+def test_a_file_past_the_size_limit_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = write(tmp_path, HEAD + "".join(RULE.replace("22/22", f"{p}/{p}") for p in range(1, 2001)))
+    with pytest.raises(InputError, match=r"over the input size limit of 0\.1 MiB \(raise limits\.max_input_bytes"):
+        baseline.load(path, max_bytes=100_000)
+    assert baseline.load(path, max_bytes=1_000_000).groups  # the same file under a larger limit
+
+
+def test_a_control_character_is_one_line_and_shown_escaped(tmp_path: Path) -> None:
+    message = refused(tmp_path, "\x08region: r\n")
+    assert "character #x0008 at 0: control characters are not allowed" in message and "\x08" not in message
+
+
+def test_a_path_the_system_cannot_take_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read the baseline: File name too long"):
+        baseline.load(tmp_path / ("9" * 400))
+    with pytest.raises(InputError, match="cannot read the snapshot: File name too long"):
+        snapshot_source.load(tmp_path / ("9" * 400))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shutil
@@ -90,6 +92,9 @@ def test_incomplete_snapshot_exits_3_and_still_reports(tmp_path: Path) -> None:
         ("bad_rule", "Permissions.Permission[0]: unknown protocol"),
         ("rule_not_object", "Permissions.Permission[1]: expected an object"),
         ("missing", "snapshot directory not found"),
+        ("deep", "sg-web.json: JSON nested deeper than 64 levels"),
+        ("huge_int", "sg-web.json: a number of 5000 characters is longer than any valid value"),
+        ("nan", "sg-web.json: NaN is not a JSON number"),
     ],
 )
 def test_bad_snapshot_is_one_line_exit_2(tmp_path: Path, setup: str, needle: str) -> None:
@@ -104,6 +109,12 @@ def test_bad_snapshot_is_one_line_exit_2(tmp_path: Path, setup: str, needle: str
         body = json.loads(target.read_text())
         body["Permissions"]["Permission"][0]["IpProtocol"] = "tcpx"
         target.write_text(json.dumps(body))
+    elif setup == "deep":  # was a RecursionError traceback, exit 1 (which CI reads as drift)
+        target.write_text('{"SecurityGroupId": "sg-web", "Permissions": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    elif setup == "huge_int":  # was a ValueError traceback (int_max_str_digits), exit 1
+        target.write_text(target.read_text().replace('"Priority": "1"', '"Priority": ' + "1" * 5000, 1))
+    elif setup == "nan":
+        target.write_text(target.read_text().replace('"Priority": "1"', '"Priority": NaN', 1))
     elif setup == "rule_not_object":
         body = json.loads(target.read_text())
         body["Permissions"]["Permission"][1] = "tcp 22"
@@ -130,3 +141,62 @@ def test_checks_lists_the_catalogue() -> None:
     result = sgwatch("checks", "--format", "json")
     ids = [c["id"] for c in json.loads(result.stdout)]
     assert "internet-database-port" in ids and len(ids) == len(set(ids))
+
+
+def test_a_snapshot_file_past_the_configured_size_limit_is_refused(tmp_path: Path) -> None:
+    snap = tmp_path / "snap"
+    shutil.copytree(DEMO / "snapshot", snap)
+    (snap / "cn-hangzhou" / "sg-web.json").write_text(
+        json.dumps({"SecurityGroupId": "sg-web", "Permissions": {}, "X": "x" * 9000})
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("limits: {max_input_bytes: 8192}\n")
+    result = sgwatch("report", "--config", cfg, "--baseline", DEMO / "baseline", "--snapshot", snap)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert (
+        "sg-web.json: 0.0 MiB is over the input size limit" in result.stderr
+        and "limits.max_input_bytes" in result.stderr
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    "command",
+    [("report", "--baseline", DEMO / "baseline", "--snapshot", DEMO / "snapshot"), ("checks",), ("config", "schema")],
+)
+def test_stdout_on_a_full_device_is_one_line_exit_2(command: tuple[str | Path, ...]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGWATCH_")}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "sgwatch", *map(str, command)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "sgwatch: error: stdout: cannot write: No space left on device\n"
+
+
+class _Full(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_stdout_that_raises_enospc_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sgwatch.cli import main
+
+    with capsys.disabled():
+        stderr = io.StringIO()
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(_Full()), encoding="utf-8"))
+        monkeypatch.setattr(sys, "stderr", stderr)
+        with pytest.raises(SystemExit) as info:
+            main(["report", "--baseline", str(DEMO / "baseline"), "--snapshot", str(DEMO / "snapshot")])
+    assert info.value.code == 2
+    assert stderr.getvalue() == "sgwatch: error: stdout: cannot write: No space left on device\n"

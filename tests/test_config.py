@@ -111,3 +111,124 @@ def test_secrets_are_collected_for_redaction() -> None:
     )
     found = config.secrets(cfg)
     assert "s3cr3t-value" in found and "SECx" in found and "https://x/robot?access_token=tok" in found
+
+
+# -- hostile config files: one line, never a crash (issue 11 items 8, 9, 11) --------------------
+
+
+def _refused(tmp_path: Path, text: str) -> str:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(InputError) as info:
+        config.load(cfg, environ={})
+    message = str(info.value)
+    assert message.startswith(str(cfg)) and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("depth", [100, 3_000, 20_000])
+def test_a_deeply_nested_config_is_refused(tmp_path: Path, depth: int) -> None:
+    block = "notifications:\n" + "".join(" " * (i + 2) + "-\n" for i in range(min(depth, 500)))
+    block += " " * 503 + "- " * max(depth - 500, 0) + "x\n"  # compact nesting: no quadratic indentation
+    assert "nested deeper than 64 levels" in _refused(tmp_path, block)
+
+
+def test_a_config_100000_flow_levels_deep_is_refused(tmp_path: Path) -> None:
+    # ruamel crashed with SIGSEGV here (and killed a reloading daemon)
+    assert "nested deeper than" in _refused(tmp_path, "regions: " + "[" * 100_000 + "]" * 100_000 + "\n")
+
+
+def test_a_deep_config_on_reload_is_an_input_error_so_the_daemon_keeps_the_last_good_one(tmp_path: Path) -> None:
+    from sgwatch.daemon import RunOptions, load
+    from sgwatch.errors import SgwatchError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("notifications:\n" + "- " * 5_000 + "x\n")
+    with pytest.raises(SgwatchError, match="nested deeper"):  # Daemon.reload keeps the last good one on this
+        load(RunOptions(cfg))
+
+
+def test_a_5000_digit_integer_in_a_config_is_refused(tmp_path: Path) -> None:
+    assert ":2: a number of 5000 digits" in _refused(tmp_path, "log_level: info\ninterval: " + "7" * 5000 + "\n")
+
+
+def test_an_alias_bomb_is_refused_by_the_alias_rule(tmp_path: Path) -> None:
+    # small (10^3 entries): refused for having aliases at all, before anything walks the tree
+    bomb = (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "notifications: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+    )
+    assert ":1: YAML anchors and aliases (&a / *a) are not allowed" in _refused(tmp_path, bomb)
+
+
+def test_duplicate_keys_in_a_config_are_refused(tmp_path: Path) -> None:
+    assert ":3: duplicate key 'interval' (first at line 1)" in _refused(
+        tmp_path, "interval: 60\nlog_level: info\ninterval: 5\n"
+    )
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e12", "604801"])
+def test_interval_and_jitter_must_be_finite_and_sane(tmp_path: Path, value: str) -> None:
+    assert "interval: " in _refused(tmp_path, f"interval: {value}\n")
+    assert "jitter: " in _refused(tmp_path, f"jitter: {value}\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "scan: {requests_per_second: .inf}\n",
+        "scan: {deadline_seconds: 1e12}\n",
+        "scan: {read_timeout_ms: 1000000000}\n",
+    ],
+)
+def test_scan_tuning_is_bounded(tmp_path: Path, text: str) -> None:
+    assert "scan." in _refused(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    "text", ["checks: {extra_database_ports: [true]}\n", "checks: {rule_limit: true}\n", "interval: true\n"]
+)
+def test_a_boolean_is_not_a_number(tmp_path: Path, text: str) -> None:
+    assert "expected a number, not a boolean" in _refused(tmp_path, text)
+
+
+def test_numbers_from_the_environment_still_parse(tmp_path: Path) -> None:
+    cfg = config.load(None, environ={"SGWATCH_INTERVAL": "60", "SGWATCH_CHECKS__EXTRA_DATABASE_PORTS": "8123,9000"})
+    assert cfg.interval == 60 and cfg.checks.extra_database_ports == [8123, 9000]
+
+
+def test_input_size_limit_is_a_config_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("limits: {max_input_bytes: 100000}\n")
+    assert config.load(cfg, environ={}).limits.max_input_bytes == 100_000
+    assert "limits.max_input_bytes: Input should be greater than or equal to 4096" in _refused(
+        tmp_path, "limits: {max_input_bytes: 10}\n"
+    )
+
+
+def _readme_yaml(containing: str) -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    (block,) = [b for b in blocks if containing in b]
+    return block
+
+
+def test_the_readme_config_example_loads(tmp_path: Path) -> None:
+    cfg = tmp_path / "sgwatch.yaml"
+    cfg.write_text(_readme_yaml("notifications: []"))
+    loaded = config.load(cfg, environ={})
+    assert loaded.limits.max_input_bytes == 8 * 1024 * 1024 and loaded.interval == 300
+
+
+def test_the_readme_baseline_example_loads(tmp_path: Path) -> None:
+    from sgwatch import baseline
+
+    path = tmp_path / "cn-hangzhou.yaml"
+    path.write_text(_readme_yaml("security_groups:"))
+    assert ("default", "cn-hangzhou", "sg-web") in baseline.load(path).groups
+
+
+def test_a_deeply_nested_environment_value_is_an_input_error_not_a_recursion_error() -> None:
+    with pytest.raises(InputError, match="checks: Input should be a valid dictionary"):
+        config.load(None, environ={"SGWATCH_CHECKS": "[" * 100_000})

@@ -90,16 +90,16 @@ class AccountSettings(BaseModel):
 class ScanTuning(BaseModel):
     """How hard and how long a scan may push the API (the config file's ``scan:`` section)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     concurrency: int = Field(default=8, ge=1, le=128)
-    requests_per_second: float = Field(default=10.0, ge=0)  # per (account, region); 0 = no client limit
-    connect_timeout_ms: int = Field(default=5_000, ge=50)
-    read_timeout_ms: int = Field(default=10_000, ge=50)
+    requests_per_second: float = Field(default=10.0, ge=0, le=10_000)  # per (account, region); 0 = no client limit
+    connect_timeout_ms: int = Field(default=5_000, ge=50, le=600_000)
+    read_timeout_ms: int = Field(default=10_000, ge=50, le=600_000)
     max_retries: int = Field(default=4, ge=0, le=20)  # for 5xx, timeouts and connection errors
     max_throttle_retries: int = Field(default=10, ge=0, le=100)  # throttling gets a separate, larger budget
-    backoff_base_ms: int = Field(default=200, ge=1)
-    backoff_cap_ms: int = Field(default=20_000, ge=1)
-    deadline_seconds: float = Field(default=900.0, gt=0)
+    backoff_base_ms: int = Field(default=200, ge=1, le=600_000)
+    backoff_cap_ms: int = Field(default=20_000, ge=1, le=600_000)
+    deadline_seconds: float = Field(default=900.0, gt=0, le=86_400)
 
 
 class LiveSettings(ScanTuning):

@@ -19,7 +19,6 @@ region's listing / the group's rules are unreadable (:func:`sgwatch.sources.pagi
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from operator import eq, itemgetter
 from pathlib import Path
 from typing import Any
 
+from sgwatch import inputlimits
 from sgwatch.core import normalize
 from sgwatch.core.membership import Interface, Membership, MembershipUnknown
 from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
@@ -372,21 +372,25 @@ def _account_for(rel: Path, body: Mapping[str, Any]) -> str:
 
 
 def iter_dir(
-    path: Path,
+    path: Path, max_bytes: int = inputlimits.DEFAULT_MAX_INPUT_BYTES
 ) -> Iterator[tuple[str, RawResponse | list[ScanError] | dict[tuple[str, str], MembershipUnknown]]]:
-    """Each JSON file under ``path`` as a response (or a scan errors file); InputError names the file."""
-    if not path.is_dir():
+    """Each JSON file under ``path`` as a response (or a scan errors file); InputError names the file.
+
+    Files past ``max_bytes``, nested too deep or holding oversized numbers are refused (inputlimits)."""
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long, a permission denied on the way
+        raise InputError(f"{str(path)[:200]}: cannot read the snapshot: {exc.strerror or exc}") from None
+    if not is_dir:
         raise InputError(f"{path}: snapshot directory not found (give the folder of saved API responses)")
     files = sorted((p for p in path.rglob("*.json") if p.is_file()), key=lambda p: _page_order(p.relative_to(path)))
     if not files:
         raise InputError(f"{path}: snapshot directory has no .json files")
     for file in files:
         try:
-            data = json.loads(file.read_bytes())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{file}: cannot read: {exc}") from None
+            data = inputlimits.load_json(inputlimits.read_bytes(file, max_bytes), str(file))
+        except FileNotFoundError:
+            raise InputError(f"{file}: cannot read: file is gone") from None
         if file.name == ERRORS_FILE:
             yield str(file), _errors(file, data)
             continue
@@ -451,9 +455,9 @@ def _membership_errors(file: Path, data: object) -> dict[tuple[str, str], Member
     return out
 
 
-def load(path: Path) -> Snapshot:
+def load(path: Path, max_bytes: int = inputlimits.DEFAULT_MAX_INPUT_BYTES) -> Snapshot:
     builder = SnapshotBuilder()
-    for origin, item in iter_dir(path):
+    for origin, item in iter_dir(path, max_bytes):
         if isinstance(item, list):
             builder.snap.errors.extend(item)
         elif isinstance(item, dict):
