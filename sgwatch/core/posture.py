@@ -59,50 +59,46 @@ def shadowed(group: Group) -> list[tuple[Rule, Rule]]:
     costs n lookups per prefix length, not n * n comparisons.
     """
     out: list[tuple[Rule, Rule]] = []
-    blocks: dict[_Where, dict[tuple[int, int], list[tuple[int, int, str, _Extent, Rule]]]] = {}
-    lengths: dict[_Where, set[int]] = {}
+    blocks: dict[tuple[str, str, str], dict[tuple[int, int], list[tuple[int, int, str, _Extent, str, Rule]]]] = {}
+    lengths: dict[tuple[str, str, str], set[int]] = {}
     for seq, rule in enumerate(decision_order(group.rules)):
         k = rule.key
         if k.port_list:
             continue  # its ports are a list's entries, unknown here: it neither covers nor is covered
         name, bits, start, width = _block(k.peer)
-        where = (k.direction, k.nic_type, name, k.local)
-        # A rule limited to its own side is covered by one with the same side or none.
-        wheres = (where, (k.direction, k.nic_type, name, "")) if k.local else (where,)
-        dl, dh = span(k.from_port, k.to_port)
-        sl, sh = span(k.src_from_port, k.src_to_port)
-        proto = k.protocol
-        cover: tuple[int, Rule] | None = None  # the first in decision order, when several cover
-        for place in wheres:
-            index = blocks.get(place)
-            if index is None:
-                continue
-            for length in lengths[place]:
-                if length > bits:
-                    continue
-                for n, priority, policy, (eproto, edl, edh, esl, esh), by in index.get(
-                    (length, start >> (width - length) << (width - length)), ()
-                ):
-                    if (
-                        edl <= dl
-                        and dh <= edh
-                        and (eproto == proto or eproto == "all")
-                        and esl <= sl
-                        and sh <= esh
-                        # Equal precedence and equal policy decide alike: redundant, not shadowed.
-                        and not (priority == k.priority and policy == k.policy)
-                        and (cover is None or n < cover[0])
-                    ):
-                        cover = (n, by)
-                        break  # a block's list is in decision order
-        if cover is not None:
-            out.append((rule, cover[1]))
+        where = (k.direction, k.nic_type, name)
         index = blocks.get(where)
         if index is None:
             index, used = blocks[where], lengths[where] = {}, set()
         else:
             used = lengths[where]
-        index.setdefault((bits, start), []).append((seq, k.priority, k.policy, (proto, dl, dh, sl, sh), rule))
+        dl, dh = span(k.from_port, k.to_port)
+        sl, sh = span(k.src_from_port, k.src_to_port)
+        proto, local = k.protocol, k.local
+        cover: tuple[int, Rule] | None = None  # the first in decision order, when several cover
+        for length in used:
+            if length > bits:
+                continue
+            for n, priority, policy, (eproto, edl, edh, esl, esh), elocal, by in index.get(
+                (length, start >> (width - length) << (width - length)), ()
+            ):
+                if (
+                    edl <= dl
+                    and dh <= edh
+                    and (eproto == proto or eproto == "all")
+                    and esl <= sl
+                    and sh <= esh
+                    # A rule of some members (its own side) covers only rules of the same members.
+                    and (not elocal or elocal == local)
+                    # Equal precedence and equal policy decide alike: redundant, not shadowed.
+                    and not (priority == k.priority and policy == k.policy)
+                    and (cover is None or n < cover[0])
+                ):
+                    cover = (n, by)
+                    break  # a block's list is in decision order
+        if cover is not None:
+            out.append((rule, cover[1]))
+        index.setdefault((bits, start), []).append((seq, k.priority, k.policy, (proto, dl, dh, sl, sh), local, rule))
         used.add(bits)
     return out
 
