@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sgwatch.core.addresses import Family
-from sgwatch.core.checks import RANK, SEVERITIES, Severity
+from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, cis_evidenced
 from sgwatch.core.diff import ChangeKind
 from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, ScanError
+from sgwatch.render import remedy
 
 REPORT_VERSION = "2"
 
@@ -130,7 +131,18 @@ class Finding:
             "new_exposures": [e.to_dict() for e in self.new_exposures],
             "checks": list(self.checks),
             "message": self.message,
+            "remedy": remedy.restore(self.kind, self.region, self.security_group_id, self.live, self.baseline),
+            "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
         }
+
+    def cis(self) -> list[CisRecommendation]:
+        """The CIS recommendations this drift breaks: its checks' that its new exposures open."""
+        opened = [
+            (e.protocol, e.from_port, e.to_port)
+            for e in self.new_exposures
+            if e.direction == "ingress" and e.scope == "any"  # CIS: "from 0.0.0.0/0"
+        ]
+        return cis_evidenced(self.checks, opened)
 
 
 class PostureResult(NamedTuple):
