@@ -54,6 +54,7 @@ class RenderContext:
     baseline: Path | None = None
     groups: tuple[GroupKey, ...] = ()
     fail_on: str = "info"
+    to_terminal: bool = True
 
 
 def _render(report: Report, fmt: str, ctx: RenderContext) -> str:
@@ -65,11 +66,14 @@ def _render(report: Report, fmt: str, ctx: RenderContext) -> str:
         return sarif.render(report, ctx.baseline)
     if fmt == "junit":
         return junit.render(report, ctx.groups, ctx.fail_on)
-    return table.render(report, color=ctx.color, width=terminal_width())
+    return table.render(report, color=ctx.color, width=terminal_width(ctx.to_terminal))
 
 
-def terminal_width() -> int:
-    """COLUMNS, else the terminal's width, else (a pipe, a CI log) the table's default."""
+def terminal_width(to_terminal: bool = True) -> int:
+    """COLUMNS, else the terminal's width, else (a pipe, a CI log, a file) the table's default."""
+    if not to_terminal:
+        columns = os.environ.get("COLUMNS", "")
+        return int(columns) if columns.isdigit() and int(columns) > 0 else table.DEFAULT_WIDTH
     return shutil.get_terminal_size((table.DEFAULT_WIDTH, 24)).columns
 
 
@@ -205,7 +209,7 @@ def report(
         live = snapshot_source.load(snapshot_dir) if snapshot_dir else _live_snapshot(regions, endpoint, cfg)
         result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    ctx = RenderContext(color, path, tuple(live.groups), fail_on)
+    ctx = RenderContext(color, path, tuple(live.groups), fail_on, to_terminal=output is None)
     _write(_render(result, fmt, ctx), output)
     sys.exit(exit_code(result, fail_on))
 

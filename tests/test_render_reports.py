@@ -14,12 +14,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sgwatch.core import normalize
+from sgwatch.core import normalize, remedy
 from sgwatch.core.checks import BY_ID, CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline, Direction, Group, Peer, PeerKind, Rule, RuleKey, ScanError, Snapshot
-from sgwatch.render import junit, markdown, remedy, sarif, table
+from sgwatch.render import junit, markdown, sarif, table
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "config" / "demo"
@@ -285,10 +285,19 @@ def test_sarif_of_an_unread_scan_is_not_a_clean_run() -> None:
 
 
 def test_sarif_names_no_file_for_a_region_that_is_not_an_identifier(tmp_path: Path) -> None:
-    (tmp_path / "acct").mkdir()
-    (tmp_path / "acct" / "cn-hangzhou.yaml").write_text("{}")
     assert sarif.baseline_file(tmp_path, "acct", "cn-hangzhou") == tmp_path / "acct" / "cn-hangzhou.yaml"
     assert sarif.baseline_file(tmp_path, "acct", "../acct/cn-hangzhou") is None
+    assert sarif.baseline_file(tmp_path, "acct\x1b[2J", "cn-hangzhou") is None
+    one_file = tmp_path / "baseline.yaml"
+    one_file.write_text("{}")
+    assert sarif.baseline_file(one_file, "acct", "cn-hangzhou") == one_file
+
+
+def test_a_table_written_to_a_file_uses_columns_or_the_default(tmp_path: Path) -> None:
+    demo("--output", tmp_path / "r.txt", COLUMNS="80")
+    assert max(map(len, (tmp_path / "r.txt").read_text().splitlines())) <= 80
+    demo("--output", tmp_path / "d.txt")
+    assert max(map(len, (tmp_path / "d.txt").read_text().splitlines())) == table.DEFAULT_WIDTH
 
 
 def test_junit_has_a_testcase_per_group_and_a_failure_per_finding_at_fail_on() -> None:

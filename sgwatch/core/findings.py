@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sgwatch.core import remedy
 from sgwatch.core.addresses import Family
 from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, cis_evidenced
 from sgwatch.core.diff import ChangeKind
 from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, ScanError
-from sgwatch.render import remedy
 
 REPORT_VERSION = "2"
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
+from sgwatch.core import remedy
 from sgwatch.core.checks import RANK
 from sgwatch.core.findings import Finding, Report, describe_rule
 from sgwatch.core.model import GroupKey
-from sgwatch.render import remedy
 from sgwatch.render.inert import xml_text
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from sgwatch.core import remedy
 from sgwatch.core.findings import Finding, Report, describe_rule
 from sgwatch.core.model import Rule
-from sgwatch.render import remedy
 from sgwatch.render.inert import markdown_cell
 
 _ICON = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🔵", "info": "⚪"}

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch import __version__
+from sgwatch.core import remedy
 from sgwatch.core.checks import BY_ID, CATALOGUE, CIS_BENCHMARK, RANK
 from sgwatch.core.findings import Finding, Report
-from sgwatch.render import remedy
 from sgwatch.sources import identifiers
 
 SARIF_VERSION = "2.1.0"
@@ -52,18 +52,17 @@ def _rule(check_id: str) -> dict[str, Any]:
 
 
 def baseline_file(baseline: Path | None, account: str, region: str) -> Path | None:
-    """The baseline file that holds ``account``'s ``region``, if there is one.
+    """The baseline file that holds (or, for a region new to it, would hold) ``account``'s ``region``.
 
-    Cloud names choose no path: only an account and a region that are identifiers are looked up,
-    and only as the ``<account>/<region>.yaml`` that ``baseline capture`` writes."""
+    Cloud names choose no path: only an account and a region that are identifiers are named, and
+    only as the ``<account>/<region>.yaml`` that ``baseline capture`` writes; nothing is opened."""
     if baseline is None:
         return None
     if baseline.is_file():
         return baseline
     if not (identifiers.is_valid("account", account) and identifiers.is_valid("region", region)):
         return None
-    candidate = baseline / account / f"{region}.yaml"
-    return candidate if candidate.is_file() else None
+    return baseline / account / f"{region}.yaml"
 
 
 def _uri(path: Path) -> str:

@@ -21,10 +21,10 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from sgwatch.core import remedy
 from sgwatch.core.checks import RANK
 from sgwatch.core.findings import Finding, PostureResult, Report, describe_rule
 from sgwatch.core.model import Rule
-from sgwatch.render import remedy
 from sgwatch.render.inert import rich_text, visible
 
 STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
