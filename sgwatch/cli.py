@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -69,12 +68,18 @@ def _render(report: Report, fmt: str, ctx: RenderContext) -> str:
     return table.render(report, color=ctx.color, width=terminal_width(ctx.to_terminal))
 
 
-def terminal_width(to_terminal: bool = True) -> int:
-    """COLUMNS, else the terminal's width, else (a pipe, a CI log, a file) the table's default."""
-    if not to_terminal:
-        columns = os.environ.get("COLUMNS", "")
-        return int(columns) if columns.isdigit() and int(columns) > 0 else table.DEFAULT_WIDTH
-    return shutil.get_terminal_size((table.DEFAULT_WIDTH, 24)).columns
+def terminal_width(to_stdout: bool = True) -> int:
+    """COLUMNS; else, for stdout, the width of the terminal it (or, piped into ``less`` or
+    ``head``, stderr or stdin) is on; else (a CI log, a file) the table's default."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    for stream in (sys.stdout, sys.stderr, sys.stdin) if to_stdout else ():
+        try:
+            return os.get_terminal_size(stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):  # not a terminal, closed, or no descriptor
+            continue
+    return table.DEFAULT_WIDTH
 
 
 def _write(text: str, output: Path | None) -> None:

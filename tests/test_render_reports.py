@@ -36,6 +36,7 @@ def sgwatch(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sgwatch", *map(str, args)],
         capture_output=True,
+        stdin=subprocess.DEVNULL,  # no terminal anywhere: a pytest run in a terminal must not lend its width
         text=True,
         cwd=ROOT,
         env=clean | env,
@@ -92,6 +93,7 @@ def test_table_fits_the_terminal_and_every_finding_row_is_readable(columns: int)
 
 
 def test_table_without_a_terminal_or_columns_uses_the_default_width() -> None:
+    # (piped into `head` or `less` on a terminal, the terminal's width is used: see cli.terminal_width)
     lines = demo().stdout.splitlines()
     assert max(map(len, lines)) <= table.DEFAULT_WIDTH
     assert max(map(len, lines)) > 80  # it does use the room
@@ -336,3 +338,38 @@ def test_docs_checks_table_names_the_catalogue_cis_mapping() -> None:
         if len(cells) == 5 and cells[0].startswith("`"):
             rows[cells[0].strip("`")] = cells[3]
     assert rows == {c.id: ", ".join(c.cis) or "-" for c in BY_ID.values()}
+
+
+def test_piped_into_a_pager_on_a_terminal_the_table_takes_the_terminal_width() -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 72, 0, 0))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SGWATCH_") and k != "COLUMNS"}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sgwatch",
+                "report",
+                "--baseline",
+                DEMO / "baseline",
+                "--snapshot",
+                DEMO / "snapshot",
+            ],
+            stdout=subprocess.PIPE,  # `sgwatch report | less`: stdout is a pipe, stderr the terminal
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert max(map(len, result.stdout.splitlines())) == 72
