@@ -373,3 +373,10 @@ def test_piped_into_a_pager_on_a_terminal_the_table_takes_the_terminal_width() -
         os.close(slave)
         os.close(master)
     assert max(map(len, result.stdout.splitlines())) == 72
+
+
+def test_what_to_do_is_bounded_on_the_terminal_and_points_to_the_json() -> None:
+    report = assess_rules((), tuple(rule(p, rule_id=f"sgr-{p}") for p in range(2000, 2000 + table.DETAILS_SHOWN + 3)))
+    out = table.render(report)
+    assert out.count("\n#") == table.DETAILS_SHOWN
+    assert "… and 3 more findings" in out and "remedy" in out

@@ -33,6 +33,8 @@ MARK = {"critical": "CRIT", "high": "HIGH", "medium": "MED", "low": "LOW", "info
 DEFAULT_WIDTH = 100
 MIN_WIDTH = 60
 EXPOSURES_SHOWN = 10
+# Each block costs rich ~10 ms, and past a hundred a terminal is not where they are read.
+DETAILS_SHOWN = 100
 GROUPS_SHOWN = 8
 _LABEL = 7  # "before", "opens", "fix", … in the per-finding details
 
@@ -60,8 +62,10 @@ def render(report: Report, *, color: bool = False, width: int = DEFAULT_WIDTH) -
     if report.findings:
         console.print(_findings_table(report.findings, width))
         console.print(Text("what to do", style="bold"))
-        for n, f in enumerate(report.findings, 1):
+        for n, f in enumerate(report.findings[:DETAILS_SHOWN], 1):
             console.print(_details(n, f, width))
+        if (more := len(report.findings) - DETAILS_SHOWN) > 0:
+            console.print(f"… and {more} more findings: every one's fix is in the `remedy` of --format json")
     if report.posture:
         console.print(Text("posture (no effect on exit code)", style="bold"))
         console.print(Padding(_posture(report.posture), (0, 0, 0, 2)))
