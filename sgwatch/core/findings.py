@@ -131,9 +131,13 @@ class Finding:
             "new_exposures": [e.to_dict() for e in self.new_exposures],
             "checks": list(self.checks),
             "message": self.message,
-            "remedy": remedy.restore(self.kind, self.region, self.security_group_id, self.live, self.baseline),
+            "remedy": self.remedy(),
             "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
         }
+
+    def remedy(self) -> list[str]:
+        """The aliyun CLI commands that restore the baseline's rule (``core.remedy.restore``)."""
+        return remedy.restore(self.kind, self.region, self.security_group_id, self.live, self.baseline)
 
     def cis(self) -> list[CisRecommendation]:
         """The CIS recommendations this drift breaks: its checks' that its new exposures open."""

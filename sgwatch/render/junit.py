@@ -37,7 +37,7 @@ def _detail(f: Finding) -> str:
             lines.append(f"{label}: {shown}")
     lines += [f"opens: {e.describe()}" for e in f.new_exposures]
     lines += [f"CIS {r.id}: {r.title}" for r in f.cis()]
-    lines += [f"fix: {c}" for c in remedy.restore(f.kind, f.region, f.security_group_id, f.live, f.baseline)]
+    lines += [f"fix: {c}" for c in f.remedy()]
     lines.append(f"or, {remedy.ACCEPT_HINT}")
     return "\n".join(xml_text(line) for line in lines)
 

@@ -34,7 +34,7 @@ def _what_to_do(n: int, f: Finding) -> list[str]:
         items.append("opens: " + "; ".join(_code(e.describe()) for e in f.new_exposures))
     if cis := f.cis():
         items.append("CIS: " + "; ".join(f"{r.id} {markdown_cell(r.title)}" for r in cis))
-    commands = remedy.restore(f.kind, f.region, f.security_group_id, f.live, f.baseline)
+    commands = f.remedy()
     items += [f"fix: {_code(c)}" for c in commands] or ["fix: no single command; restore it by hand"]
     return [head, *(f"   - {item}" for item in items), ""]
 

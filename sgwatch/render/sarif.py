@@ -83,7 +83,7 @@ def _result(f: Finding, baseline: Path | None) -> dict[str, Any]:
     location: dict[str, Any] = {"logicalLocations": [logical]}
     if (path := baseline_file(baseline, f.account, f.region)) is not None:
         location["physicalLocation"] = {"artifactLocation": {"uri": _uri(path)}}
-    commands = remedy.restore(f.kind, f.region, f.security_group_id, f.live, f.baseline)
+    commands = f.remedy()
     text = f.message + "".join(f"\nfix: {c}" for c in commands) + f"\nor, {remedy.ACCEPT_HINT}"
     result: dict[str, Any] = {
         "ruleId": check,

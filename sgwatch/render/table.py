@@ -137,7 +137,7 @@ def _details(n: int, f: Finding, width: int) -> RenderableType:
     grid.add_row("opens", Text(opens) if opens else Text("no new internet exposure", style="dim"))
     if cis := f.cis():
         grid.add_row("CIS", Text("\n".join(f"{r.id} {r.title}" for r in cis)))
-    commands = remedy.restore(f.kind, f.region, f.security_group_id, f.live, f.baseline)
+    commands = f.remedy()
     value_width = width - 2 - _LABEL - 1
     fix = Text("\n".join(line for cmd in commands for line in wrap_command(cmd, value_width)))
     grid.add_row("fix", fix if commands else Text("no single command: restore it by hand", style="dim"))
