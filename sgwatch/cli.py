@@ -21,13 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sgwatch import __version__, baseline, config, logs
 from sgwatch.bulk import gc_paused
 from sgwatch.core import engine
-from sgwatch.core.checks import CATALOGUE, RANK, SEVERITIES
+from sgwatch.core.checks import CATALOGUE, CIS_BENCHMARK, CIS_RECOMMENDATIONS, RANK, SEVERITIES
 from sgwatch.core.findings import Report
-from sgwatch.core.model import ScanError, Snapshot
+from sgwatch.core.model import GroupKey, ScanError, Snapshot
 from sgwatch.errors import EXIT_DRIFT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, SgwatchError
 from sgwatch.listen import listen_flag
 from sgwatch.render import json as json_render
-from sgwatch.render import markdown, table
+from sgwatch.render import junit, markdown, sarif, table
 from sgwatch.render.inert import visible
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.raw import RawScan
@@ -45,12 +45,41 @@ def exit_code(report: Report, fail_on: str) -> int:
     return EXIT_OK if report.complete else EXIT_INCOMPLETE
 
 
-def _render(report: Report, fmt: str, color: bool) -> str:
+@dataclasses.dataclass(frozen=True, slots=True)
+class RenderContext:
+    """What some formats need beyond the report: where the baseline lives, what was scanned."""
+
+    color: bool = False
+    baseline: Path | None = None
+    groups: tuple[GroupKey, ...] = ()
+    fail_on: str = "info"
+    to_terminal: bool = True
+
+
+def _render(report: Report, fmt: str, ctx: RenderContext) -> str:
     if fmt == "json":
         return json_render.render(report)
     if fmt == "markdown":
         return markdown.render(report)
-    return table.render(report, color=color)
+    if fmt == "sarif":
+        return sarif.render(report, ctx.baseline)
+    if fmt == "junit":
+        return junit.render(report, ctx.groups, ctx.fail_on)
+    return table.render(report, color=ctx.color, width=terminal_width(ctx.to_terminal))
+
+
+def terminal_width(to_stdout: bool = True) -> int:
+    """COLUMNS; else, for stdout, the width of the terminal it (or, piped into ``less`` or
+    ``head``, stderr or stdin) is on; else (a CI log, a file) the table's default."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    for stream in (sys.stdout, sys.stderr, sys.stdin) if to_stdout else ():
+        try:
+            return os.get_terminal_size(stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):  # not a terminal, closed, or no descriptor
+            continue
+    return table.DEFAULT_WIDTH
 
 
 _stdout_failed = False
@@ -169,7 +198,14 @@ _endpoint_opt = click.option(
     default=None,
     help="Offline snapshot folder of API JSON; without it, scan the cloud live.",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "markdown", "sarif", "junit"]),
+    default="table",
+    show_default=True,
+    help="table for a terminal, json for tools, markdown for a PR comment, sarif for code scanning, junit for CI.",
+)
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Write the report here, not stdout.")
 @click.option(
     "--fail-on",
@@ -204,8 +240,9 @@ def report(
             else _live_snapshot(regions, endpoint, cfg)
         )
         result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
-    color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    _write(_render(result, fmt, color), output)
+    color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    ctx = RenderContext(color, path, tuple(live.groups), fail_on, to_terminal=output is None)
+    _write(_render(result, fmt, ctx), output)
     sys.exit(exit_code(result, fail_on))
 
 
@@ -271,14 +308,23 @@ def snapshot_save(output: Path, regions: tuple[str, ...], endpoint: str | None, 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def checks(fmt: str) -> None:
-    """List the check catalogue: ids, default severities, guidelines."""
+    """List the check catalogue: ids, default severities, guidelines, CIS recommendations."""
     if fmt == "json":
-        _write(json.dumps([dataclasses.asdict(c) for c in CATALOGUE], indent=2) + "\n", None)
+        entries = [
+            {
+                **dataclasses.asdict(c),
+                "cis": [{"benchmark": CIS_BENCHMARK, "id": r, "title": CIS_RECOMMENDATIONS[r].title} for r in c.cis],
+            }
+            for c in CATALOGUE
+        ]
+        _write(json.dumps(entries, indent=2) + "\n", None)
         return
     lines = []
     for c in CATALOGUE:
         guide = f"g{c.guideline}" if c.guideline else "-"
-        lines.append(f"{c.id:32} {c.area:8} {c.severity:9} {guide:4} {c.title}\n")
+        cis = ",".join(c.cis) or "-"
+        lines.append(f"{c.id:32} {c.area:8} {c.severity:9} {guide:4} {cis:8} {c.title}\n")
+    lines.append(f"\ng: guideline in docs/checks.md; CIS: {CIS_BENCHMARK} recommendation\n")
     _write("".join(lines), None)
 
 

@@ -6,8 +6,10 @@ import contextlib
 import io
 import json
 import re
+import shlex
 import shutil
 import unicodedata
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +21,14 @@ from hypothesis import strategies as st
 from sgwatch import cli
 from sgwatch.alerting.channels import parse_channel
 from sgwatch.alerting.message import Event, make_event
-from sgwatch.core import normalize
+from sgwatch.core import normalize, remedy
 from sgwatch.core.checks import SEVERITIES, CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline, Group, Peer, PeerKind, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.render import json as json_render
-from sgwatch.render import markdown, table
-from sgwatch.render.inert import markdown_cell, rich_text, visible
+from sgwatch.render import junit, markdown, sarif, table
+from sgwatch.render.inert import markdown_cell, rich_text, visible, xml_text
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo"
@@ -145,7 +147,25 @@ def cloud_strings(report: Report) -> list[str]:
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 # Our own styled words in the table: a styled run holding anything else is cloud text styled.
-OURS = {"sgwatch", "incomplete:", "error", "no drift", "severity", "kind", "region", "group", "change", *SEVERITIES}
+OURS = {
+    "sgwatch",
+    "INCOMPLETE",
+    "error",
+    "no drift",
+    "no drift in what could be read",
+    "#",
+    "sev",
+    "group",
+    "change",
+    "checks",
+    "what to do",
+    "posture (no effect on exit code)",
+    "(none)",
+    "no new internet exposure",
+    "no single command: restore it by hand",
+    *SEVERITIES,
+    *table.MARK.values(),
+}
 
 
 def unsafe_chars(text: str, allowed: str = "\n") -> list[str]:
@@ -240,7 +260,8 @@ def check_table(report: Report) -> None:
     coloured = table.render(report, color=True, width=2000)
     assert not unsafe_chars(plain), plain
     assert not unsafe_chars(SGR.sub("", coloured)), coloured  # colour adds only SGR sequences
-    assert SGR.sub("", coloured) == plain  # ... and changes no character
+    # ... and changes no character (the plain report also drops rich's trailing padding)
+    assert [line.rstrip() for line in SGR.sub("", coloured).split("\n")] == plain.split("\n")
     for text in cloud_strings(report):
         assert visible(text).strip() in plain  # markup in it was not consumed
     assert set(styled_runs(coloured)) <= OURS | {f"{n} {s}" for s, n in report.counts().items()}
@@ -277,6 +298,47 @@ def test_table_report_is_inert_with_and_without_colour(c: Cloud) -> None:
 @given(clouds)
 def test_stderr_lines_are_inert(c: Cloud) -> None:
     check_stderr(report_of(c))
+
+
+def check_junit(report: Report) -> None:
+    out = junit.render(report, fail_on="info")
+    root = ET.fromstring(out)  # well-formed XML 1.0, whatever the cloud wrote
+    texts = [t for el in root.iter() for t in (el.text or "", *el.attrib.values())]
+    assert not any(unsafe_chars(t, allowed="\n") for t in texts)
+    shown = "\n".join(texts)
+    for text in cloud_strings(report):
+        assert xml_text(text).strip() in shown  # carried (escaped), not dropped
+
+
+def check_sarif_and_remedy(report: Report) -> None:
+    doc = json.loads(sarif.render(report))
+    assert len(doc["runs"][0]["results"]) == len(report.findings)
+    for f in report.findings:
+        rules = [r for r in (f.baseline, f.live) if r is not None]
+        for command in remedy.restore(f.kind, f.region, f.security_group_id, f.live, f.baseline):
+            tokens = shlex.split(command)  # one token per value: no cloud text became shell syntax
+            assert tokens[:2] == ["aliyun", "ecs"]
+            assert tokens[tokens.index("--SecurityGroupId") + 1] == f.security_group_id
+            if "--Permissions.1.Description" in tokens:
+                assert tokens[tokens.index("--Permissions.1.Description") + 1] in {r.description for r in rules}
+
+
+@given(clouds)
+def test_junit_report_is_well_formed_xml_and_inert(c: Cloud) -> None:
+    check_junit(report_of(c))
+
+
+@given(clouds)
+def test_sarif_results_and_remedy_commands_keep_cloud_text_as_single_arguments(c: Cloud) -> None:
+    check_sarif_and_remedy(report_of(c))
+
+
+@given(hostile_chars)
+def test_xml_text_is_legal_xml_character_data(text: str) -> None:
+    el = ET.Element("x", a=xml_text(text))
+    el.text = xml_text(text)
+    back = ET.fromstring(ET.tostring(el, encoding="unicode"))
+    assert (back.text or "") == xml_text(text) == back.attrib["a"]
 
 
 @given(hostile_chars)

@@ -1,13 +1,14 @@
 """The check catalogue: stable ids, default severities and the guideline each comes from.
 
 Guideline numbers refer to the list in docs/checks.md, which follows the Alibaba Cloud
-security group best-practice guide. Ids never change meaning; severities and port sets can be
+security group best-practice guide; ``cis`` names the CIS Alibaba Cloud Foundations Benchmark
+recommendations a check can evidence. Ids never change meaning; severities and port sets can be
 overridden from config through :class:`CheckSettings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,6 +30,26 @@ class Check:
     area: Literal["drift", "posture"]
     guideline: int | None
     title: str
+    cis: tuple[str, ...] = ()  # recommendation numbers in CIS_RECOMMENDATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class CisRecommendation:
+    id: str
+    title: str
+    port: int  # the TCP port whose opening to the whole internet the recommendation forbids
+
+
+CIS_BENCHMARK = "CIS Alibaba Cloud Foundations Benchmark v1.0.0"
+# Section 4 (Virtual Machines). Only the recommendations a security group rule can break are here.
+CIS_RECOMMENDATIONS: dict[str, CisRecommendation] = {
+    r.id: r
+    for r in (
+        CisRecommendation("4.3", "Ensure no security groups allow ingress from 0.0.0.0/0 to port 22", 22),
+        CisRecommendation("4.4", "Ensure no security groups allow ingress from 0.0.0.0/0 to port 3389", 3389),
+    )
+}
+_ADMIN_CIS = ("4.3", "4.4")
 
 
 CATALOGUE: tuple[Check, ...] = (
@@ -39,6 +60,7 @@ CATALOGUE: tuple[Check, ...] = (
         "drift",
         1,
         "New exposure of all ports or all protocols to the whole internet",
+        cis=_ADMIN_CIS,
     ),
     Check(
         "internet-database-port",
@@ -47,13 +69,21 @@ CATALOGUE: tuple[Check, ...] = (
         3,
         "New exposure of a database or cache port to the whole internet",
     ),
-    Check("internet-remote-admin", "high", "drift", 2, "New exposure of remote administration to the whole internet"),
+    Check(
+        "internet-remote-admin",
+        "high",
+        "drift",
+        2,
+        "New exposure of remote administration to the whole internet",
+        cis=_ADMIN_CIS,
+    ),
     Check(
         "internet-unapproved-port",
         "high",
         "drift",
         1,
         "New whole-internet exposure of a port neither baseline nor exceptions accept",
+        cis=_ADMIN_CIS,
     ),
     Check("internet-icmp", "medium", "drift", 6, "New ICMP exposure to the whole internet"),
     Check("narrow-public-exposure", "medium", "drift", 2, "New exposure to a narrow public address range"),
@@ -89,7 +119,12 @@ CATALOGUE: tuple[Check, ...] = (
     Check("description-changed", "info", "drift", None, "Only a rule's description changed"),
     # Posture: risk in the live state, whatever the baseline says.
     Check(
-        "posture-internet-all-traffic", "critical", "posture", 1, "All ports or protocols open to the whole internet"
+        "posture-internet-all-traffic",
+        "critical",
+        "posture",
+        1,
+        "All ports or protocols open to the whole internet",
+        cis=_ADMIN_CIS,
     ),
     Check(
         "posture-internet-database-port",
@@ -98,8 +133,21 @@ CATALOGUE: tuple[Check, ...] = (
         3,
         "A database or cache port open to the whole internet",
     ),
-    Check("posture-internet-remote-admin", "high", "posture", 2, "Remote administration open to the whole internet"),
-    Check("posture-expired-exception", "medium", "posture", None, "An accepted exposure in the baseline has expired"),
+    Check(
+        "posture-internet-remote-admin",
+        "high",
+        "posture",
+        2,
+        "Remote administration open to the whole internet",
+        cis=_ADMIN_CIS,
+    ),
+    Check(
+        "posture-expired-exception",
+        "medium",
+        "posture",
+        None,
+        "An accepted exposure in the baseline has expired",
+    ),
     Check("posture-rule-limit", "medium", "posture", 9, "The group is close to the rule limit"),
     Check("posture-icmp-from-anywhere", "low", "posture", 6, "ICMP accepted from the whole internet"),
     Check(
@@ -161,6 +209,22 @@ class CheckSettings:
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled
+
+
+def cis_evidenced(checks: Iterable[str], opened: Iterable[tuple[str, int, int]]) -> list[CisRecommendation]:
+    """The recommendations ``checks`` map to that an ingress opening to the whole internet breaks.
+
+    ``opened``: (protocol, from port, to port) of what is open from every address; ``all``/``other``
+    protocols open every port. A remote-admin finding for port 5900 names no recommendation.
+    """
+    ids = {cis for check in checks if check in BY_ID for cis in BY_ID[check].cis}
+    spans = [
+        (1, 65535) if proto in ("all", "other") else (lo, hi) for proto, lo, hi in opened if proto in _PORTED_OR_ALL
+    ]
+    return [r for cid, r in CIS_RECOMMENDATIONS.items() if cid in ids and any(lo <= r.port <= hi for lo, hi in spans)]
+
+
+_PORTED_OR_ALL = frozenset({"tcp", "all", "other"})
 
 
 def exposure_class(

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sgwatch.core import remedy
 from sgwatch.core.addresses import Family
-from sgwatch.core.checks import RANK, SEVERITIES, Severity
+from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, cis_evidenced
 from sgwatch.core.diff import ChangeKind, ListRef
 from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, RuleKey, ScanError
@@ -146,7 +147,22 @@ class Finding:
             "new_exposures": [e.to_dict() for e in self.new_exposures],
             "checks": list(self.checks),
             "message": self.message,
+            "remedy": self.remedy(),
+            "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
         }
+
+    def remedy(self) -> list[str]:
+        """The aliyun CLI commands that restore the baseline's rule (``core.remedy.restore``)."""
+        return remedy.restore(self.kind, self.region, self.security_group_id, self.live, self.baseline)
+
+    def cis(self) -> list[CisRecommendation]:
+        """The CIS recommendations this drift breaks: its checks' that its new exposures open."""
+        opened = [
+            (e.protocol, e.from_port, e.to_port)
+            for e in self.new_exposures
+            if e.direction == "ingress" and e.scope == "any"  # CIS: "from 0.0.0.0/0"
+        ]
+        return cis_evidenced(self.checks, opened)
 
 
 class PostureResult(NamedTuple):

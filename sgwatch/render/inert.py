@@ -17,6 +17,8 @@ reaches a terminal, a Markdown document or a chat it passes through one function
 - ``markdown_cell``: ``visible`` text for a GitHub-flavoured Markdown table cell or list item: every
   character that can open emphasis, code, a link, HTML, an entity or end a cell is
   backslash-escaped, and mentions cannot form.
+- ``xml_text``: ``visible`` text that is a legal XML 1.0 character sequence (for the JUnit
+  report; ElementTree escapes the markup characters, but not the characters XML forbids).
 - ``clean``: one bounded line for chat messages, where such characters are dropped (a control
   character becomes a space) because a chat message is a pointer to read, not evidence.
 """
@@ -64,6 +66,16 @@ def visible(text: object) -> str:
 def rich_text(text: object) -> Text:
     """``visible`` text for rich: a ``Text`` is printed as it is, never parsed as markup."""
     return Text(visible(text))
+
+
+# XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
+_XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: object) -> str:
+    """``visible`` text with nothing XML 1.0 forbids (``visible`` already shows all of it escaped;
+    this is the guarantee a parser needs, whatever ``visible`` lets through)."""
+    return _XML_FORBIDDEN.sub(lambda m: _escape_char(m.group()), visible(text))
 
 
 def defuse_mentions(text: str) -> str:
