@@ -14,10 +14,11 @@ from typing import TypeVar
 
 from sgwatch.core import addresses, exposure, membership, posture
 from sgwatch.core.addresses import Family, Interval
-from sgwatch.core.checks import RANK, CheckSettings, Severity, exposure_class, worst
+from sgwatch.core.checks import LATENT_CAP, RANK, CheckSettings, Severity, exposure_class, worst
 from sgwatch.core.diff import Change, ListRef, diff_group
 from sgwatch.core.exposure import FAMILIES, NO_LISTS, ExposureMap, Lists
-from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
+from sgwatch.core.findings import LATENT, Exposure, Finding, Report, describe_rule
+from sgwatch.core.groupsets import RegionSets, View
 from sgwatch.core.model import (
     DIRECTIONS,
     AcceptedExposure,
@@ -207,16 +208,25 @@ def group_exposures(
     lists: RegionLists = _NO_LISTS,
     unresolved: set[tuple[str, str]] | None = None,
     lists_moved: bool = False,
+    sets: RegionSets | None = None,
 ) -> tuple[list[Exposure], list[_Graded]]:
     """The group's live exposures worth listing, and those of them that are new, graded.
 
     The live side reads prefix lists as they are now, the baseline side as the baseline records
     them (``lists``); ``lists_moved``: the group names a list whose entries differ. The live
     side's lists that could not be read go to ``unresolved``.
+
+    ``sets``: the region's group sets when its membership is known; the group is then judged on
+    every set of groups its interfaces sit in (a group with no member alone, on paper, with no
+    interface to reach). Without them (membership unknown) it is judged alone, on paper.
     """
+    same = same_rules and not lists_moved and (base.type, base.vpc_id) == (group.type, group.vpc_id)
+    if sets is not None:
+        views = sets.views(group, group if same else base, unresolved)
+        if views is not None:
+            return _set_exposures(group, views, accepted, settings)
     listed: list[Exposure] = []
     new: list[_Graded] = []
-    same = same_rules and not lists_moved and (base.type, base.vpc_id) == (group.type, group.vpc_id)
     live_qs = exposure.questions(group, lists.live, unresolved)
     base_qs = live_qs if same else exposure.questions(base, lists.baseline)
     for direction in DIRECTIONS:
@@ -226,29 +236,82 @@ def group_exposures(
             continue
         mine = [a for a in accepted if a.direction == direction]
         for piece in compare(exposure.answer(live_q), exposure.answer(base_q), mine):
-            scope = addresses.scope(piece.family, piece.addresses)
-            is_new = bool(piece.new_addresses)
-            check = grade(direction, piece, scope, settings) if is_new else None
-            if check is not None and not settings.enabled(check):
-                check, is_new = None, False
-            e = Exposure(
-                account=group.account,
-                region=group.region,
-                security_group_id=group.id,
-                direction=direction,
-                family=piece.family,
-                protocol=_protocol(piece.bucket),
-                from_port=piece.from_port,
-                to_port=piece.to_port,
-                scope=scope,
-                peers=_peers(piece.rules),
-                new=is_new,
-                severity=settings.severity(check) if check else None,
-                check=check,
-            )
-            if is_new:
+            e = _exposure(group, direction, piece, settings)
+            if e.new:
                 new.append(_Graded(e, piece))
-            if is_new or e.peers != ("default",):  # see _steady
+            if e.new or e.peers != ("default",):  # see _steady
+                listed.append(e)
+    if sets is not None:  # membership known, and the group has none: latent wherever it opens
+        listed = [_on(e, (group.id,), (), False) for e in listed]
+        new = [_Graded(_on(g.exposure, (group.id,), (), False), g.piece) for g in new]
+    return listed, new
+
+
+def _exposure(group: Group, direction: Direction, piece: _Piece, settings: CheckSettings) -> Exposure:
+    scope = addresses.scope(piece.family, piece.addresses)
+    is_new = bool(piece.new_addresses)
+    check = grade(direction, piece, scope, settings) if is_new else None
+    if check is not None and not settings.enabled(check):
+        check, is_new = None, False
+    return Exposure(
+        account=group.account,
+        region=group.region,
+        security_group_id=group.id,
+        direction=direction,
+        family=piece.family,
+        protocol=_protocol(piece.bucket),
+        from_port=piece.from_port,
+        to_port=piece.to_port,
+        scope=scope,
+        peers=_peers(piece.rules),
+        new=is_new,
+        severity=settings.severity(check) if check else None,
+        check=check,
+    )
+
+
+def _on(e: Exposure, groups: tuple[str, ...], interfaces: tuple[str, ...], reachable: bool | None) -> Exposure:
+    """The exposure as it applies to these interfaces: a new one none can reach is at most medium."""
+    severity = e.severity
+    if reachable is False and severity is not None and RANK[severity] > RANK[LATENT_CAP]:
+        severity = LATENT_CAP
+    return e._replace(security_group_ids=groups, interfaces=interfaces, reachable=reachable, severity=severity)
+
+
+@lru_cache(maxsize=8192)
+def _steady_pieces(q: exposure.Question) -> tuple[_Piece, ...]:
+    live = exposure.answer(q)
+    return tuple(compare(live, live, ()))
+
+
+def _set_exposures(
+    group: Group, views: Sequence[View], accepted: Sequence[AcceptedExposure], settings: CheckSettings
+) -> tuple[list[Exposure], list[_Graded]]:
+    """Exposures of a group with members: per set of groups on its interfaces, what the merged
+    rules decide there. Listed: what the group's own rules grant there and whatever is new."""
+    own = {r.key for r in group.rules}
+    listed: list[Exposure] = []
+    new: list[_Graded] = []
+    for view in views:
+        variant = view.variant
+        ids = variant.interface_ids
+        for direction in DIRECTIONS:
+            live_q, base_q = view.live[direction], view.base[direction]
+            if base_q == live_q:
+                pieces = _steady_pieces(live_q)
+            else:
+                mine = [a for a in accepted if a.direction == direction]
+                pieces = tuple(compare(exposure.answer(live_q), exposure.answer(base_q), mine))
+            for piece in pieces:
+                e = _exposure(group, direction, piece, settings)
+                if not e.new and not any(k is not None and k in own for k in piece.rules):
+                    continue  # granted by another group's rules (or the default): listed there
+                reachable: bool | None = variant.reachable(piece.family)
+                if direction == "egress" and not reachable:
+                    reachable = None  # a NAT gateway may carry it out: not known to be latent
+                e = _on(e, variant.groups, ids, reachable)
+                if e.new:
+                    new.append(_Graded(e, piece))
                 listed.append(e)
     return listed, new
 
@@ -339,6 +402,11 @@ def _message(change: Change, exposures: list[Exposure]) -> str:
     return f"{sg}{direction} {what}{tail}"
 
 
+def _latent(exposures: Sequence[Exposure]) -> str:
+    """Why a new exposure is graded no higher than medium, when one is."""
+    return f"; {LATENT}" if any(e.reachable is False for e in exposures) else ""
+
+
 def _finding(
     change: Change, check: str | None, exposures: list[Exposure], settings: CheckSettings, message: str
 ) -> Finding:
@@ -373,11 +441,13 @@ def assess_group(
     settings: CheckSettings,
     lists: RegionLists = _NO_LISTS,
     unresolved: set[tuple[str, str]] | None = None,
+    sets: RegionSets | None = None,
 ) -> tuple[list[Finding], list[Exposure]]:
     """Findings and live exposures of one group (live None: removed; base None: added).
 
     ``lists``: the lists of the group's account and region; those its live rules name but
-    ``lists.live`` lacks are added to ``unresolved``.
+    ``lists.live`` lacks are added to ``unresolved``. ``sets``: the region's group sets, when
+    its membership is known (see :func:`group_exposures`).
     """
     if live is None:
         assert base is not None
@@ -390,12 +460,17 @@ def assess_group(
     # of an unchanged group.
     same_rules = reference.rules == live.rules
     moved = sorted(lists.changed & _lists_named(r.key for r in live.rules)) if lists.changed and base else []
-    exposures, new = group_exposures(live, reference, accepted, settings, same_rules, lists, unresolved, bool(moved))
+    exposures, new = group_exposures(
+        live, reference, accepted, settings, same_rules, lists, unresolved, bool(moved), sets
+    )
     if base is None:
         change = Change("group_added", live.key)
         news = [g.exposure for g in new]
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
-        return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
+        managed = " (managed by a cloud service)" if live.managed else ""
+        added = "managed-group" if live.managed else "new-group"
+        message = f"{live.id} group added{managed}{tail}{_latent(news)}"
+        return [_finding(change, added, news, settings, message)], exposures
     changes = diff_group(base, live, same_rules)
     changes += [Change("group_changed", live.key, lists=(ref,)) for ref in moved]
     owners = _attribute(changes, new, lists.live)
@@ -440,6 +515,26 @@ def _region_lists(live: Snapshot, baseline: Baseline) -> dict[tuple[str, str], R
     return out
 
 
+def _region_sets(
+    live: Snapshot, baseline: Baseline, lists_of: Mapping[tuple[str, str], RegionLists]
+) -> dict[tuple[str, str], RegionSets]:
+    """The group sets of each region whose membership is known."""
+    known = {where: m for where, m in live.membership.items() if m.is_known}
+    if not known:
+        return {}
+    live_by: dict[tuple[str, str], dict[str, Group]] = {where: {} for where in known}
+    base_by: dict[tuple[str, str], dict[str, Group]] = {where: {} for where in known}
+    for by, groups in ((live_by, live.groups), (base_by, baseline.groups)):
+        for (account, region, gid), group in groups.items():
+            if (account, region) in by:
+                by[(account, region)][gid] = group
+    out = {}
+    for where, m in known.items():
+        lists = lists_of.get(where, _NO_LISTS)
+        out[where] = RegionSets(m.index, live_by[where], base_by[where], lists.live, lists.baseline)
+    return out
+
+
 def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime) -> Report:
     """The whole estate: every drift finding, every live exposure, every posture result."""
     today = now.date()
@@ -449,6 +544,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     report = Report(generated_at=now, groups=0, errors=errors)
     seen_regions = live.regions
     lists_of = _region_lists(live, baseline)
+    sets_of = _region_sets(live, baseline, lists_of)
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
         if live.scope is not None and (account, region) not in live.scope:
@@ -479,7 +575,13 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
         accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
         unresolved: set[tuple[str, str]] = set()
         findings, exposures = assess_group(
-            lgroup, bgroup, accepted, settings, lists_of.get((account, region), _NO_LISTS), unresolved
+            lgroup,
+            bgroup,
+            accepted,
+            settings,
+            lists_of.get((account, region), _NO_LISTS),
+            unresolved,
+            sets_of.get((account, region)),
         )
         errors.extend(
             ScanError(
@@ -499,6 +601,17 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     expected = {(g.account, g.region) for g in baseline.groups.values()}
     if live.scope is not None:
         expected &= live.scope
+    for (account, region), sets in sorted(sets_of.items()):
+        errors.extend(
+            ScanError(
+                account,
+                region,
+                "GroupSetMixedTypes",
+                f"interfaces sit in basic and advanced groups together ({', '.join(gset)}), which the cloud does "
+                "not allow: judged with the basic default (egress accepted)",
+            )
+            for gset in sorted(sets.mixed)
+        )
     missing = sorted(expected - seen_regions - unreadable_regions)
     errors.extend(
         ScanError(a, r, "RegionNotInSnapshot", "baseline covers this region but the live state has no data for it")
