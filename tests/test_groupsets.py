@@ -19,6 +19,8 @@ from sgwatch.core.groupsets import evaluate_set, variants
 from sgwatch.core.membership import Interface, Membership
 from sgwatch.core.model import Baseline, Group, Rule, Snapshot
 from sgwatch.render import json as json_render
+from sgwatch.sources.raw import RawResponse
+from sgwatch.sources.snapshot import SnapshotBuilder
 from tests.strategies import PORT_LISTS, PREFIX_LISTS, groups
 from tests.test_exposure import ADDRS, SPORT_PROBES, _rule, oracle
 
@@ -216,3 +218,33 @@ def test_a_merged_set_agrees_with_the_oracle_over_the_union_of_its_rules(
         oracle(union, direction, family, proto, port, s, addr) for s in SPORT_PROBES
     )
     assert exposure.accepts(result, family, proto, port, addr) == expected  # type: ignore[arg-type]
+
+
+def test_service_managed_in_the_listing_marks_the_group_managed() -> None:
+    builder = SnapshotBuilder()
+    listing = [
+        {"SecurityGroupId": gid, "SecurityGroupType": "normal", "VpcId": "vpc-1", "ServiceManaged": managed}
+        for gid, managed in (("sg-ack", True), ("sg-own", False))
+    ]
+    builder.add(
+        RawResponse(
+            "default",
+            "DescribeSecurityGroups",
+            {"RegionId": "cn-hangzhou", "SecurityGroups": {"SecurityGroup": listing}},
+        )
+    )
+    for gid in ("sg-ack", "sg-own"):
+        attribute = {
+            "RegionId": "cn-hangzhou",
+            "SecurityGroupId": gid,
+            "VpcId": "vpc-1",
+            "Permissions": {"Permission": []},
+        }
+        builder.add(RawResponse("default", "DescribeSecurityGroupAttribute", attribute))
+    snap = builder.finish()
+    assert {key[2]: g.managed for key, g in snap.groups.items()} == {"sg-ack": True, "sg-own": False}
+    report = assess(Baseline(), snap, CheckSettings(), NOW)
+    assert sorted((f.security_group_id, f.severity, tuple(f.checks)) for f in report.findings) == [
+        ("sg-ack", "info", ("managed-group",)),
+        ("sg-own", "medium", ("new-group",)),
+    ]

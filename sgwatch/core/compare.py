@@ -211,21 +211,24 @@ def group_exposures(
     new: list[Graded] = []
     live_qs = exposure.questions(group, lists.live, unresolved)
     base_qs = live_qs if same else exposure.questions(base, lists.baseline)
+    # Membership known and the group has none: latent wherever it opens.
+    alone: tuple[tuple[str, ...], tuple[str, ...], bool] | tuple[()] = () if sets is None else ((group.id,), (), False)
     for direction in DIRECTIONS:
         live_q, base_q = live_qs[direction], base_qs[direction]
         if base_q == live_q:  # the same internet-facing rules: nothing is new
-            listed.extend(Exposure(group.account, group.region, group.id, direction, *row) for row in _steady(live_q))
+            listed.extend(
+                Exposure(group.account, group.region, group.id, direction, *row, *alone) for row in _steady(live_q)
+            )
             continue
         mine = [a for a in accepted if a.direction == direction]
         for piece in compare(exposure.answer(live_q), exposure.answer(base_q), mine):
             e = _exposure(group, direction, piece, settings)
+            if alone:
+                e = _on(e, *alone)
             if e.new:
                 new.append(Graded(e, piece))
             if e.new or e.peers != ("default",):  # see _steady
                 listed.append(e)
-    if sets is not None:  # membership known, and the group has none: latent wherever it opens
-        listed = [_on(e, (group.id,), (), False) for e in listed]
-        new = [Graded(_on(g.exposure, (group.id,), (), False), g.piece) for g in new]
     return listed, new
 
 
@@ -261,9 +264,15 @@ def _on(e: Exposure, groups: tuple[str, ...], interfaces: tuple[str, ...], reach
 
 
 @lru_cache(maxsize=8192)
-def _steady_pieces(q: exposure.Question) -> tuple[Piece, ...]:
+def _steady_rows(q: exposure.Question) -> tuple[tuple[_Row, frozenset[RuleKey | None]], ...]:
+    """As :func:`_steady`, with the rules granting each row: a set's question is asked by each of its groups."""
     live = exposure.answer(q)
-    return tuple(compare(live, live, ()))
+    rows: list[tuple[_Row, frozenset[RuleKey | None]]] = []
+    for p in compare(live, live, ()):
+        scope = addresses.scope(p.family, p.addresses)
+        row: _Row = (p.family, _protocol(p.bucket), p.from_port, p.to_port, scope, _peers(p.rules), False, None, None)
+        rows.append((row, frozenset(p.rules)))
+    return tuple(rows)
 
 
 def _set_exposures(
@@ -278,20 +287,22 @@ def _set_exposures(
         variant = view.variant
         ids = variant.interface_ids
         for direction in DIRECTIONS:
+            reach: dict[Family, bool | None] = {f: variant.reachable(f) for f in exposure.FAMILIES}
+            if direction == "egress":  # a NAT gateway may carry it out: never known to be latent
+                reach = {f: r or None for f, r in reach.items()}
             live_q, base_q = view.live[direction], view.base[direction]
             if base_q == live_q:
-                pieces = _steady_pieces(live_q)
-            else:
-                mine = [a for a in accepted if a.direction == direction]
-                pieces = tuple(compare(exposure.answer(live_q), exposure.answer(base_q), mine))
-            for piece in pieces:
+                for row, granted in _steady_rows(live_q):
+                    if not own.isdisjoint(granted):  # else granted by other groups' rules: listed there
+                        where = (variant.groups, ids, reach[row[0]])
+                        listed.append(Exposure(group.account, group.region, group.id, direction, *row, *where))
+                continue
+            mine = [a for a in accepted if a.direction == direction]
+            for piece in compare(exposure.answer(live_q), exposure.answer(base_q), mine):
                 e = _exposure(group, direction, piece, settings)
-                if not e.new and not any(k is not None and k in own for k in piece.rules):
+                if not e.new and own.isdisjoint(piece.rules):
                     continue  # granted by another group's rules (or the default): listed there
-                reachable: bool | None = variant.reachable(piece.family)
-                if direction == "egress" and not reachable:
-                    reachable = None  # a NAT gateway may carry it out: not known to be latent
-                e = _on(e, variant.groups, ids, reachable)
+                e = _on(e, variant.groups, ids, reach[piece.family])
                 if e.new:
                     new.append(Graded(e, piece))
                 listed.append(e)

@@ -161,8 +161,11 @@ class RegionSets:
         self.mixed: set[GroupSet] = set()  # sets whose groups mix basic and advanced
         self._variants: dict[GroupSet, list[Variant]] = {}
         self._settled: dict[str, Group] = {}
-        # (set, variant's position, the group whose own rules lead, "live" or "base")
+        # (set, variant's position, the group whose own rules lead ("*": none, all as settled),
+        # "live" or "base") -> the set's merged questions
         self._cache: dict[tuple[GroupSet, int, str, str], Questions] = {}
+        # (group id, "live" or "base") -> a settled group's own questions where no local side applies
+        self._own: dict[tuple[str, str], Questions] = {}
 
     def _settle(self, group: Group) -> Group:
         """The group as now, without the accept rules its baseline lacks."""
@@ -198,8 +201,20 @@ class RegionSets:
     def _questions(self, key: tuple[GroupSet, int, str, str], variant: Variant, groups: Sequence[Group]) -> Questions:
         found = self._cache.get(key)
         if found is None:
-            lists = self.live_lists if key[3] == "live" else self.base_lists
-            found = self._cache[key] = evaluate_set(groups, variant, lists)
+            role = key[3]
+            gtype, _ = set_type(groups)
+            found = self._cache[key] = merge([self._own_questions(g, variant, role) for g in groups], gtype)
+        return found
+
+    def _own_questions(self, group: Group, variant: Variant, role: str) -> Questions:
+        # A group sits in many sets (a shared guard in all of them): its own questions are the
+        # same in every set where no local side applies, so they are worked out once.
+        lists = self.live_lists if role == "live" else self.base_lists
+        if variant.accept_in or variant.drop_in or self._settled.get(group.id) is not group:
+            return questions(group, lists, None, variant.applies)
+        found = self._own.get((group.id, role))
+        if found is None:
+            found = self._own[(group.id, role)] = questions(group, lists, None, variant.applies)
         return found
 
     def views(self, group: Group, base: Group, unresolved: set[tuple[str, str]] | None) -> list[View] | None:
@@ -214,8 +229,11 @@ class RegionSets:
             # A group an interface names but the scan did not read contributes nothing: its own
             # report says it could not be read.
             others = [self._settle(self.live[gid]) for gid in gset if gid != group.id and gid in self.live]
+            # A group without new accepts is, in the set, as settled as the others: every such
+            # group of the set shares one evaluation.
+            lead = "*" if self._settle(group) is group else group.id
             for n, variant in enumerate(self._variants_of(gset)):
-                live_qs = self._questions((gset, n, group.id, "live"), variant, [group, *others])
+                live_qs = self._questions((gset, n, lead, "live"), variant, [group, *others])
                 base_qs = (
                     live_qs if base is group else self._questions((gset, n, group.id, "base"), variant, [base, *others])
                 )
