@@ -315,7 +315,7 @@ def main() -> int:
             with_members = time.perf_counter() - t
         print(
             f"diff+exposure+severity with membership ({interfaces:,} interfaces, {sets:,} group sets): "
-            f"{with_members:.2f} s (without: {analyse:.2f} s; +{(with_members / analyse - 1) * 100:.0f}%)"
+            f"{with_members:.2f} s (without: {analyse:.2f} s; {(with_members / analyse - 1) * 100:+.0f}%)"
         )
         print(f"peak RSS:                   {rss_mib():7,.0f} MiB")
 
