@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from sgwatch.core import exposure
 from sgwatch.core.checks import CATALOGUE, CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
-from sgwatch.core.model import Baseline, Group
+from sgwatch.core.membership import Interface, Membership
+from sgwatch.core.model import Baseline, Group, Snapshot
 from sgwatch.render import json as json_render
 from sgwatch.render import markdown, table
 from sgwatch.sources.raw import RawResponse
@@ -200,7 +202,7 @@ def worst_case_group(rng: random.Random) -> Group:
     return next(iter(builder.finish().groups.values()))
 
 
-def timed_report(desired: Baseline, snapshot: Path) -> tuple[float, float, float, float, Report]:
+def timed_report(desired: Baseline, snapshot: Path) -> tuple[float, float, float, float, Report, Snapshot]:
     """Load, normalise, assess as `sgwatch report` does: returns load, normalise, analyse, posture times."""
     # One pass over the files, timing JSON apart from normalising.
     load = normalise = 0.0
@@ -229,7 +231,33 @@ def timed_report(desired: Baseline, snapshot: Path) -> tuple[float, float, float
     t = time.perf_counter()
     report = assess(desired, live, CheckSettings(), now)
     posture_time = time.perf_counter() - t - analyse
-    return load, normalise, analyse, posture_time, report
+    return load, normalise, analyse, posture_time, report, live
+
+
+def with_membership(live: Snapshot, per_group: int = 3, seed: int = 5) -> tuple[Snapshot, int, int]:
+    """The live state with interfaces: ~3 per group, in 1 to 3 groups of their region (one of them a
+    shared guard in a third of cases), a fifth with a public address. Returns it, the interfaces
+    and the distinct group sets."""
+    rng = random.Random(seed)
+    by_region: dict[tuple[str, str], list[str]] = {}
+    for account, region, gid in sorted(live.groups):
+        by_region.setdefault((account, region), []).append(gid)
+    memberships = {}
+    count, sets = 0, set()
+    for (account, region), ids in by_region.items():
+        guard, pool = ids[0], ids[1:]
+        # Sets are few: interfaces of one tier share their groups.
+        tiers = [tuple(rng.sample(pool, rng.choice((1, 1, 2)))) for _ in range(max(1, len(ids) // 10))]
+        interfaces = []
+        for n in range(len(ids) * per_group):
+            groups = rng.choice(tiers) + ((guard,) if rng.random() < 0.33 else ())
+            public = (f"47.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}",) if rng.random() < 0.2 else ()
+            private = (f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}",)
+            interfaces.append(Interface(f"eni-{region}-{n:07d}", f"i-{n:07d}", "Primary", groups, private, public))
+            sets.add(tuple(sorted(set(groups))))
+        memberships[(account, region)] = Membership.known(account, region, interfaces)
+        count += len(interfaces)
+    return replace(live, membership=memberships), count, len(sets)
 
 
 def rss_mib() -> float:
@@ -256,7 +284,7 @@ def main() -> int:
 
         # The collector is paused, as `sgwatch report` pauses it (sgwatch.bulk).
         with gc_paused(freeze=True):
-            load, normalise, analyse, posture_time, report = timed_report(desired, work / "snapshot")
+            load, normalise, analyse, posture_time, report, live = timed_report(desired, work / "snapshot")
         engine_time = normalise + analyse
         t = time.perf_counter()
         out_json = json_render.render(report)
@@ -276,6 +304,18 @@ def main() -> int:
         print(f"render markdown + table:    {render_text:7.2f} s")
         print(
             f"findings {len(report.findings):,}, exposures {len(report.exposures):,}, posture {len(report.posture):,}"
+        )
+        print(f"peak RSS:                   {rss_mib():7,.0f} MiB")
+
+        members, interfaces, sets = with_membership(live)
+        no_posture = CheckSettings(disabled=frozenset(c.id for c in CATALOGUE if c.area == "posture"))
+        with gc_paused(freeze=True):
+            t = time.perf_counter()
+            assess(desired, members, no_posture, datetime.now(UTC))
+            with_members = time.perf_counter() - t
+        print(
+            f"diff+exposure+severity with membership ({interfaces:,} interfaces, {sets:,} group sets): "
+            f"{with_members:.2f} s (without: {analyse:.2f} s; {(with_members / analyse - 1) * 100:+.0f}%)"
         )
         print(f"peak RSS:                   {rss_mib():7,.0f} MiB")
 

@@ -282,16 +282,19 @@ def attribute_pages(g: dict[str, Any], page: int) -> list[dict[str, Any]]:
 
 
 # The live estate's instances: (region, instance, groups of its primary ENI, own public IP, EIP).
-# Web and bastion face the internet; the app, the database and the cache have no public address.
+# Web and bastion face the internet, and so does the legacy database (its own public IP: what makes
+# its revoked guard critical); the app has no public address (its new exposure is latent).
 INSTANCES = (
     ("cn-hangzhou", "i-web01", ["sg-web"], "", "47.100.20.11"),
     ("cn-hangzhou", "i-web02", ["sg-web"], "47.100.20.12", ""),
     ("cn-hangzhou", "i-app01", ["sg-app", "sg-egress"], "", ""),
     ("cn-hangzhou", "i-bastion01", ["sg-bastion"], "47.100.20.30", ""),
-    ("cn-hangzhou", "i-db01", ["sg-legacy-db"], "", ""),
+    ("cn-hangzhou", "i-db01", ["sg-legacy-db"], "47.100.20.40", ""),
     ("cn-shanghai", "i-cache01", ["sg-cache"], "", ""),
     ("cn-shanghai", "i-batch01", ["sg-batch"], "", "139.224.5.40"),
 )
+# The cache has an IPv6 address: sg-cache's Redis to ::/0 reaches it (the database's 3306 stays latent).
+IPV6 = {"i-cache01": ("2408:4005:3a0:1::10",)}
 
 
 def membership_pages(region: str, groups: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -310,6 +313,7 @@ def membership_pages(region: str, groups: list[dict[str, Any]]) -> list[tuple[st
                 groups=sgs,
                 private_ip=f"10.0.{n}.10",
                 vpc_id=vpc.get(sgs[0], ""),
+                ipv6=IPV6.get(instance, ()),
             )
         )
         members.put_instance(

@@ -139,11 +139,12 @@ def test_daemon_scans_serves_metrics_tracks_drift_and_stops_cleanly(tmp_path: Pa
             == 1
         )
 
-        # Someone opens PostgreSQL on the app tier to the world.
+        # Someone opens PostgreSQL on the web tier to the world (its instances have public
+        # addresses: on the app tier, whose instance has none, it would be latent, medium).
         control = EmulatorControl(estate.url)
         control.add_permission(
             "cn-hangzhou",
-            "sg-app",
+            "sg-web",
             {
                 "Direction": "ingress",
                 "IpProtocol": "TCP",
@@ -159,7 +160,7 @@ def test_daemon_scans_serves_metrics_tracks_drift_and_stops_cleanly(tmp_path: Pa
             what="the new critical finding in /metrics",
         )
         drift = [json.loads(line) for line in daemon.lines() if '"drift detected"' in line]
-        assert any(d["security_group_id"] == "sg-app" and d["severity"] == "critical" for d in drift)
+        assert any(d["security_group_id"] == "sg-web" and d["severity"] == "critical" for d in drift)
 
         # A deleted group's series disappear.
         control.remove_group("cn-shanghai", "sg-new-reporting")

@@ -398,7 +398,8 @@ def _estate_with_list(entries: list[str] | None) -> Estate:
 
 def _drift(raw: RawScan) -> Report:
     # Against a baseline where the group has no rules: the rule naming the list is the drift.
-    snap = parse_scan(raw)
+    # Judged on paper (membership left out): what the list's entries open, whoever the members are.
+    snap = replace(parse_scan(raw), membership={})
     (group,) = snap.groups.values()
     desired = Baseline(groups={group.key: replace(group, rules=())})
     return assess(desired, snap, CheckSettings(), datetime(2026, 12, 1, tzinfo=UTC))

@@ -19,6 +19,10 @@ SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
 
+# The most a new exposure is graded when no interface it applies to has a public address of its family.
+LATENT_CAP: Severity = "medium"
+
+
 def worst(*severities: Severity) -> Severity:
     return max(severities, key=RANK.__getitem__)
 
@@ -91,6 +95,13 @@ CATALOGUE: tuple[Check, ...] = (
     Check("inner-access-opened", "medium", "drift", 5, "InnerAccessPolicy changed from drop to accept"),
     Check("cross-account-reference", "medium", "drift", 8, "New reference to a security group in another account"),
     Check("new-group", "medium", "drift", 9, "A security group exists that the baseline does not know"),
+    Check(
+        "managed-group",
+        "info",
+        "drift",
+        None,
+        "A security group a cloud service created and manages (ServiceManaged) exists that the baseline does not know",
+    ),
     Check(
         "list-unresolved",
         "medium",

@@ -1,28 +1,28 @@
-"""From (baseline, live snapshot) to a report: diff, exposure, severity, posture.
+"""From (baseline, live snapshot) to a report: diff, attribution, findings, posture.
 
-The one entry point is :func:`assess`. Everything here is pure: the clock comes in as ``now``.
+The one entry point is :func:`assess`. Each group's exposures are compared in
+:mod:`sgwatch.core.compare` (on its group sets when membership is known,
+:mod:`sgwatch.core.groupsets`); this module attributes what is new to the changes that caused
+it and builds the report. Everything here is pure: the clock comes in as ``now``.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from functools import lru_cache
 from typing import TypeVar
 
 from sgwatch.core import addresses, exposure, membership, posture
-from sgwatch.core.addresses import Family, Interval
-from sgwatch.core.checks import RANK, CheckSettings, Severity, exposure_class, worst
+from sgwatch.core.checks import RANK, CheckSettings, Severity, worst
+from sgwatch.core.compare import NO_REGION_LISTS, Graded, RegionLists, group_exposures
 from sgwatch.core.diff import Change, ListRef, diff_group
-from sgwatch.core.exposure import FAMILIES, NO_LISTS, ExposureMap, Lists
-from sgwatch.core.findings import Exposure, Finding, Report, describe_rule
+from sgwatch.core.exposure import FAMILIES, Lists
+from sgwatch.core.findings import LATENT, Exposure, Finding, Report, describe_rule
+from sgwatch.core.groupsets import RegionSets
 from sgwatch.core.model import (
-    DIRECTIONS,
     AcceptedExposure,
     Baseline,
-    Direction,
     Group,
     PeerKind,
     Rule,
@@ -32,24 +32,6 @@ from sgwatch.core.model import (
     span,
 )
 
-_PUBLIC_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "gre"}
-
-
-@dataclass(frozen=True, slots=True)
-class RegionLists:
-    """The lists of one account and region: as read now, and as the baseline expects them.
-
-    ``baseline`` is ``live`` with the entries the baseline records laid over it (a list the
-    baseline does not record is compared as it is now); ``changed`` names the lists, as (kind, id),
-    whose recorded entries differ from those read.
-    """
-
-    live: Lists = NO_LISTS
-    baseline: Lists = NO_LISTS
-    changed: frozenset[ListRef] = frozenset()
-
-
-_NO_LISTS = RegionLists()
 _UNRESOLVED_CODES = {"prefix list": "PrefixListUnresolved", "port range list": "PortRangeListUnresolved"}
 
 
@@ -63,197 +45,7 @@ def _lists_named(keys: Iterable[RuleKey | None]) -> set[ListRef]:
     return named
 
 
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    """One run of ports with one verdict, before it becomes an :class:`Exposure`."""
-
-    family: Family
-    bucket: str
-    from_port: int
-    to_port: int
-    addresses: tuple[Interval, ...]
-    new_addresses: tuple[Interval, ...]
-    rules: tuple[RuleKey | None, ...]
-
-
-def _allowance(
-    accepted: Sequence[AcceptedExposure], family: Family, bucket: str, low: int, high: int
-) -> list[Interval]:
-    """Public addresses the active exceptions accept for these ports."""
-    out: list[Interval] = []
-    for a in accepted:
-        if a.protocol not in ("all", bucket):
-            continue
-        if low != -1 and (a.from_port, a.to_port) != (-1, -1) and not (a.from_port <= low and high <= a.to_port):
-            continue
-        if not a.peers:
-            out.extend(addresses.public(family))
-            continue
-        for peer in a.peers:
-            fam, part = addresses.public_part(peer)
-            if fam == family:
-                out.extend(part)
-    return addresses.union(out)
-
-
-def compare(live: ExposureMap, base: ExposureMap, accepted: Sequence[AcceptedExposure]) -> list[_Piece]:
-    """Live exposure, port by port, marked with what the baseline and exceptions do not cover."""
-    pieces: list[_Piece] = []
-    if live is base:  # the evaluator's cache answered both sides: nothing is new
-        return [
-            _Piece(family, bucket, s.from_port, s.to_port, s.addresses, (), s.rules)
-            for (family, bucket), segments in live.items()
-            for s in segments
-        ]
-    for (family, bucket), segments in live.items():
-        if not segments:
-            continue
-        base_segments = base.get((family, bucket))
-        if base_segments is None and bucket not in _PUBLIC_PROTOCOLS:
-            base_segments = base.get((family, "other"))  # the baseline had no rule naming this number
-        base_segments = base_segments or []
-        cuts = sorted(
-            {p for s in (*segments, *base_segments) for p in (s.from_port, s.to_port + 1)}
-            | {p for a in accepted for p in (a.from_port, a.to_port + 1) if a.from_port != -1}
-        )
-        for seg in segments:
-            for low, nxt in itertools.pairwise(cuts):
-                high = nxt - 1
-                if high < seg.from_port or low > seg.to_port:
-                    continue
-                low, high = max(low, seg.from_port), min(high, seg.to_port)
-                base_addrs: list[Interval] = []
-                for b in base_segments:
-                    if b.from_port <= low and high <= b.to_port:
-                        base_addrs.extend(b.addresses)
-                fresh = addresses.subtract(seg.addresses, addresses.union(base_addrs))
-                if fresh:
-                    fresh = addresses.subtract(fresh, _allowance(accepted, family, bucket, low, high))
-                _append(pieces, _Piece(family, bucket, low, high, seg.addresses, tuple(fresh), seg.rules))
-    return pieces
-
-
-def _append(pieces: list[_Piece], piece: _Piece) -> None:
-    last = pieces[-1] if pieces else None
-    if (
-        last
-        and last.family == piece.family
-        and last.bucket == piece.bucket
-        and last.to_port + 1 == piece.from_port
-        and last.addresses == piece.addresses
-        and bool(last.new_addresses) == bool(piece.new_addresses)
-        and last.rules == piece.rules
-    ):
-        merged = addresses.union((*last.new_addresses, *piece.new_addresses))
-        pieces[-1] = _Piece(
-            last.family, last.bucket, last.from_port, piece.to_port, last.addresses, tuple(merged), last.rules
-        )
-    else:
-        pieces.append(piece)
-
-
-def grade(direction: Direction, piece: _Piece, scope: str, settings: CheckSettings) -> str:
-    """The check a new exposure triggers (its severity comes from the settings)."""
-    if direction == "egress":
-        return "egress-opened"
-    if scope == "narrow":
-        return "narrow-public-exposure"
-    kind = exposure_class(piece.bucket, piece.from_port, piece.to_port, settings)
-    return f"internet-{kind}" if kind else "internet-unapproved-port"
-
-
-def _peers(rules: Iterable[RuleKey | None]) -> tuple[str, ...]:
-    return tuple(sorted({"default" if k is None else str(k.peer) for k in rules}))
-
-
-@dataclass(slots=True)
-class _Graded:
-    exposure: Exposure
-    piece: _Piece
-
-
-_Row = tuple[Family, str, int, int, str, tuple[str, ...], bool, None, None]  # an Exposure after its group fields
-
-
-@lru_cache(maxsize=8192)
-def _steady(q: exposure.Question) -> tuple[_Row, ...]:
-    """The exposures of a question nothing new has touched, worked out once for every group that asks it.
-
-    A basic group's default egress to everywhere is left out: it is the cloud's normal, and
-    listing it for every group would bury what rules actually grant.
-    """
-    live = exposure.answer(q)
-    rows: list[_Row] = []
-    for piece in compare(live, live, ()):
-        peers = _peers(piece.rules)
-        if peers != ("default",):
-            scope = addresses.scope(piece.family, piece.addresses)
-            rows.append(
-                (piece.family, _protocol(piece.bucket), piece.from_port, piece.to_port, scope, peers, False, None, None)
-            )
-    return tuple(rows)
-
-
-def _protocol(bucket: str) -> str:
-    return bucket if bucket in _PUBLIC_PROTOCOLS else "other"
-
-
-def group_exposures(
-    group: Group,
-    base: Group,
-    accepted: Sequence[AcceptedExposure],
-    settings: CheckSettings,
-    same_rules: bool,
-    lists: RegionLists = _NO_LISTS,
-    unresolved: set[tuple[str, str]] | None = None,
-    lists_moved: bool = False,
-) -> tuple[list[Exposure], list[_Graded]]:
-    """The group's live exposures worth listing, and those of them that are new, graded.
-
-    The live side reads prefix lists as they are now, the baseline side as the baseline records
-    them (``lists``); ``lists_moved``: the group names a list whose entries differ. The live
-    side's lists that could not be read go to ``unresolved``.
-    """
-    listed: list[Exposure] = []
-    new: list[_Graded] = []
-    same = same_rules and not lists_moved and (base.type, base.vpc_id) == (group.type, group.vpc_id)
-    live_qs = exposure.questions(group, lists.live, unresolved)
-    base_qs = live_qs if same else exposure.questions(base, lists.baseline)
-    for direction in DIRECTIONS:
-        live_q, base_q = live_qs[direction], base_qs[direction]
-        if base_q == live_q:  # the same internet-facing rules: nothing is new
-            listed.extend(Exposure(group.account, group.region, group.id, direction, *row) for row in _steady(live_q))
-            continue
-        mine = [a for a in accepted if a.direction == direction]
-        for piece in compare(exposure.answer(live_q), exposure.answer(base_q), mine):
-            scope = addresses.scope(piece.family, piece.addresses)
-            is_new = bool(piece.new_addresses)
-            check = grade(direction, piece, scope, settings) if is_new else None
-            if check is not None and not settings.enabled(check):
-                check, is_new = None, False
-            e = Exposure(
-                account=group.account,
-                region=group.region,
-                security_group_id=group.id,
-                direction=direction,
-                family=piece.family,
-                protocol=_protocol(piece.bucket),
-                from_port=piece.from_port,
-                to_port=piece.to_port,
-                scope=scope,
-                peers=_peers(piece.rules),
-                new=is_new,
-                severity=settings.severity(check) if check else None,
-                check=check,
-            )
-            if is_new:
-                new.append(_Graded(e, piece))
-            if is_new or e.peers != ("default",):  # see _steady
-                listed.append(e)
-    return listed, new
-
-
-def _overlaps(rule: Rule, graded: _Graded, lists: Lists) -> bool:
+def _overlaps(rule: Rule, graded: Graded, lists: Lists) -> bool:
     """Could this (removed or weakened) rule have been what blocked the new exposure?"""
     e, piece = graded.exposure, graded.piece
     k = rule.key
@@ -269,9 +61,9 @@ def _overlaps(rule: Rule, graded: _Graded, lists: Lists) -> bool:
     return bool(addresses.intersect(exposure.peer_public_part(k.peer, e.family, lists), piece.new_addresses))
 
 
-def _attribute(changes: list[Change], new: list[_Graded], lists: Lists) -> dict[int, list[_Graded]]:
+def _attribute(changes: list[Change], new: list[Graded], lists: Lists) -> dict[int, list[Graded]]:
     """Which change caused which new exposure. Every new exposure lands on some change."""
-    by_change: dict[int, list[_Graded]] = {}
+    by_change: dict[int, list[Graded]] = {}
     for g in new:
         granted_by_lists = _lists_named(g.piece.rules)
         owners = (
@@ -339,6 +131,11 @@ def _message(change: Change, exposures: list[Exposure]) -> str:
     return f"{sg}{direction} {what}{tail}"
 
 
+def _latent(exposures: Sequence[Exposure]) -> str:
+    """Why a new exposure is graded no higher than medium, when one is."""
+    return f"; {LATENT}" if any(e.reachable is False for e in exposures) else ""
+
+
 def _finding(
     change: Change, check: str | None, exposures: list[Exposure], settings: CheckSettings, message: str
 ) -> Finding:
@@ -371,13 +168,15 @@ def assess_group(
     base: Group | None,
     accepted: Sequence[AcceptedExposure],
     settings: CheckSettings,
-    lists: RegionLists = _NO_LISTS,
+    lists: RegionLists = NO_REGION_LISTS,
     unresolved: set[tuple[str, str]] | None = None,
+    sets: RegionSets | None = None,
 ) -> tuple[list[Finding], list[Exposure]]:
     """Findings and live exposures of one group (live None: removed; base None: added).
 
     ``lists``: the lists of the group's account and region; those its live rules name but
-    ``lists.live`` lacks are added to ``unresolved``.
+    ``lists.live`` lacks are added to ``unresolved``. ``sets``: the region's group sets, when
+    its membership is known (see :func:`group_exposures`).
     """
     if live is None:
         assert base is not None
@@ -390,12 +189,17 @@ def assess_group(
     # of an unchanged group.
     same_rules = reference.rules == live.rules
     moved = sorted(lists.changed & _lists_named(r.key for r in live.rules)) if lists.changed and base else []
-    exposures, new = group_exposures(live, reference, accepted, settings, same_rules, lists, unresolved, bool(moved))
+    exposures, new = group_exposures(
+        live, reference, accepted, settings, same_rules, lists, unresolved, bool(moved), sets
+    )
     if base is None:
         change = Change("group_added", live.key)
         news = [g.exposure for g in new]
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
-        return [_finding(change, "new-group", news, settings, f"{live.id} group added{tail}")], exposures
+        managed = " (managed by a cloud service)" if live.managed else ""
+        added = "managed-group" if live.managed else "new-group"
+        message = f"{live.id} group added{managed}{tail}{_latent(news)}"
+        return [_finding(change, added, news, settings, message)], exposures
     changes = diff_group(base, live, same_rules)
     changes += [Change("group_changed", live.key, lists=(ref,)) for ref in moved]
     owners = _attribute(changes, new, lists.live)
@@ -440,6 +244,26 @@ def _region_lists(live: Snapshot, baseline: Baseline) -> dict[tuple[str, str], R
     return out
 
 
+def _region_sets(
+    live: Snapshot, baseline: Baseline, lists_of: Mapping[tuple[str, str], RegionLists]
+) -> dict[tuple[str, str], RegionSets]:
+    """The group sets of each region whose membership is known."""
+    known = {where: m for where, m in live.membership.items() if m.is_known}
+    if not known:
+        return {}
+    live_by: dict[tuple[str, str], dict[str, Group]] = {where: {} for where in known}
+    base_by: dict[tuple[str, str], dict[str, Group]] = {where: {} for where in known}
+    for by, groups in ((live_by, live.groups), (base_by, baseline.groups)):
+        for (account, region, gid), group in groups.items():
+            if (account, region) in by:
+                by[(account, region)][gid] = group
+    out = {}
+    for where, m in known.items():
+        lists = lists_of.get(where, NO_REGION_LISTS)
+        out[where] = RegionSets(m.index, live_by[where], base_by[where], lists.live, lists.baseline)
+    return out
+
+
 def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime) -> Report:
     """The whole estate: every drift finding, every live exposure, every posture result."""
     today = now.date()
@@ -449,6 +273,7 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     report = Report(generated_at=now, groups=0, errors=errors)
     seen_regions = live.regions
     lists_of = _region_lists(live, baseline)
+    sets_of = _region_sets(live, baseline, lists_of)
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
         if live.scope is not None and (account, region) not in live.scope:
@@ -479,7 +304,13 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
         accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
         unresolved: set[tuple[str, str]] = set()
         findings, exposures = assess_group(
-            lgroup, bgroup, accepted, settings, lists_of.get((account, region), _NO_LISTS), unresolved
+            lgroup,
+            bgroup,
+            accepted,
+            settings,
+            lists_of.get((account, region), NO_REGION_LISTS),
+            unresolved,
+            sets_of.get((account, region)),
         )
         errors.extend(
             ScanError(
@@ -499,6 +330,17 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     expected = {(g.account, g.region) for g in baseline.groups.values()}
     if live.scope is not None:
         expected &= live.scope
+    for (account, region), sets in sorted(sets_of.items()):
+        errors.extend(
+            ScanError(
+                account,
+                region,
+                "GroupSetMixedTypes",
+                f"interfaces sit in basic and advanced groups together ({', '.join(gset)}), which the cloud does "
+                "not allow: judged with the basic default (egress accepted)",
+            )
+            for gset in sorted(sets.mixed)
+        )
     missing = sorted(expected - seen_regions - unreadable_regions)
     errors.extend(
         ScanError(a, r, "RegionNotInSnapshot", "baseline covers this region but the live state has no data for it")
@@ -509,4 +351,4 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     return report
 
 
-__all__ = ["assess", "assess_group", "compare", "grade"]
+__all__ = ["assess", "assess_group"]

@@ -196,7 +196,10 @@ def peer_public_part(peer: Peer, family: Family, lists: Lists) -> tuple[Interval
 
 
 def questions(
-    group: Group, lists: Lists = NO_LISTS, unresolved: set[tuple[str, str]] | None = None
+    group: Group,
+    lists: Lists = NO_LISTS,
+    unresolved: set[tuple[str, str]] | None = None,
+    applies: Callable[[RuleKey], bool] | None = None,
 ) -> dict[Direction, Question]:
     """Per direction, the rules that can match internet traffic, in decision order, and the default.
 
@@ -210,6 +213,8 @@ def questions(
     A rule naming its own side (a quintuple rule's local CIDR) applies to the members whose
     private addresses fall in it. Judged without the members, fail-closed: an accept counts as
     if it applied to every member (it exposes some), a drop is left out (it may not shield all).
+    With the members known, ``applies`` says which of those rules apply to them
+    (:mod:`sgwatch.core.groupsets`).
     """
     classic = not group.vpc_id
     chosen: dict[Direction, list[RuleKey]] = {"ingress": [], "egress": []}
@@ -217,7 +222,7 @@ def questions(
     ranges: dict[Direction, dict[str, PortRanges]] = {"ingress": {}, "egress": {}}
     prefix_list, of_prefix = PeerKind.PREFIX_LIST, lists.prefix  # every rule passes here: locals
     for k, _, _ in group.rules:
-        if k.local and k.policy == "drop":
+        if k.local and ((k.policy == "drop") if applies is None else not applies(k)):
             continue
         peer = k.peer
         if peer.kind is prefix_list:

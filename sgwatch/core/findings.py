@@ -18,7 +18,7 @@ from sgwatch.core.diff import ChangeKind, ListRef
 from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, RuleKey, ScanError
 
-REPORT_VERSION = "2"
+REPORT_VERSION = "3"
 
 
 def rule_dict(rule: Rule | None) -> dict[str, Any] | None:
@@ -77,6 +77,13 @@ class Exposure(NamedTuple):
     new: bool
     severity: Severity | None  # only new exposures are graded
     check: str | None = None
+    # The groups whose merged rules decide it (the set on its interfaces); () for the group
+    # alone, judged on paper.
+    security_group_ids: tuple[str, ...] = ()
+    # The interfaces it applies to: () when the group has no member, None when membership is unknown.
+    interfaces: tuple[str, ...] | None = None
+    # Does one of them have a public address of the family? None when membership is unknown.
+    reachable: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +100,9 @@ class Exposure(NamedTuple):
             "new": self.new,
             "severity": self.severity,
             "check": self.check,
+            "security_group_ids": list(self.security_group_ids or (self.security_group_id,)),
+            "interfaces": None if self.interfaces is None else list(self.interfaces),
+            "reachable": self.reachable,
         }
 
     def describe(self) -> str:
@@ -102,7 +112,19 @@ class Exposure(NamedTuple):
             else (f" {self.from_port}" if self.from_port == self.to_port else f" {self.from_port}-{self.to_port}")
         )
         word = "from" if self.direction == "ingress" else "to"
-        return f"{self.protocol}{ports} {word} {self.scope} {self.family} internet"
+        return f"{self.protocol}{ports} {word} {self.scope} {self.family} internet{self.reach()}"
+
+    def reach(self, shown: int = 3) -> str:
+        """ " (latent: …)" or " (reachable via eni-…)"; "" when membership is unknown."""
+        if self.reachable is None or self.interfaces is None:
+            return ""
+        if not self.reachable:
+            return f" ({LATENT})"
+        more = f" and {len(self.interfaces) - shown} more" if len(self.interfaces) > shown else ""
+        return f" (reachable via {', '.join(self.interfaces[:shown])}{more})"
+
+
+LATENT = "latent: no member has a public address"
 
 
 @dataclass(slots=True)
@@ -120,6 +142,12 @@ class Finding:
     message: str
     fields: tuple[str, ...] = ()
     lists: tuple[ListRef, ...] = ()
+
+    @property
+    def interfaces(self) -> tuple[str, ...] | None:
+        """The interfaces its new exposures apply to; None when no new exposure knows its members."""
+        known = [e.interfaces for e in self.new_exposures if e.interfaces is not None]
+        return tuple(sorted({i for ids in known for i in ids})) if known else None
 
     @property
     def id(self) -> str:
@@ -145,6 +173,7 @@ class Finding:
             "live": rule_dict(self.live),
             "baseline": rule_dict(self.baseline),
             "new_exposures": [e.to_dict() for e in self.new_exposures],
+            "interfaces": None if (ids := self.interfaces) is None else list(ids),
             "checks": list(self.checks),
             "message": self.message,
             "remedy": self.remedy(),

@@ -127,6 +127,9 @@ class Group:
     description: str = ""
     rules: tuple[Rule, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
+    # Created and managed by a cloud service (DescribeSecurityGroups' ServiceManaged): users
+    # cannot change its rules.
+    managed: bool = False
 
     @property
     def key(self) -> GroupKey:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 
 from sgwatch.core import addresses
-from sgwatch.core.checks import CheckSettings, exposure_class
+from sgwatch.core.checks import LATENT_CAP, RANK, CheckSettings, exposure_class
 from sgwatch.core.exposure import decision_order, internet_part
 from sgwatch.core.findings import Exposure, PostureResult, describe_rule
 from sgwatch.core.memo import Memo
@@ -122,7 +122,10 @@ def check_group(group: Group, exposures: Iterable[Exposure], settings: CheckSett
     for e in exposures:
         check = _exposure_check(e, settings)
         if check and settings.enabled(check):
-            out.append(_result(settings, check, group, None, f"{group.id}: {e.describe()} via {', '.join(e.peers)}"))
+            result = _result(settings, check, group, None, f"{group.id}: {e.describe()} via {', '.join(e.peers)}")
+            if e.reachable is False and RANK[result.severity] > RANK[LATENT_CAP]:
+                result = result._replace(severity=LATENT_CAP)  # no member can be reached: on paper only
+            out.append(result)
     if settings.enabled("posture-cidr-instead-of-group") and group.vpc_id:
         flagged = [r for r in group.rules if _database_from_private_cidr(r, settings)]
         if flagged:

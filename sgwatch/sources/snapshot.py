@@ -337,6 +337,7 @@ class SnapshotBuilder:
             description=str(part.attrs.get("Description") or item.get("Description") or ""),
             rules=_dedupe(part.rules),
             tags=tags,
+            managed=item.get("ServiceManaged") in (True, "true", "True"),
         )
 
 
