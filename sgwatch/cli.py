@@ -1,4 +1,4 @@
-"""The ``sgwatch`` command line. Every user error ends as one line on stderr and an exit code:
+"""The ``sgwatch`` command line. Every user error ends as one line on stderr per problem and an exit code:
 
 0 in sync, 1 drift at or above ``--fail-on``, 2 usage/config/baseline/snapshot/credential error,
 3 incomplete (something could not be read; what could be assessed is still printed).
@@ -405,7 +405,9 @@ def _dispatch(argv: list[str] | None) -> int | str | None:
     except SystemExit as exc:  # a command's own exit code
         return exc.code
     except SgwatchError as exc:
-        click.echo(f"sgwatch: error: {visible(logs.scrub(str(exc)))}", err=True)  # it may quote ids or file contents
+        # One line per problem (a config with three errors says all three), each complete on its own.
+        for line in str(exc).splitlines() or [""]:
+            click.echo(f"sgwatch: error: {visible(logs.scrub(line))}", err=True)  # it may quote ids or file contents
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("sgwatch: aborted", err=True)
