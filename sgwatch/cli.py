@@ -330,19 +330,15 @@ def run(
 @_config_opt
 @click.option("--baseline", "baseline_path", type=click.Path(path_type=Path), default=None)
 def validate(config_path: Path | None, baseline_path: Path | None) -> None:
-    """Check the config, the baseline and the check overrides; exit 0 or 2."""
-    from sgwatch.daemon import RunOptions, load
+    """Check the config and the baseline: build all that `run` and `report` build; exit 0 or 2."""
+    from sgwatch.daemon import RunOptions, build, load
 
     loaded = load(RunOptions(config_path, {"baseline": baseline_path} if baseline_path else {}))
     logs.register_secret(*config.secrets(loaded.config))
-    channels = loaded.config.notifications
-    if channels:
-        from sgwatch.alerting import parse_channels
-
-        parse_channels(channels)
+    built = build(loaded.config)
     _write(
-        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(loaded.config.accounts)} account(s), "
-        f"{len(channels)} notification channel(s)\n",
+        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s), "
+        f"{len(built.channels)} notification channel(s)\n",
         None,
     )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from sgwatch import logs, validation
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
@@ -126,10 +126,11 @@ class Config(_Strict):
         parse_listen(v)
         return v
 
-    @model_validator(mode="after")
-    def _unique_accounts(self) -> Config:
-        unique_accounts(self.accounts)
-        return self
+    @field_validator("accounts")
+    @classmethod
+    def _unique_accounts(cls, v: list[AccountSettings]) -> list[AccountSettings]:
+        unique_accounts(v)
+        return v
 
     def live(self, regions: Sequence[str] = (), endpoint: str | None = None) -> LiveSettings:
         """Live-scan settings, with command-line regions and endpoint taking precedence."""

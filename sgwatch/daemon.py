@@ -29,17 +29,21 @@ from apscheduler.events import (
 )
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import ValidationError
 
 from sgwatch import baseline as baseline_file
 from sgwatch import config as config_file
-from sgwatch import logs
+from sgwatch import logs, validation
 from sgwatch.bulk import gc_paused
+from sgwatch.core.checks import CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
-from sgwatch.errors import AuthError, SgwatchError
+from sgwatch.errors import AuthError, InputError, SgwatchError
+from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
+from sgwatch.sources.live_settings import LiveSettings
 from sgwatch.state import ScanRecord, State, StateWriteError, iso
 
 log = structlog.get_logger("sgwatch.daemon")
@@ -76,12 +80,62 @@ def load(options: RunOptions) -> Loaded:
     """Config, then flags on top, then the baseline it names. Raises InputError with one line."""
     cfg = config_file.load(options.config_path)
     if options.overrides:
-        cfg = config_file.Config.model_validate({**cfg.model_dump(), **options.overrides})
+        try:
+            cfg = config_file.Config.model_validate({**cfg.model_dump(), **options.overrides})
+        except ValidationError as exc:
+            lines = validation.describe(exc, lambda loc: f"--{str(loc[0]).replace('_', '-')}" if loc else "flags")
+            raise InputError("\n".join(lines)) from None
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
     with gc_paused():
         desired = baseline_file.load(cfg.baseline, cfg.limits.max_input_bytes)
     return Loaded(cfg, desired, _watched(options, cfg))
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """What the daemon and the one-shot commands build from a config, each part checked."""
+
+    live: LiveSettings
+    channels: list[Any]  # sgwatch.alerting.AnyChannel; kept Any so offline commands skip that import
+    checks: CheckSettings
+    listen: ListenAddress
+
+
+def build(cfg: config_file.Config) -> Built:
+    """Everything ``run`` and ``report`` build from ``cfg``; InputError (one line per problem) if any
+    of it would fail later: the scan settings and endpoint, channels, checks, listen address, state."""
+    live = cfg.live()
+    live.resolved_endpoint()  # SGWATCH_ECS_ENDPOINT too, when the config names no endpoint
+    channels: list[Any] = []
+    if cfg.notifications:
+        from sgwatch.alerting import parse_channels
+
+        channels = parse_channels(cfg.notifications)
+    check_state_path(cfg.state)
+    return Built(live, channels, cfg.checks.to_settings(), parse_listen(cfg.listen))
+
+
+def check_state_path(path: Path) -> None:
+    """Whether the state file can be opened, or created with its folders, without creating anything."""
+    try:
+        if path.exists():
+            if not path.is_file():
+                raise InputError(f"{path}: the state path is not a file; check --state")
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise InputError(f"{path}: the state file is not writable; check --state or its permissions")
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise InputError(f"{path}: cannot create the state file ({folder} is not a directory); check --state")
+        # SQLite's WAL and journal files go next to the state file: its folder must be writable.
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"{path}: cannot create the state file ({folder} is not writable); check --state")
+    except OSError as exc:  # a name too long, a permission denied on the way
+        raise InputError(
+            f"{str(path)[:200]}: cannot use the state path ({exc.strerror or exc}); check --state"
+        ) from None
 
 
 def _watched(options: RunOptions, cfg: config_file.Config) -> dict[Path, float]:

@@ -333,3 +333,54 @@ def test_one_url_check_refuses_what_a_request_would_fail_on(url: str) -> None:
 
     with pytest.raises(ValueError, match="must be an http"):
         check_url(url)
+
+
+# -- validate refuses what run and report would refuse ------------------------------------------------
+def _validate(tmp_path: Path, text: str, **env: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "b.yaml").write_text("region: cn-hangzhou\nsecurity_groups: []\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"baseline: b.yaml\nstate: {tmp_path / 'state.sqlite'}\n{text}")
+    return _sgwatch("validate", "--config", cfg, **env)
+
+
+def test_validate_accepts_a_good_config_without_creating_the_state(tmp_path: Path) -> None:
+    result = _validate(tmp_path, "endpoint: http://127.0.0.1:18080\n")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "state.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("accounts: [{name: prod}, {name: prod}]\n", "c.yaml:3: accounts: account name(s) 'prod' used twice"),
+        ("endpoint: ecs.example.com\n", "c.yaml:3: endpoint: must be an http(s) URL such as http://127.0.0.1:8080"),
+        ("endpoint: 'http://ecs example.com'\n", "c.yaml:3: endpoint: must be an http(s) URL without spaces"),
+        ("endpoint: 'http://u:p@ecs.example.com'\n", "endpoint: a user or password in the endpoint URL"),
+    ],
+)
+def test_validate_refuses_what_a_scan_would(tmp_path: Path, text: str, needle: str) -> None:
+    result = _validate(tmp_path, text)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("sgwatch: error: ") and needle in line, line
+
+
+def test_validate_refuses_a_bad_endpoint_variable(tmp_path: Path) -> None:
+    result = _validate(tmp_path, "", SGWATCH_ECS_ENDPOINT="127.0.0.1 :8080")
+    assert result.returncode == 2
+    assert result.stderr.startswith("sgwatch: error: SGWATCH_ECS_ENDPOINT ") and "without spaces" in result.stderr
+
+
+def test_validate_refuses_a_state_path_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text("region: cn-hangzhou\nsecurity_groups: []\n")
+    (tmp_path / "a-file").write_text("")
+    cfg = tmp_path / "c.yaml"
+    # Under a regular file: no folder can be made there, whoever runs the test (root too).
+    cfg.write_text("baseline: b.yaml\nstate: a-file/sub/state.sqlite\n")
+    result = _sgwatch("validate", "--config", cfg)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"sgwatch: error: {tmp_path}/a-file/sub/state.sqlite: cannot create the state file "
+        f"({tmp_path}/a-file is not a directory); check --state"
+    )
