@@ -297,7 +297,7 @@ def checks(fmt: str) -> None:
     help="HOST:PORT or [IPv6]:PORT for /metrics, /healthz, /readyz (default 0.0.0.0:9108).",
 )
 @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None, help="SQLite state file.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+@click.option("--log-level", type=click.Choice(config.LOG_LEVELS), default=None)
 def run(
     config_path: Path | None,
     baseline_path: Path | None,
@@ -380,7 +380,14 @@ def main(argv: list[str] | None = None) -> None:
     # One-shot commands log warnings only, to stderr, so stdout stays the report; `run` reconfigures.
     global _stdout_failed
     _stdout_failed = False
-    logs.configure(os.environ.get("SGWATCH_LOG_LEVEL", "warning"), stream=sys.stderr)
+    level = os.environ.get(config.LOG_LEVEL_ENV, "warning")
+    if level not in config.LOG_LEVELS:
+        shown = visible(level[:40])
+        click.echo(
+            f"sgwatch: error: {config.LOG_LEVEL_ENV}: {shown!r} is not one of {', '.join(config.LOG_LEVELS)}", err=True
+        )
+        sys.exit(EXIT_USAGE)
+    logs.configure(level, stream=sys.stderr)
     code = _dispatch(argv)
     if _stdout_failed:  # already said in one line
         sys.exit(code)

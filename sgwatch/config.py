@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -49,6 +49,11 @@ CONFIG_ENV = "SGWATCH_CONFIG"
 # Variables of sgwatch that are not config keys: the config file itself, and the endpoint the
 # scanner reads (``--endpoint``'s default).
 RESERVED_ENV = (CONFIG_ENV, ENDPOINT_ENV)
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_LEVEL_ENV = "SGWATCH_LOG_LEVEL"
 
 
 class _Strict(BaseModel):
@@ -116,7 +121,7 @@ class Config(_Strict):
     )
     listen: str = Field(default="0.0.0.0:9108", description="HOST:PORT or [IPv6]:PORT of /metrics, /healthz, /readyz")
     state: Path = Field(default=Path("sgwatch.sqlite"), description="SQLite state file (daemon)")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = "info"
     notifications: list[dict[str, Any]] = Field(default_factory=list, description="alert channels")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 

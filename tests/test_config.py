@@ -384,3 +384,9 @@ def test_validate_refuses_a_state_path_that_cannot_be_created(tmp_path: Path) ->
         f"sgwatch: error: {tmp_path}/a-file/sub/state.sqlite: cannot create the state file "
         f"({tmp_path}/a-file is not a directory); check --state"
     )
+
+
+def test_a_bad_log_level_variable_is_one_line_naming_it() -> None:
+    result = _sgwatch("checks", SGWATCH_LOG_LEVEL="loud")
+    assert result.returncode == 2
+    assert result.stderr == "sgwatch: error: SGWATCH_LOG_LEVEL: 'loud' is not one of debug, info, warning, error\n"
