@@ -39,7 +39,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
-from sgwatch import inputlimits
+from sgwatch import inputlimits, validation
 from sgwatch.core import normalize
 from sgwatch.core.model import (
     ALL_PORTS,
@@ -233,6 +233,10 @@ def _yaml() -> YAML:
     return yaml
 
 
+# Errors of one baseline file that are given their line number (each costs a compose of the file).
+LINE_LOOKUPS = 10
+
+
 def _parse_file(path: Path, text: str) -> BaselineFile:
     # Bounded (see inputlimits) and fast: libyaml. The line of an invalid entry comes from
     # composing the text again, which costs less than the load that found it.
@@ -242,15 +246,18 @@ def _parse_file(path: Path, text: str) -> BaselineFile:
     try:
         return BaselineFile.model_validate(doc)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        count = exc.error_count()
+        errors = exc.errors(include_url=False, include_input=False)
         del doc, exc  # free the tree before composing another
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
-        line = inputlimits.line_of(text, str(path), loc)
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(f"{path}{f':{line}' if line else ''}: {dotted}: {msg}{more}") from None
+        looked = 0
+
+        def lines_of(loc: validation.Loc) -> int | None:
+            # Each lookup composes the file again: the first few errors get a line, the rest a path.
+            nonlocal looked
+            looked += 1
+            return inputlimits.line_of(text, str(path), loc) if looked <= LINE_LOOKUPS else None
+
+        lines = validation.describe(errors, str(path), lines_of, model=BaselineFile)
+        raise InputError("\n".join(lines)) from None
 
 
 def files_of(path: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The ``sgwatch`` command line. Every user error ends as one line on stderr and an exit code:
+"""The ``sgwatch`` command line. Every user error ends as one line on stderr per problem and an exit code:
 
 0 in sync, 1 drift at or above ``--fail-on``, 2 usage/config/baseline/snapshot/credential error,
 3 incomplete (something could not be read; what could be assessed is still printed).
@@ -343,7 +343,7 @@ def checks(fmt: str) -> None:
     help="HOST:PORT or [IPv6]:PORT for /metrics, /healthz, /readyz (default 0.0.0.0:9108).",
 )
 @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None, help="SQLite state file.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+@click.option("--log-level", type=click.Choice(config.LOG_LEVELS), default=None)
 def run(
     config_path: Path | None,
     baseline_path: Path | None,
@@ -376,19 +376,15 @@ def run(
 @_config_opt
 @click.option("--baseline", "baseline_path", type=click.Path(path_type=Path), default=None)
 def validate(config_path: Path | None, baseline_path: Path | None) -> None:
-    """Check the config, the baseline and the check overrides; exit 0 or 2."""
-    from sgwatch.daemon import RunOptions, load
+    """Check the config and the baseline: build all that `run` and `report` build; exit 0 or 2."""
+    from sgwatch.daemon import RunOptions, build, load
 
     loaded = load(RunOptions(config_path, {"baseline": baseline_path} if baseline_path else {}))
     logs.register_secret(*config.secrets(loaded.config))
-    channels = loaded.config.notifications
-    if channels:
-        from sgwatch.alerting import parse_channels
-
-        parse_channels(channels)
+    built = build(loaded.config)
     _write(
-        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(loaded.config.accounts)} account(s), "
-        f"{len(channels)} notification channel(s)\n",
+        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s), "
+        f"{len(built.channels)} notification channel(s)\n",
         None,
     )
 
@@ -430,7 +426,14 @@ def main(argv: list[str] | None = None) -> None:
     # One-shot commands log warnings only, to stderr, so stdout stays the report; `run` reconfigures.
     global _stdout_failed
     _stdout_failed = False
-    logs.configure(os.environ.get("SGWATCH_LOG_LEVEL", "warning"), stream=sys.stderr)
+    level = os.environ.get(config.LOG_LEVEL_ENV, "warning")
+    if level not in config.LOG_LEVELS:
+        shown = visible(level[:40])
+        click.echo(
+            f"sgwatch: error: {config.LOG_LEVEL_ENV}: {shown!r} is not one of {', '.join(config.LOG_LEVELS)}", err=True
+        )
+        sys.exit(EXIT_USAGE)
+    logs.configure(level, stream=sys.stderr)
     code = _dispatch(argv)
     if _stdout_failed:  # already said in one line
         sys.exit(code)
@@ -451,7 +454,9 @@ def _dispatch(argv: list[str] | None) -> int | str | None:
     except SystemExit as exc:  # a command's own exit code
         return exc.code
     except SgwatchError as exc:
-        click.echo(f"sgwatch: error: {visible(logs.scrub(str(exc)))}", err=True)  # it may quote ids or file contents
+        # One line per problem (a config with three errors says all three), each complete on its own.
+        for line in str(exc).splitlines() or [""]:
+            click.echo(f"sgwatch: error: {visible(logs.scrub(line))}", err=True)  # it may quote ids or file contents
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("sgwatch: aborted", err=True)

@@ -2,28 +2,58 @@
 
 Nested keys join with ``__``: ``SGWATCH_SCAN__CONCURRENCY=16`` sets ``scan.concurrency``;
 list values are comma-separated (``SGWATCH_REGIONS=cn-hangzhou,cn-shanghai``) or JSON.
+Only the variables :func:`env_names` lists are read: any other ``SGWATCH_…`` variable (a secret
+a ``${…}`` in the file names) is left alone, and one that looks like a misspelt key is a warning.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal, get_args
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from sgwatch import logs
+from sgwatch import logs, validation
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
 from sgwatch.errors import InputError
-from sgwatch.inputlimits import DEFAULT_MAX_INPUT_BYTES, MAX_DEPTH, Integer, Number, load_json, load_yaml, read_text
+from sgwatch.inputlimits import (
+    DEFAULT_MAX_INPUT_BYTES,
+    MAX_DEPTH,
+    Integer,
+    Number,
+    line_of,
+    load_json,
+    load_yaml,
+    read_text,
+)
 from sgwatch.listen import parse_listen
 from sgwatch.sources import identifiers
-from sgwatch.sources.live_settings import AccountSettings, LiveSettings, RegionId, ScanTuning
+from sgwatch.sources.live_settings import (
+    ENDPOINT_ENV,
+    AccountSettings,
+    Endpoint,
+    LiveSettings,
+    RegionId,
+    ScanTuning,
+    unique_accounts,
+)
 
+log = structlog.get_logger("sgwatch.config")
 ENV_PREFIX = "SGWATCH_"
+CONFIG_ENV = "SGWATCH_CONFIG"
+# Variables of sgwatch that are not config keys: the config file itself, and the endpoint the
+# scanner reads (``--endpoint``'s default).
+RESERVED_ENV = (CONFIG_ENV, ENDPOINT_ENV)
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_LEVEL_ENV = "SGWATCH_LOG_LEVEL"
 
 
 class _Strict(BaseModel):
@@ -82,7 +112,7 @@ class Config(_Strict):
     baseline: Path | None = Field(default=None, description="baseline YAML file or folder")
     accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
     regions: list[RegionId] = Field(default_factory=list, description="regions to scan; empty: every region")
-    endpoint: str | None = Field(default=None, description="ECS endpoint URL for every region (tests, VPC)")
+    endpoint: Endpoint | None = Field(default=None, description="ECS endpoint URL for every region (tests, VPC)")
     scan: ScanTuning = Field(default_factory=ScanTuning)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     interval: Number = Field(default=300.0, ge=1, le=MAX_INTERVAL_SECONDS, description="seconds between scans (daemon)")
@@ -91,7 +121,7 @@ class Config(_Strict):
     )
     listen: str = Field(default="0.0.0.0:9108", description="HOST:PORT or [IPv6]:PORT of /metrics, /healthz, /readyz")
     state: Path = Field(default=Path("sgwatch.sqlite"), description="SQLite state file (daemon)")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = "info"
     notifications: list[dict[str, Any]] = Field(default_factory=list, description="alert channels")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
@@ -101,13 +131,10 @@ class Config(_Strict):
         parse_listen(v)
         return v
 
-    @field_validator("endpoint")
+    @field_validator("accounts")
     @classmethod
-    def _endpoint(cls, v: str | None) -> str | None:
-        if v:
-            parts = urlsplit(v if "://" in v else f"https://{v}")
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://127.0.0.1:8080")
+    def _unique_accounts(cls, v: list[AccountSettings]) -> list[AccountSettings]:
+        unique_accounts(v)
         return v
 
     def live(self, regions: Sequence[str] = (), endpoint: str | None = None) -> LiveSettings:
@@ -119,11 +146,12 @@ class Config(_Strict):
             return LiveSettings(
                 accounts=self.accounts,
                 regions=list(regions) or self.regions,
-                endpoint=self._endpoint(endpoint) or self.endpoint,
+                endpoint=endpoint or self.endpoint,
                 **self.scan.model_dump(),
             )
-        except ValueError as exc:
-            raise InputError(f"--endpoint: {exc}") from None
+        except ValidationError as exc:
+            where = "--endpoint" if endpoint else "configuration"
+            raise InputError("\n".join(validation.describe(exc, where, model=LiveSettings))) from None
 
 
 def _coerce(text: str) -> Any:
@@ -161,17 +189,52 @@ def _expand(value: Any, path: Path, environ: Mapping[str, str] | None = None) ->
     return value
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+@cache
+def env_names(model: type[BaseModel]) -> dict[str, tuple[str, ...]]:
+    """Every variable that overrides a config key, and the key's path: ``SGWATCH_SCAN__CONCURRENCY``
+    is ``("scan", "concurrency")``. A section (``SGWATCH_SCAN``) takes a JSON mapping."""
+    out: dict[str, tuple[str, ...]] = {}
+
+    def walk(node: type[BaseModel], prefix: tuple[str, ...]) -> None:
+        for name, field in node.model_fields.items():
+            path = (*prefix, name)
+            out[ENV_PREFIX + "__".join(path).upper()] = path
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation, path)
+
+    walk(model, ())
+    return out
+
+
+def env_overrides(environ: Mapping[str, str], model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The overrides the environment sets, as a nested mapping; a near-miss name is a warning."""
+    names = env_names(model or Config)
     out: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in ("SGWATCH_ECS_ENDPOINT",):
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
+        path = names.get(name)
+        if path is None:
+            near = validation.suggest(name, [*names, *RESERVED_ENV])
+            if near is not None:
+                log.warning(f"{name} is not a setting of sgwatch; did you mean {near}?", variable=name, nearest=near)
+            continue  # someone else's variable, or a secret a ``${...}`` names
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = _coerce(value)
     return out
+
+
+def _origin(environ: Mapping[str, str], model: type[BaseModel], where: str) -> Callable[[validation.Loc], str]:
+    """Who set the value at an error's location: the variable that overrides it, else the file."""
+    names = env_names(model)
+    set_here = sorted(((p, n) for n, p in names.items() if n in environ), key=lambda pn: -len(pn[0]))
+
+    def origin(loc: validation.Loc) -> str:
+        return next((n for p, n in set_here if loc[: len(p)] == p), where)
+
+    return origin
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -204,6 +267,7 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
     """Read the config file (if any), apply ``SGWATCH_…`` overrides, validate. Raises InputError."""
     data: dict[str, Any] = {}
     where = str(path) if path else "configuration"
+    text = ""
     if path is not None:
         try:
             # The config's own size is bounded by the default: its limits are not read yet.
@@ -218,15 +282,18 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
         for key in ("baseline", "state"):  # paths in a config file are relative to it
             if data.get(key) and not Path(str(data[key])).is_absolute():
                 data[key] = str(path.parent / str(data[key]))
-    env = env_overrides(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    env = env_overrides(environ, model)
     data = _merge(data, _split_lists(env, model))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        dotted = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(f"{where}: {dotted}: {msg}") from None
+        origin = _origin(environ, model, where)
+
+        def lines_of(loc: validation.Loc) -> int | None:
+            return line_of(text, where, loc) if text and origin(loc) == where else None
+
+        raise InputError("\n".join(validation.describe(exc, origin, lines_of, model=model))) from None
 
 
 _SECRET_KEYS = ("secret", "token", "password", "url", "webhook", "key", "authorization")

@@ -7,6 +7,7 @@ the SDK's per-call timeouts and the scan deadline, since APScheduler has no job 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -29,17 +30,21 @@ from apscheduler.events import (
 )
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import ValidationError
 
 from sgwatch import baseline as baseline_file
 from sgwatch import config as config_file
-from sgwatch import logs
+from sgwatch import logs, validation
 from sgwatch.bulk import gc_paused
+from sgwatch.core.checks import CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
-from sgwatch.errors import AuthError, SgwatchError
+from sgwatch.errors import AuthError, InputError, SgwatchError
+from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
+from sgwatch.sources.live_settings import LiveSettings
 from sgwatch.state import ScanRecord, State, StateWriteError, iso
 
 log = structlog.get_logger("sgwatch.daemon")
@@ -76,12 +81,62 @@ def load(options: RunOptions) -> Loaded:
     """Config, then flags on top, then the baseline it names. Raises InputError with one line."""
     cfg = config_file.load(options.config_path)
     if options.overrides:
-        cfg = config_file.Config.model_validate({**cfg.model_dump(), **options.overrides})
+        try:
+            cfg = config_file.Config.model_validate({**cfg.model_dump(), **options.overrides})
+        except ValidationError as exc:
+            lines = validation.describe(exc, lambda loc: f"--{str(loc[0]).replace('_', '-')}" if loc else "flags")
+            raise InputError("\n".join(lines)) from None
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
     with gc_paused():
         desired = baseline_file.load(cfg.baseline, cfg.limits.max_input_bytes)
     return Loaded(cfg, desired, _watched(options, cfg))
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """What the daemon and the one-shot commands build from a config, each part checked."""
+
+    live: LiveSettings
+    channels: list[Any]  # sgwatch.alerting.AnyChannel; kept Any so offline commands skip that import
+    checks: CheckSettings
+    listen: ListenAddress
+
+
+def build(cfg: config_file.Config) -> Built:
+    """Everything ``run`` and ``report`` build from ``cfg``; InputError (one line per problem) if any
+    of it would fail later: the scan settings and endpoint, channels, checks, listen address, state."""
+    live = cfg.live()
+    live.resolved_endpoint()  # SGWATCH_ECS_ENDPOINT too, when the config names no endpoint
+    channels: list[Any] = []
+    if cfg.notifications:
+        from sgwatch.alerting import parse_channels
+
+        channels = parse_channels(cfg.notifications)
+    check_state_path(cfg.state)
+    return Built(live, channels, cfg.checks.to_settings(), parse_listen(cfg.listen))
+
+
+def check_state_path(path: Path) -> None:
+    """Whether the state file can be opened, or created with its folders, without creating anything."""
+    try:
+        if path.exists():
+            if not path.is_file():
+                raise InputError(f"{path}: the state path is not a file; check --state")
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise InputError(f"{path}: the state file is not writable; check --state or its permissions")
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise InputError(f"{path}: cannot create the state file ({folder} is not a directory); check --state")
+        # SQLite's WAL and journal files go next to the state file: its folder must be writable.
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"{path}: cannot create the state file ({folder} is not writable); check --state")
+    except OSError as exc:  # a name too long, a permission denied on the way
+        raise InputError(
+            f"{str(path)[:200]}: cannot use the state path ({exc.strerror or exc}); check --state"
+        ) from None
 
 
 def _watched(options: RunOptions, cfg: config_file.Config) -> dict[Path, float]:
@@ -124,6 +179,7 @@ class Daemon:
         self.loaded = load(options)
         cfg = self.loaded.config
         logs.register_secret(*config_file.secrets(cfg))
+        built = build(cfg)
         self.state = State(cfg.state)
         self.telemetry = Telemetry(interval=cfg.interval)
         # The state outlives the process: a restart neither resets these to "never" nor hides their age.
@@ -143,7 +199,9 @@ class Daemon:
         self._idle.set()
         self._stopping = threading.Event()
         self._notify_lock = threading.Lock()
-        self.notifier = self._notifier(cfg)
+        self._alert_db: Any = None  # the notifier's own connection to the state file, opened once
+        self._sent_before: Counter[tuple[str, str]] = Counter()  # by notifiers a reload replaced
+        self.notifier = self._notifier(built.channels)
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self, cfg: config_file.Config, first: bool) -> None:
@@ -270,12 +328,14 @@ class Daemon:
             log.error("scan history not written", error=str(exc))
 
     # -- notifications -------------------------------------------------------------------------
-    def _notifier(self, cfg: config_file.Config) -> Any:
-        if not cfg.notifications:
+    def _notifier(self, channels: list[Any]) -> Any:
+        if not channels:
             return None
-        from sgwatch.alerting import build_notifier
+        from sgwatch.alerting import build_notifier, open_database
 
-        return build_notifier(cfg.notifications, cfg.state, self.clock)
+        if self._alert_db is None:
+            self._alert_db = open_database(self.state.path)
+        return build_notifier(channels, self._alert_db, self.clock)
 
     def _notify(self, lives: dict[str, Any], now: datetime) -> None:
         if self.notifier is None:
@@ -305,7 +365,9 @@ class Daemon:
                 return
         with self.telemetry.lock:
             # Every (channel, result) from the start, zeros included, so increase() sees the first failure.
-            self.telemetry.notifications = Counter({(ch, res): n for ch, res, n in stats.samples()})
+            self.telemetry.notifications = Counter(
+                {(ch, res): n + self._sent_before[ch, res] for ch, res, n in stats.samples()}
+            )
             self.telemetry.outbox_pending = stats.pending()
 
     # -- reload --------------------------------------------------------------------------------
@@ -315,22 +377,54 @@ class Daemon:
             self.reload("file changed")
 
     def reload(self, why: str) -> None:
+        """Rebuild all the config defines, or keep the last good config and say why."""
         try:
             fresh = load(self.options)
+            built = build(fresh.config)  # refuse what the next scan or notification would fail on
         except SgwatchError as exc:
             # Keep the last good config; record what is on disk now so a bad file is reported once.
             self.loaded = Loaded(self.loaded.config, self.loaded.baseline, _watched(self.options, self.loaded.config))
             log.error("reload failed, keeping the last good config", reason=why, error=str(exc))
             self.telemetry.reloaded(ok=False)
             return
-        interval_changed = fresh.config.interval != self.loaded.config.interval
+        old, new = self.loaded.config, fresh.config
+        logs.register_secret(*config_file.secrets(new))
+        if new.notifications != old.notifications:
+            self._replace_notifier(built.channels)
+        # Scan settings, endpoint, accounts, regions and checks are read from the config at each scan.
         self.loaded = fresh
-        logs.register_secret(*config_file.secrets(fresh.config))
-        if interval_changed:
-            self.telemetry.interval = fresh.config.interval
-            self._schedule(fresh.config, first=False)
+        if (new.interval, new.jitter) != (old.interval, old.jitter):
+            self.telemetry.interval = new.interval
+            self._schedule(new, first=False)
+        if new.log_level != old.log_level and "log_level" not in self.options.overrides:
+            logging.getLogger().setLevel(new.log_level.upper())
+        for key in ("listen", "state"):
+            if getattr(new, key) != getattr(old, key):
+                log.warning(
+                    f"{key} changed: takes effect at the next restart",
+                    reason=why,
+                    running=str(getattr(old, key)),
+                    configured=str(getattr(new, key)),
+                )
         self.telemetry.reloaded(ok=True)
-        log.info("reloaded", reason=why, groups=len(fresh.baseline.groups), interval=fresh.config.interval)
+        log.info(
+            "reloaded",
+            reason=why,
+            groups=len(fresh.baseline.groups),
+            interval=new.interval,
+            channels=[c.name for c in built.channels],
+        )
+
+    def _replace_notifier(self, channels: list[Any]) -> None:
+        """New channels from now on; the outbox keeps what the old ones queued (same state file)."""
+        with self._notify_lock:
+            if self.notifier is not None:
+                # Counters stay counters: what the replaced notifier sent is carried into the new one's.
+                for ch, res, n in self.notifier.stats().samples():
+                    self._sent_before[ch, res] += n
+            self.notifier = self._notifier(channels)
+        if self.notifier is not None and self.scheduler.get_job("deliver") is None and self.scheduler.running:
+            self.scheduler.add_job(self.deliver, IntervalTrigger(seconds=DELIVER_SECONDS), id="deliver")
 
     # -- probes ----------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:

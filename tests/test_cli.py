@@ -21,9 +21,9 @@ GOLDEN = ROOT / "tests" / "golden"
 
 
 def sgwatch(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGWATCH_")}
+    # The user's own environment, SGWATCH_* included: what a user has set must not break a command.
     return subprocess.run(
-        [sys.executable, "-m", "sgwatch", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
+        [sys.executable, "-m", "sgwatch", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=60
     )
 
 

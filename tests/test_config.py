@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,8 +88,8 @@ def test_env_variables_in_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     [
         ("interval: -1\n", "interval: Input should be greater than or equal to 1"),
         ("checks: {severities: {no-such-check: high}}\n", "unknown check id(s) no-such-check"),
-        ("colour: blue\n", "colour: Extra inputs are not permitted"),
-        ("endpoint: ftp://x\n", "is not an http(s) URL"),
+        ("colour: blue\n", ":1: colour: unknown key; allowed: accounts, baseline, checks"),
+        ("endpoint: ftp://x\n", ":1: endpoint: must be an http(s) URL"),
         ("interval: [\n", "YAML syntax error"),
     ],
 )
@@ -232,3 +235,158 @@ def test_the_readme_baseline_example_loads(tmp_path: Path) -> None:
 def test_a_deeply_nested_environment_value_is_an_input_error_not_a_recursion_error() -> None:
     with pytest.raises(InputError, match="checks: Input should be a valid dictionary"):
         config.load(None, environ={"SGWATCH_CHECKS": "[" * 100_000})
+
+
+# -- the environment: an explicit list of variables, a misspelling warned about ------------------
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "config" / "demo"
+
+
+def _sgwatch(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: in the user's own environment, plus ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "sgwatch", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+
+
+def test_sgwatch_config_names_the_config_file_as_the_readme_says() -> None:
+    result = _sgwatch(
+        "report",
+        "--baseline",
+        DEMO / "baseline",
+        "--snapshot",
+        DEMO / "snapshot",
+        SGWATCH_CONFIG=str(DEMO / "sgwatch.yaml"),
+    )
+    assert result.returncode == 1, result.stderr  # the demo's drift, not a config error
+    assert "error" not in result.stderr
+
+
+def test_a_secret_for_a_config_reference_does_not_break_commands(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text("region: cn-hangzhou\nsecurity_groups: []\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "baseline: b.yaml\nnotifications:\n"
+        "  - {type: webhook, name: siem, url: 'https://siem.example/in', secret: '${SGWATCH_WEBHOOK_SECRET}'}\n"
+    )
+    result = _sgwatch("validate", "--config", cfg, SGWATCH_WEBHOOK_SECRET="s3cr3t-value")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_a_misspelt_variable_is_a_warning_naming_the_key() -> None:
+    result = _sgwatch("report", "--baseline", DEMO / "baseline", "--snapshot", DEMO / "snapshot", SGWATCH_INTERVL="5")
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "SGWATCH_INTERVL" in line and "did you mean SGWATCH_INTERVAL" in line
+
+
+def test_a_bad_variable_is_named_in_the_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("interval: 60\n")
+    with pytest.raises(InputError) as info:
+        config.load(cfg, environ={"SGWATCH_INTERVAL": "often", "SGWATCH_SCAN__CONCURRENCY": "0"})
+    assert str(info.value).splitlines() == [
+        "SGWATCH_SCAN__CONCURRENCY: scan.concurrency: Input should be greater than or equal to 1",
+        "SGWATCH_INTERVAL: interval: Input should be a valid number, unable to parse string as a number",
+    ]
+
+
+def test_every_variable_is_a_config_key_or_a_documented_one() -> None:
+    names = config.env_names(config.Config)
+    assert names["SGWATCH_SCAN__CONCURRENCY"] == ("scan", "concurrency")
+    assert names["SGWATCH_LOG_LEVEL"] == ("log_level",)
+    assert "SGWATCH_WEBHOOK_SECRET" not in names and "SGWATCH_CONFIG" not in names
+    # Every config key can be overridden: the list is derived from the model, not kept by hand.
+    assert {p[0] for p in names.values()} == set(config.Config.model_fields)
+
+
+# -- all errors at once, one line each ---------------------------------------------------------------
+def test_a_config_with_three_errors_prints_three_lines(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("interval: 0\nlisten: nowhere\nscna: {concurrency: 4}\n")
+    result = _sgwatch("validate", "--config", cfg)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"sgwatch: error: {cfg}:") for line in lines), lines
+    assert lines[0].startswith(f"sgwatch: error: {cfg}:1: interval: ")
+    assert lines[1].startswith(f"sgwatch: error: {cfg}:2: listen: ")
+    assert lines[2] == f"sgwatch: error: {cfg}:3: scna: unknown key; did you mean 'scan'?"
+
+
+def test_an_unknown_channel_key_gets_the_nearest_one(tmp_path: Path) -> None:
+    from sgwatch.alerting import parse_channels
+
+    with pytest.raises(InputError) as info:
+        parse_channels([{"type": "slack", "name": "s", "url": "https://hooks.example/x", "min_severty": "high"}])
+    assert str(info.value) == "notifications[0].min_severty: unknown key; did you mean 'min_severity'?"
+
+
+@pytest.mark.parametrize("url", ["ecs.example.com", "http://ecs example.com", "ftp://ecs.example.com", "http://:80"])
+def test_one_url_check_refuses_what_a_request_would_fail_on(url: str) -> None:
+    from sgwatch.validation import check_url
+
+    with pytest.raises(ValueError, match="must be an http"):
+        check_url(url)
+
+
+# -- validate refuses what run and report would refuse ------------------------------------------------
+def _validate(tmp_path: Path, text: str, **env: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "b.yaml").write_text("region: cn-hangzhou\nsecurity_groups: []\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"baseline: b.yaml\nstate: {tmp_path / 'state.sqlite'}\n{text}")
+    return _sgwatch("validate", "--config", cfg, **env)
+
+
+def test_validate_accepts_a_good_config_without_creating_the_state(tmp_path: Path) -> None:
+    result = _validate(tmp_path, "endpoint: http://127.0.0.1:18080\n")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "state.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("accounts: [{name: prod}, {name: prod}]\n", "c.yaml:3: accounts: account name(s) 'prod' used twice"),
+        ("endpoint: ecs.example.com\n", "c.yaml:3: endpoint: must be an http(s) URL such as http://127.0.0.1:8080"),
+        ("endpoint: 'http://ecs example.com'\n", "c.yaml:3: endpoint: must be an http(s) URL without spaces"),
+        ("endpoint: 'http://u:p@ecs.example.com'\n", "endpoint: a user or password in the endpoint URL"),
+    ],
+)
+def test_validate_refuses_what_a_scan_would(tmp_path: Path, text: str, needle: str) -> None:
+    result = _validate(tmp_path, text)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("sgwatch: error: ") and needle in line, line
+
+
+def test_validate_refuses_a_bad_endpoint_variable(tmp_path: Path) -> None:
+    result = _validate(tmp_path, "", SGWATCH_ECS_ENDPOINT="127.0.0.1 :8080")
+    assert result.returncode == 2
+    assert result.stderr.startswith("sgwatch: error: SGWATCH_ECS_ENDPOINT ") and "without spaces" in result.stderr
+
+
+def test_validate_refuses_a_state_path_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text("region: cn-hangzhou\nsecurity_groups: []\n")
+    (tmp_path / "a-file").write_text("")
+    cfg = tmp_path / "c.yaml"
+    # Under a regular file: no folder can be made there, whoever runs the test (root too).
+    cfg.write_text("baseline: b.yaml\nstate: a-file/sub/state.sqlite\n")
+    result = _sgwatch("validate", "--config", cfg)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"sgwatch: error: {tmp_path}/a-file/sub/state.sqlite: cannot create the state file "
+        f"({tmp_path}/a-file is not a directory); check --state"
+    )
+
+
+def test_a_bad_log_level_variable_is_one_line_naming_it() -> None:
+    result = _sgwatch("checks", SGWATCH_LOG_LEVEL="loud")
+    assert result.returncode == 2
+    assert result.stderr == "sgwatch: error: SGWATCH_LOG_LEVEL: 'loud' is not one of debug, info, warning, error\n"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from sgwatch import validation
 from sgwatch.alerting.escape import alertmanager_text, clean, markdown_text, plain_text, slack_text
 from sgwatch.alerting.message import (
     DESCRIPTION_LIMIT,
@@ -76,19 +77,8 @@ def _positive(value: timedelta) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
 
 
-def _check_url(url: str) -> None:
-    # The message names no part of the URL: for chat robots the whole URL is the credential.
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError("must be an http(s) URL")
-
-
 def _secret_url(value: SecretStr) -> SecretStr:
-    _check_url(value.get_secret_value())
+    validation.check_url(value.get_secret_value())  # its message names no part of the URL: it is the credential
     return value
 
 
@@ -220,8 +210,7 @@ class AlertmanagerChannel(ChannelBase):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        _check_url(v)
-        if "@" in urlsplit(v).netloc:
+        if "@" in validation.check_url(v).netloc:
             raise ValueError("put credentials in basic_auth or bearer_token, not in the URL")
         return v.rstrip("/")
 
@@ -567,17 +556,21 @@ def parse_channels(data: Sequence[Mapping[str, Any]], where: str = "notification
     try:
         return list(AlertingConfig.model_validate({"channels": list(data)}).channels)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err["loc"]]
-        # Drop the wrapper key and the union's tag ("channels.0.slack.url" → "notifications[0].url").
-        if loc and loc[0] == "channels":
-            loc = loc[1:]
-        if len(loc) >= 2 and loc[0].isdigit() and loc[1] in _TYPES:
-            del loc[1]
-        path = where + (f"[{loc[0]}]" if loc and loc[0].isdigit() else "")
-        rest = ".".join(loc[1:] if loc and loc[0].isdigit() else loc)
-        msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(f"{path}{'.' + rest if rest else ''}: {msg}") from None
+        raise InputError(
+            "\n".join(validation.describe(exc, "", model=AlertingConfig, path=lambda loc: _channel_path(where, loc)))
+        ) from None
+
+
+def _channel_path(where: str, loc: validation.Loc) -> str:
+    # Drop the wrapper key and the union's tag ("channels.0.slack.url" → "notifications[0].url").
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "channels":
+        parts = parts[1:]
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1] in _TYPES:
+        del parts[1]
+    path = where + (f"[{parts[0]}]" if parts and parts[0].isdigit() else "")
+    rest = ".".join(parts[1:] if parts and parts[0].isdigit() else parts)
+    return f"{path}{'.' + rest if rest else ''}"
 
 
 def utcnow() -> datetime:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from sgwatch import validation
 from sgwatch.errors import InputError
 from sgwatch.logs import redact_url
 from sgwatch.sources import identifiers
@@ -19,6 +19,28 @@ from sgwatch.sources.raw import DEFAULT_ACCOUNT
 ENDPOINT_ENV = "SGWATCH_ECS_ENDPOINT"
 # A region to scan: it names every request, answer and file about it, so it must be a region id.
 RegionId = Annotated[str, AfterValidator(lambda v: identifiers.check("region", v))]
+
+
+def endpoint_parts(url: str) -> tuple[str, str]:
+    """(host[:port], scheme) of an ECS endpoint URL; ValueError saying what is wrong."""
+    parts = validation.check_url(url)
+    if "@" in parts.netloc:
+        # The ECS API signs requests with the account's AccessKey; the SDK would put
+        # "user:password@" into the Host header of every request.
+        raise ValueError(
+            "a user or password in the endpoint URL is not supported; "
+            "remove the user:password@ part (credentials go under accounts:)"
+        )
+    return parts.netloc, parts.scheme
+
+
+def _endpoint(url: str) -> str:
+    endpoint_parts(url)
+    return url
+
+
+# An endpoint override: checked where it is read, so `validate` refuses what a scan would.
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -87,6 +109,13 @@ class AccountSettings(BaseModel):
         return _normalise_credentials(value)
 
 
+def unique_accounts(accounts: list[AccountSettings]) -> None:
+    """Each account's name names its snapshot folder and metric label: two would collide."""
+    names = [a.name for a in accounts]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"account name(s) {', '.join(map(repr, twice))} used twice; names must be unique")
+
+
 class ScanTuning(BaseModel):
     """How hard and how long a scan may push the API (the config file's ``scan:`` section)."""
 
@@ -105,13 +134,11 @@ class ScanTuning(BaseModel):
 class LiveSettings(ScanTuning):
     accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
     regions: list[RegionId] = Field(default_factory=list)  # empty: every region DescribeRegions names
-    endpoint: str | None = None  # URL; the scheme picks http/https. Else env SGWATCH_ECS_ENDPOINT
+    endpoint: Endpoint | None = None  # URL; the scheme picks http/https. Else env SGWATCH_ECS_ENDPOINT
 
     @model_validator(mode="after")
     def _unique_accounts(self) -> LiveSettings:
-        names = [a.name for a in self.accounts]
-        if len(names) != len(set(names)):
-            raise ValueError("account names must be unique")
+        unique_accounts(self.accounts)
         return self
 
     def resolved_endpoint(self) -> tuple[str, str] | None:
@@ -119,17 +146,11 @@ class LiveSettings(ScanTuning):
         url = self.endpoint or os.environ.get(ENDPOINT_ENV) or ""
         if not url:
             return None
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InputError(f"endpoint {redact_url(url)} is not an http(s) URL, e.g. http://127.0.0.1:8080")
-        if "@" in parts.netloc:
-            # The ECS API signs requests with the account's AccessKey; the SDK would put
-            # "user:password@" into the Host header of every request.
-            raise InputError(
-                f"endpoint {redact_url(url)}: a user or password in the endpoint URL is not supported; "
-                "remove the user:password@ part (credentials go under accounts:)"
-            )
-        return parts.netloc, parts.scheme
+        try:
+            return endpoint_parts(url)
+        except ValueError as exc:
+            where = "endpoint" if self.endpoint else ENDPOINT_ENV
+            raise InputError(f"{where} {redact_url(url)}: {exc}") from None
 
 
 # -- failures inside the scan -----------------------------------------------------------------

@@ -291,8 +291,9 @@ def _judge(args: list[str], code: int, stdout: str, stderr: str, tb: str | None)
         return f"exception out of main:\n{tb}"
     if code == 2:
         lines = stderr.splitlines()
-        if len(lines) != 1 or not lines[0].startswith("sgwatch: error: "):
-            return f"exit 2 without exactly one error line: {stderr[:500]!r}"
+        # One line per problem (a file's errors all at once), each complete on its own.
+        if not lines or not all(line.startswith("sgwatch: error: ") for line in lines):
+            return f"exit 2 without one error line per problem: {stderr[:500]!r}"
         return None
     if code not in (0, 1, 3):
         return f"exit {code}: {stderr[:500]!r}"
