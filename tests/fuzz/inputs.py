@@ -4,7 +4,7 @@ Each example mutates one of the demo's files (the config, a baseline file, a sna
 hostile tokens (deep nesting, huge numbers, anchors and aliases, duplicate keys, tags, NaN,
 control characters, path-like region ids, ...) and runs a command on it. What must hold:
 
-- exit 2 with exactly one stderr line (``sgwatch: error: ...``), or a valid report: exit 0, 1 or 3
+- exit 2 with one complete ``sgwatch: error: ...`` stderr line per problem, or a valid report: exit 0, 1 or 3
   with a JSON report on stdout (``report``) or files written (``baseline capture``);
 - never an exception out of ``main`` (a traceback);
 - never a file written outside the command's output folder.
@@ -209,7 +209,7 @@ class Tally:
                 f"{target:10} {self.tried[target]:>6} {ex[0]:>7} {ex[1]:>7} {ex[2]:>7} {ex[3]:>7} {other:>6} {held:>5}"
             )
         rows.append(
-            "held = no traceback, exit 2 with exactly one stderr line or a valid report, no file outside --output"
+            "held = no traceback, exit 2 with one error line per problem or a valid report, no file outside --output"
         )
         for target, fails in sorted(self.failures.items()):
             rows.append(f"first failure of {target}: {fails[0][:2000]}")
