@@ -319,7 +319,7 @@ class Daemon:
     def _record_exposed(self, report: Report, now: datetime) -> dict[str, FindingLife]:
         """Membership drift: interfaces reachable at high or critical, against the last scans, not the baseline."""
         before = self.state.open_exposed()
-        facts = reach.exposed_interfaces(report, self.loaded.config.checks.to_settings())
+        facts = reach.exposed_interfaces(report, self.loaded.config.checks.to_settings(), self.loaded.baseline.accepted)
         lives = self.state.record_exposed(facts, reach.judged_regions(report), now)
         for fact in facts:
             if fact.id not in before:

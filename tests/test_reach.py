@@ -139,3 +139,27 @@ def test_judged_regions_exclude_unknown_membership_and_incomplete_scans() -> Non
     assert reach.judged_regions(run([WEB], [WEB], None)) == frozenset()
     known.errors.append(ScanError(*WHERE, "ServiceUnavailable", "503", "sg-db"))
     assert reach.judged_regions(known) == frozenset()
+
+
+def test_an_accepted_exposure_or_a_new_one_is_no_interface_alert() -> None:
+    from sgwatch.core.model import AcceptedExposure
+
+    members = [db_on("sg-db")]
+    # The team accepted 3306 to the world for sg-db: a member joining is not news.
+    accepted = {("default", WHERE[1], "sg-db"): (AcceptedExposure("ingress", "tcp", 3306, 3306, (), "r", "o"),)}
+    assert reach.exposed_interfaces(run([WEB], [WEB], members), CheckSettings(), accepted, NOW.date()) == []
+    # An exception naming peers may not cover the whole internet, and an expired one covers nothing.
+    narrow = {
+        ("default", WHERE[1], "sg-db"): (AcceptedExposure("ingress", "tcp", 3306, 3306, ("47.0.0.0/8",), "r", "o"),)
+    }
+    assert reach.exposed_interfaces(run([WEB], [WEB], members), CheckSettings(), narrow, NOW.date())
+    expired = {
+        ("default", WHERE[1], "sg-db"): (
+            AcceptedExposure("ingress", "tcp", 1, 65535, (), "r", "o", NOW.date().replace(year=2025)),
+        )
+    }
+    assert reach.exposed_interfaces(run([WEB], [WEB], members), CheckSettings(), expired, NOW.date())
+    # A new exposure is drift: its finding alerts, naming the interfaces; the fact would repeat it.
+    report = run([OTHER], [WEB, OTHER], members)
+    assert any(f.interfaces == ("eni-1",) for f in report.findings)
+    assert reach.exposed_interfaces(report, CheckSettings()) == []

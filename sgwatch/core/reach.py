@@ -12,7 +12,9 @@ the same check a new one of those ports would trigger. Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sgwatch.core.addresses import Family
@@ -20,6 +22,7 @@ from sgwatch.core.checks import RANK, CheckSettings, Severity
 from sgwatch.core.compare import grade_ports
 from sgwatch.core.findings import Exposure, Report
 from sgwatch.core.membership import Interface
+from sgwatch.core.model import AcceptedExposure, GroupKey
 
 KIND = "interface_exposed"
 ALERTED: frozenset[Severity] = frozenset({"high", "critical"})
@@ -108,7 +111,24 @@ def _public(interface: Interface, family: Family) -> tuple[str, ...]:
     return interface.public_ipv4 if family == "ipv4" else interface.ipv6
 
 
-def exposed_interfaces(report: Report, settings: CheckSettings) -> list[ExposedInterface]:
+def _accepted(e: Exposure, accepted: Mapping[GroupKey, Sequence[AcceptedExposure]], today: date) -> bool:
+    # Only an exception open to the whole internet covers it for sure: one naming peers may not
+    # hold the addresses this exposure is open to, so it still alerts (never a false all-clear).
+    for group in e.security_group_ids or (e.security_group_id,):
+        for a in accepted.get((e.account, e.region, group), ()):
+            if a.direction != e.direction or a.protocol not in ("all", e.protocol) or a.peers or not a.active(today):
+                continue
+            if (a.from_port, a.to_port) == (-1, -1) or a.from_port <= e.from_port <= e.to_port <= a.to_port:
+                return True
+    return False
+
+
+def exposed_interfaces(
+    report: Report,
+    settings: CheckSettings,
+    accepted: Mapping[GroupKey, Sequence[AcceptedExposure]] | None = None,
+    today: date | None = None,
+) -> list[ExposedInterface]:
     """Every (interface, exposure) the internet reaches at high or critical, once each, by id.
 
     Ingress only: egress does not make an interface reachable. Regions whose membership is
@@ -118,6 +138,10 @@ def exposed_interfaces(report: Report, settings: CheckSettings) -> list[ExposedI
     found: dict[str, ExposedInterface] = {}
     for e in report.exposures:
         if e.direction != "ingress" or not e.reachable or not e.interfaces:
+            continue
+        # A new exposure is drift: its finding already alerts, naming the interfaces (one alert,
+        # not two). An exposure the team accepted for the group is not news when a member joins.
+        if e.new or (accepted and _accepted(e, accepted, today or report.generated_at.date())):
             continue
         severity = severity_of(e, settings)
         if severity not in ALERTED:
