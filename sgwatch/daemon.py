@@ -36,6 +36,7 @@ from sgwatch import baseline as baseline_file
 from sgwatch import config as config_file
 from sgwatch import logs, validation
 from sgwatch.bulk import gc_paused
+from sgwatch.core import reach
 from sgwatch.core.checks import CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
@@ -45,7 +46,7 @@ from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
 from sgwatch.sources.live_settings import LiveSettings
-from sgwatch.state import ScanRecord, State, StateWriteError, iso
+from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError, iso
 
 log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
@@ -262,6 +263,7 @@ class Daemon:
         result = "complete" if report.complete else "incomplete"
         before = self.state.open_findings()
         lives = self.state.record(report, now, scope, ScanRecord(scan_id, started, duration, result))
+        exposed = self._record_exposed(report, now)
         for f in report.findings:
             if f.id not in before:
                 log.warning(
@@ -312,7 +314,31 @@ class Daemon:
             **{f"findings_{k}": v for k, v in report.counts().items() if v},
             errors=len(report.errors),
         )
-        self._notify(lives, now)
+        self._notify({**lives, **exposed}, now)
+
+    def _record_exposed(self, report: Report, now: datetime) -> dict[str, FindingLife]:
+        """Membership drift: interfaces reachable at high or critical, against the last scans, not the baseline."""
+        before = self.state.open_exposed()
+        facts = reach.exposed_interfaces(report, self.loaded.config.checks.to_settings(), self.loaded.baseline.accepted)
+        lives = self.state.record_exposed(facts, reach.judged_regions(report), now)
+        for fact in facts:
+            if fact.id not in before:
+                log.warning(
+                    "interface exposed",
+                    fact=fact.id,
+                    severity=fact.severity,
+                    account=fact.account,
+                    region=fact.region,
+                    interface_id=fact.interface_id,
+                    instance_id=fact.instance_id,
+                    message=fact.describe(),
+                )
+        for fid, life in before.items():
+            if fid not in lives:
+                log.info("interface no longer exposed", fact=fid, interface_id=life.data.get("interface_id"))
+        with self.telemetry.lock:
+            self.telemetry.exposed_interfaces = Counter(str(life.data.get("severity")) for life in lives.values())
+        return lives
 
     def _failed(self, scan_id: str, started: datetime, duration: float, message: str) -> None:
         # Counted before anything that can fail again (the state write, on a full disk): the

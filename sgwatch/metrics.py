@@ -25,8 +25,9 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from sgwatch import __version__
-from sgwatch.core.checks import SEVERITIES
+from sgwatch.core.checks import RANK, SEVERITIES
 from sgwatch.core.findings import Finding, Report
+from sgwatch.core.reach import ALERTED
 from sgwatch.sources.raw import Action, ScanStats
 from sgwatch.state import Unread
 
@@ -224,6 +225,7 @@ class Telemetry:
     scheduler: Counter[str] = field(default_factory=Counter)
     notifications: Counter[tuple[str, str]] = field(default_factory=Counter)
     outbox_pending: dict[str, int] = field(default_factory=dict)
+    exposed_interfaces: Counter[str] | None = None  # open facts by severity (sgwatch.core.reach); None: no scan yet
     reloads: Counter[str] = field(default_factory=Counter)
     last_reload_ok: bool = True  # the start's load succeeded, or there would be no daemon
     api_latency: Histogram = field(default_factory=_api_latency)
@@ -378,6 +380,16 @@ class SgwatchCollector(Collector):
         for channel, n in sorted(t.outbox_pending.items()):
             pending.add_metric([channel], n)
         yield pending
+        if t.exposed_interfaces is not None:
+            # From the state, not the last scan: an unread region keeps its interfaces counted.
+            exposed = GaugeMetricFamily(
+                "sgwatch_exposed_interfaces",
+                "Interfaces the internet reaches on a high or critical exposure (one per interface and ports)",
+                labels=["severity"],
+            )
+            for severity in sorted(ALERTED, key=RANK.__getitem__):
+                exposed.add_metric([severity], t.exposed_interfaces[severity])
+            yield exposed
 
 
 def registry_for(telemetry: Telemetry) -> CollectorRegistry:

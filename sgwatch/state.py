@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch.core.findings import Report
+from sgwatch.core.reach import ExposedInterface
 from sgwatch.errors import InputError, SgwatchError
 
 SCHEMA_VERSION = 1
@@ -56,12 +57,26 @@ CREATE TABLE IF NOT EXISTS regions (   -- added within schema 1: older sgwatch i
     last_read TEXT NOT NULL,           -- end of the last scan that read the region and all its groups
     PRIMARY KEY (account, region)
 );
+CREATE TABLE IF NOT EXISTS exposed_interfaces (  -- added within schema 1: older sgwatch ignores it
+    id TEXT PRIMARY KEY,
+    severity TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    resolved_at TEXT,
+    data TEXT NOT NULL                 -- the fact's JSON form (sgwatch.core.reach)
+);
 """
 
 
 def iso(moment: datetime) -> str:
     """A UTC instant as ISO 8601 with a Z, as the state stores it."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _parse(text: str) -> datetime:
@@ -230,6 +245,43 @@ class State:
             if scan is not None:
                 self._insert_scan(db, scan, report)
         return self.open_findings()
+
+    def record_exposed(
+        self, facts: Iterable[ExposedInterface], judged: Collection[tuple[str, str]], now: datetime
+    ) -> dict[str, FindingLife]:
+        """Fold one scan's exposed interfaces into their lives; returns the open ones by id.
+
+        An open fact absent now is resolved only where ``judged`` says the scan could see it
+        (:func:`sgwatch.core.reach.judged_regions`): elsewhere it was not seen because not read.
+        """
+        stamp = iso(now)
+        current = {f.id: f for f in facts}
+        with self._tx() as db:
+            for fid, account, region in db.execute(
+                "SELECT id, account, region FROM exposed_interfaces WHERE resolved_at IS NULL"
+            ).fetchall():
+                if fid not in current and (account, region) in judged:
+                    db.execute("UPDATE exposed_interfaces SET resolved_at=? WHERE id=?", (stamp, fid))
+            for f in current.values():
+                db.execute(
+                    """INSERT INTO exposed_interfaces (id, severity, account, region, first_seen, last_seen,
+                                                       resolved_at, data)
+                       VALUES (?, ?, ?, ?, ?, ?, NULL, ?)
+                       ON CONFLICT(id) DO UPDATE SET
+                           severity=excluded.severity, last_seen=excluded.last_seen, data=excluded.data,
+                           first_seen=CASE WHEN exposed_interfaces.resolved_at IS NULL
+                                           THEN exposed_interfaces.first_seen ELSE excluded.first_seen END,
+                           resolved_at=NULL""",
+                    (f.id, f.severity, f.account, f.region, stamp, stamp, _json(f.to_dict())),
+                )
+        return self.open_exposed()
+
+    def open_exposed(self) -> dict[str, FindingLife]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id, first_seen, last_seen, data FROM exposed_interfaces WHERE resolved_at IS NULL"
+            ).fetchall()
+        return {r[0]: FindingLife(r[0], _parse(r[1]), _parse(r[2]), None, json.loads(r[3])) for r in rows}
 
     def open_findings(self) -> dict[str, FindingLife]:
         with self._lock:

@@ -135,11 +135,18 @@ def _append(pieces: list[Piece], piece: Piece) -> None:
 
 def grade(direction: Direction, piece: Piece, scope: str, settings: CheckSettings) -> str:
     """The check a new exposure triggers (its severity comes from the settings)."""
+    return grade_ports(direction, piece.bucket, piece.from_port, piece.to_port, scope, settings)
+
+
+def grade_ports(
+    direction: Direction, protocol: str, from_port: int, to_port: int, scope: str, settings: CheckSettings
+) -> str:
+    """The check an exposure of these ports triggers, whether new or standing (see :mod:`sgwatch.core.reach`)."""
     if direction == "egress":
         return "egress-opened"
     if scope == "narrow":
         return "narrow-public-exposure"
-    kind = exposure_class(piece.bucket, piece.from_port, piece.to_port, settings)
+    kind = exposure_class(protocol, from_port, to_port, settings)
     return f"internet-{kind}" if kind else "internet-unapproved-port"
 
 
