@@ -235,7 +235,7 @@ def report(
     with gc_paused(freeze=True):  # the process ends after the report
         desired = baseline.load(path, cfg.limits.max_input_bytes)
         live = (
-            snapshot_source.load(snapshot_dir, cfg.limits.max_input_bytes)
+            snapshot_source.load(snapshot_dir, cfg.limits.max_input_bytes, cfg.account_uids())
             if snapshot_dir
             else _live_snapshot(regions, endpoint, cfg)
         )
@@ -270,7 +270,7 @@ def capture(
     cfg = _load_config(config_path)
     with gc_paused(freeze=True):
         live = (
-            snapshot_source.load(snapshot_dir, cfg.limits.max_input_bytes)
+            snapshot_source.load(snapshot_dir, cfg.limits.max_input_bytes, cfg.account_uids())
             if snapshot_dir
             else _live_snapshot(regions, endpoint, cfg)
         )

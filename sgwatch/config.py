@@ -137,6 +137,10 @@ class Config(_Strict):
         unique_accounts(v)
         return v
 
+    def account_uids(self) -> dict[str, str]:
+        """Account name -> UID, for the accounts whose ``uid:`` the config gives."""
+        return {a.name: a.uid for a in self.accounts if a.uid}
+
     def live(self, regions: Sequence[str] = (), endpoint: str | None = None) -> LiveSettings:
         """Live-scan settings, with command-line regions and endpoint taking precedence."""
         for region in regions:

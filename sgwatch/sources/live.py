@@ -151,7 +151,7 @@ class _Scanner:
         self.endpoint = settings.resolved_endpoint()
         self.started = time.monotonic()
         self.deadline = self.started + settings.deadline_seconds
-        self.raw = RawScan()
+        self.raw = RawScan(account_uids={a.name: a.uid for a in settings.accounts if a.uid})
         self.limiters = RateLimiters(settings.requests_per_second)
         self.rng = random.Random()
         self._lock = threading.Lock()

@@ -102,6 +102,9 @@ class AccountSettings(BaseModel):
     name: str = Field(default=DEFAULT_ACCOUNT, pattern=identifiers.PATTERNS["account"])
     credentials: Credentials = Field(default_factory=DefaultChainCredentials)
     regions: list[RegionId] = Field(default_factory=list)  # overrides LiveSettings.regions
+    # The account's UID (its numeric account id): rules naming it as SourceGroupOwnerAccount
+    # reference the account's own groups.
+    uid: str | None = Field(default=None, pattern=r"^[0-9]{5,20}$")
 
     @field_validator("credentials", mode="before")
     @classmethod

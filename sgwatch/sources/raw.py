@@ -63,6 +63,9 @@ class RawScan:
     # (account, region) -> why its interfaces could not be read. Not an error of the scan: the
     # rules were read, the report is complete, those groups are judged on paper.
     membership_failures: dict[tuple[str, str], MembershipUnknown] = field(default_factory=dict)
+    # account name -> its UID, where the config gives one: a group reference whose owner is the
+    # account's own UID is the same account, not a cross-account reference
+    account_uids: dict[str, str] = field(default_factory=dict)
 
 
 def classify(body: dict[str, Any]) -> Action | None:

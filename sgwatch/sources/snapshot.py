@@ -98,7 +98,10 @@ class SnapshotBuilder:
         errors: Iterable[ScanError] = (),
         vanished: Iterable[GroupKey] = (),
         membership_failures: Mapping[tuple[str, str], MembershipUnknown] | None = None,
+        uids: Mapping[str, str] | None = None,
     ) -> None:
+        # account name -> its UID: the owner a rule names for the account's own groups
+        self._own = dict(uids or {})
         self.snap = Snapshot(errors=list(errors))
         self.vanished = set(vanished)
         self._members: dict[tuple[str, str], _Members] = {}
@@ -155,14 +158,14 @@ class SnapshotBuilder:
             perms, before = _list(body, "Permissions", "Permission"), len(part.rules)
             part.pages.append(paging.Page.of(body, len(perms), origin or ""))
             try:  # all at once, the loop in C; on a bad entry, again one by one to say which
-                part.rules.extend(map(ecs_rules.rule_from_api, perms, repeat(account)))
+                part.rules.extend(map(ecs_rules.rule_from_api, perms, repeat(self._own.get(account, account))))
                 return
             except (NormalizeError, AttributeError):
                 del part.rules[before:]
             for i, perm in enumerate(perms):
                 try:
                     try:
-                        part.rules.append(ecs_rules.rule_from_api(perm, account))
+                        part.rules.append(ecs_rules.rule_from_api(perm, self._own.get(account, account)))
                     except AttributeError:  # no .get: a string or list where a rule belongs
                         raise NormalizeError("expected an object (one rule)") from None
                 except NormalizeError as exc:
@@ -343,7 +346,7 @@ class SnapshotBuilder:
 
 def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapshot:
     """Turn raw responses into a snapshot. ``origins`` maps response index to its file name."""
-    builder = SnapshotBuilder(raw.errors, raw.vanished, raw.membership_failures)
+    builder = SnapshotBuilder(raw.errors, raw.vanished, raw.membership_failures, raw.account_uids)
     for n, resp in enumerate(raw.responses):
         builder.add(resp, (origins or {}).get(n))
     snap = builder.finish()
@@ -456,8 +459,12 @@ def _membership_errors(file: Path, data: object) -> dict[tuple[str, str], Member
     return out
 
 
-def load(path: Path, max_bytes: int = inputlimits.DEFAULT_MAX_INPUT_BYTES) -> Snapshot:
-    builder = SnapshotBuilder()
+def load(
+    path: Path, max_bytes: int = inputlimits.DEFAULT_MAX_INPUT_BYTES, uids: Mapping[str, str] | None = None
+) -> Snapshot:
+    """``uids``: account name -> UID (the config's ``uid:``), so a rule naming its own account's UID
+    as the group owner reads as the same account."""
+    builder = SnapshotBuilder(uids=uids)
     for origin, item in iter_dir(path, max_bytes):
         if isinstance(item, list):
             builder.snap.errors.extend(item)
