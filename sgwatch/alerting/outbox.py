@@ -407,8 +407,7 @@ class Notifier:
             except Exception as exc:  # a bug must not wedge the queue behind one message forever
                 self._drop(ch, ids, f"cannot build the message: {type(exc).__name__}", report)
                 continue
-            with self._db, _tx(self._conn):
-                self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
+            self._remove(ids)
             self._count(report, ch.name, "sent", len(ids))
             log.info(
                 "notification sent",
@@ -418,6 +417,11 @@ class Notifier:
                 attempts=attempts,
                 key=key,
             )
+
+    def _remove(self, ids: list[int]) -> None:
+        """The rows of one message leave the queue: sent, dropped or unconfirmed."""
+        with self._db, _tx(self._conn):
+            self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
 
     def _retry(
         self, ch: ChannelBase, ids: list[int], attempts: int, exc: DeliveryError, now: datetime, report: DeliveryReport
@@ -444,8 +448,7 @@ class Notifier:
     def _unconfirmed(self, ch: ChannelBase, ids: list[int], key: str, error: str, report: DeliveryReport) -> None:
         # A chat robot posts whatever it receives: sending again could post the alert twice.
         # The finding stays notified, so the channel's next reminder announces it anyway.
-        with self._db, _tx(self._conn):
-            self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
+        self._remove(ids)
         self._count(report, ch.name, "unconfirmed", len(ids))
         log.error(
             "notification unconfirmed: the receiver may or may not have it; not sent again (it cannot drop repeats)",
@@ -455,8 +458,7 @@ class Notifier:
         )
 
     def _drop(self, ch: ChannelBase, ids: list[int], error: str, report: DeliveryReport) -> None:
-        with self._db, _tx(self._conn):
-            self._conn.execute(f"DELETE FROM alert_outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
+        self._remove(ids)
         self._count(report, ch.name, "failed", len(ids))
         log.error("notification dropped: permanent failure", channel=ch.name, error=error)
 

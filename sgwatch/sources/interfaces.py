@@ -57,6 +57,39 @@ def _inner(body: Mapping[str, Any], outer: str, inner: str, where: str) -> list[
     return items
 
 
+# Where each listing keeps its entries, and the id every entry must have.
+_LISTINGS: dict[str, tuple[str, str, str, str]] = {
+    "DescribeNetworkInterfaces": (
+        "NetworkInterfaceSets",
+        "NetworkInterfaceSet",
+        "NetworkInterfaceId",
+        "network interface",
+    ),
+    "DescribeInstances": ("Instances", "Instance", "InstanceId", "instance"),
+}
+
+
+def _entries(action: str, body: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any], str]]:
+    """(where, entry, id) for each entry of a listing page; InterfaceError names a bad one."""
+    outer, inner, id_field, what = _LISTINGS[action]
+    for n, entry in enumerate(_inner(body, outer, inner, outer)):
+        where = f"{outer}.{inner}[{n}]"
+        if not isinstance(entry, Mapping):
+            raise InterfaceError(where, f"expected an object (one {what})")
+        if not (key := _text(entry.get(id_field), f"{where}.{id_field}")):
+            raise InterfaceError(where, f"has no {id_field}")
+        yield where, entry, key
+
+
+def entry_count(action: str, body: Mapping[str, Any]) -> int:
+    """How many entries a listing page holds, for the paging rule; a bad shape counts 0 (the
+    parser of the kept pages names it)."""
+    try:
+        return len(_inner(body, *_LISTINGS[action][:2], ""))
+    except InterfaceError:
+        return 0
+
+
 def _text(value: object, where: str) -> str:
     if value is None:
         return ""
@@ -117,13 +150,7 @@ def _private_sets(entry: Mapping[str, Any], where: str) -> tuple[list[str], list
 def enis_of_page(body: Mapping[str, Any]) -> list[Interface]:
     """The interfaces of one DescribeNetworkInterfaces page. InterfaceError names a bad entry."""
     out = []
-    for n, entry in enumerate(_inner(body, "NetworkInterfaceSets", "NetworkInterfaceSet", "NetworkInterfaceSets")):
-        where = f"NetworkInterfaceSets.NetworkInterfaceSet[{n}]"
-        if not isinstance(entry, Mapping):
-            raise InterfaceError(where, "expected an object (one network interface)")
-        eni = _text(entry.get("NetworkInterfaceId"), f"{where}.NetworkInterfaceId")
-        if not eni:
-            raise InterfaceError(where, "has no NetworkInterfaceId")
+    for where, entry, eni in _entries("DescribeNetworkInterfaces", body):
         private, public = _private_sets(entry, where)
         out.append(
             Interface(
@@ -149,13 +176,7 @@ def _addresses(entry: Mapping[str, Any], outer: str, version: int, where: str) -
 def instances_of_page(body: Mapping[str, Any]) -> list[InstanceView]:
     """The instances of one DescribeInstances page. InterfaceError names a bad entry."""
     out = []
-    for n, entry in enumerate(_inner(body, "Instances", "Instance", "Instances")):
-        where = f"Instances.Instance[{n}]"
-        if not isinstance(entry, Mapping):
-            raise InterfaceError(where, "expected an object (one instance)")
-        instance = _text(entry.get("InstanceId"), f"{where}.InstanceId")
-        if not instance:
-            raise InterfaceError(where, "has no InstanceId")
+    for where, entry, instance in _entries("DescribeInstances", body):
         eip = entry.get("EipAddress")
         public = _unique(
             [

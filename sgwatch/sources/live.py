@@ -48,7 +48,7 @@ from sgwatch import logs
 from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
-from sgwatch.sources import identifiers, paging
+from sgwatch.sources import identifiers, interfaces, paging
 from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live_settings import (
     AccessKeyCredentials,
@@ -444,7 +444,7 @@ class _Scanner:
                     account, region, action, functools.partial(lister, client, region, token), fatal_auth=False
                 )
                 pages.append(body)
-                read.append(paging.Page.of(body, _member_count(action, body)))
+                read.append(paging.Page.of(body, interfaces.entry_count(action, body)))
                 token = paging.next_token(read)
                 if token is None:
                     break
@@ -828,13 +828,3 @@ def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> Ra
     Raises :class:`~sgwatch.errors.AuthError` when credentials or permissions are refused.
     """
     return _Scanner(settings, progress).run()
-
-
-def _member_count(action: Action, body: dict[str, Any]) -> int:
-    """How many entries a membership page holds, for the paging rule (a bad shape counts 0: the
-    parser of the kept pages names it)."""
-    eni = action == "DescribeNetworkInterfaces"
-    outer, inner = ("NetworkInterfaceSets", "NetworkInterfaceSet") if eni else ("Instances", "Instance")
-    entries = body.get(outer, {})
-    entries = entries.get(inner, []) if isinstance(entries, dict) else []
-    return len(entries) if isinstance(entries, list) else 0
