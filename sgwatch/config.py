@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from sgwatch import logs, validation
 from sgwatch.core.checks import ADMIN_PORTS, BY_ID, DATABASE_PORTS, CheckSettings, Severity
@@ -63,6 +63,8 @@ class _Strict(BaseModel):
 # The longest interval (and jitter) a schedule takes: a week. Past it is a typo (1e12), and the
 # scheduler's date arithmetic would overflow.
 MAX_INTERVAL_SECONDS = 7 * 86_400
+# A bearer token a listener facing another service takes: long enough that guessing is hopeless.
+MIN_TOKEN_LENGTH = 16
 
 
 class LimitsConfig(_Strict):
@@ -106,6 +108,44 @@ class ChecksConfig(_Strict):
         )
 
 
+class EventsConfig(_Strict):
+    """Change events from ActionTrail: pushed by EventBridge, or pulled from LookupEvents."""
+
+    listen: str | None = Field(
+        default=None,
+        description="HOST:PORT or [IPv6]:PORT of POST /events (EventBridge's HTTP target), apart from `listen`",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="the bearer token EventBridge sends (Authorization: Bearer ...); needed with listen"
+    )
+    actiontrail: bool = Field(default=False, description="poll ActionTrail LookupEvents every minute instead")
+    full_scan_interval: Number = Field(
+        default=3600.0,
+        ge=1,
+        le=MAX_INTERVAL_SECONDS,
+        description="seconds between full scans while events are on (they stay the safety net)",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+    @model_validator(mode="after")
+    def _token_with_listen(self) -> EventsConfig:
+        if self.listen is not None and self.token is None:
+            raise ValueError("events.listen needs events.token: the listener refuses requests without it")
+        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"events.token must be at least {MIN_TOKEN_LENGTH} characters (openssl rand -hex 32)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen is not None or self.actiontrail
+
+
 class Config(_Strict):
     """Everything sgwatch reads from its config file (``sgwatch config schema`` prints the schema)."""
 
@@ -124,6 +164,7 @@ class Config(_Strict):
     log_level: LogLevel = "info"
     notifications: list[dict[str, Any]] = Field(default_factory=list, description="alert channels")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @field_validator("listen")
     @classmethod
@@ -333,6 +374,7 @@ def secrets(cfg: Config) -> list[str]:
 
     walk(cfg.accounts)
     walk(cfg.notifications, "notifications")
+    walk(cfg.events)
     if cfg.endpoint:
         found.extend(logs.url_userinfo(cfg.endpoint))
     return [s for s in found if s]

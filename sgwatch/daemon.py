@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from sgwatch import baseline as baseline_file
 from sgwatch import config as config_file
-from sgwatch import logs, validation
+from sgwatch import logs, timestamps, validation
 from sgwatch.bulk import gc_paused
 from sgwatch.core import reach
 from sgwatch.core.checks import CheckSettings
@@ -46,7 +46,7 @@ from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
 from sgwatch.sources.live_settings import LiveSettings
-from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError, iso
+from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError
 
 log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
@@ -366,9 +366,7 @@ class Daemon:
     def _notify(self, lives: dict[str, Any], now: datetime) -> None:
         if self.notifier is None:
             return
-        active = [
-            {**life.data, "first_seen": life.first_seen.isoformat().replace("+00:00", "Z")} for life in lives.values()
-        ]
+        active = [{**life.data, "first_seen": timestamps.iso(life.first_seen)} for life in lives.values()]
         with self._notify_lock:
             try:
                 # `lives` comes from the state, which keeps the findings of unread groups open,
@@ -470,7 +468,7 @@ class Daemon:
             "baseline_groups": len(self.loaded.baseline.groups),
             "first_scan_attempted": attempted,
             "last_scan": last_result,
-            "last_successful_scan": iso(datetime.fromtimestamp(last_success, UTC)) if last_success else None,
+            "last_successful_scan": timestamps.iso(datetime.fromtimestamp(last_success, UTC)) if last_success else None,
         }
 
     # -- life cycle ------------------------------------------------------------------------------

@@ -225,3 +225,8 @@ def configure(
 def flush() -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
+
+
+def mask_access_key_id(access_key_id: str) -> str:
+    """An AccessKey id as sgwatch shows it: enough to tell keys apart, not enough to use one."""
+    return access_key_id[:4] + "****" + access_key_id[-4:] if len(access_key_id) > 10 else "****"

@@ -14,13 +14,14 @@ import threading
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sgwatch.core.findings import Report
 from sgwatch.core.reach import ExposedInterface
 from sgwatch.errors import InputError, SgwatchError
+from sgwatch.timestamps import iso, parse_iso
 
 SCHEMA_VERSION = 1
 WAL_LIMIT_BYTES = 16 << 20
@@ -70,17 +71,8 @@ CREATE TABLE IF NOT EXISTS exposed_interfaces (  -- added within schema 1: older
 """
 
 
-def iso(moment: datetime) -> str:
-    """A UTC instant as ISO 8601 with a Z, as the state stores it."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class StateWriteError(SgwatchError):
@@ -281,14 +273,14 @@ class State:
             rows = self.db.execute(
                 "SELECT id, first_seen, last_seen, data FROM exposed_interfaces WHERE resolved_at IS NULL"
             ).fetchall()
-        return {r[0]: FindingLife(r[0], _parse(r[1]), _parse(r[2]), None, json.loads(r[3])) for r in rows}
+        return {r[0]: FindingLife(r[0], parse_iso(r[1]), parse_iso(r[2]), None, json.loads(r[3])) for r in rows}
 
     def open_findings(self) -> dict[str, FindingLife]:
         with self._lock:
             rows = self.db.execute(
                 "SELECT id, first_seen, last_seen, resolved_at, data FROM findings WHERE resolved_at IS NULL"
             ).fetchall()
-        return {r[0]: FindingLife(r[0], _parse(r[1]), _parse(r[2]), None, json.loads(r[4])) for r in rows}
+        return {r[0]: FindingLife(r[0], parse_iso(r[1]), parse_iso(r[2]), None, json.loads(r[4])) for r in rows}
 
     def resolved_since(self, since: datetime) -> list[FindingLife]:
         with self._lock:
@@ -296,13 +288,13 @@ class State:
                 "SELECT id, first_seen, last_seen, resolved_at, data FROM findings WHERE resolved_at >= ?",
                 (iso(since),),
             ).fetchall()
-        return [FindingLife(r[0], _parse(r[1]), _parse(r[2]), _parse(r[3]), json.loads(r[4])) for r in rows]
+        return [FindingLife(r[0], parse_iso(r[1]), parse_iso(r[2]), parse_iso(r[3]), json.loads(r[4])) for r in rows]
 
     def regions_read(self) -> dict[tuple[str, str], datetime]:
         """When each (account, region) was last read in full."""
         with self._lock:
             rows = self.db.execute("SELECT account, region, last_read FROM regions").fetchall()
-        return {(account, region): _parse(stamp) for account, region, stamp in rows}
+        return {(account, region): parse_iso(stamp) for account, region, stamp in rows}
 
     # -- scans -------------------------------------------------------------------------------
     def add_scan(
@@ -350,4 +342,4 @@ class State:
             ).fetchone()
         if row is None:
             return None
-        return _parse(row[0]) + timedelta(seconds=row[1])
+        return parse_iso(row[0]) + timedelta(seconds=row[1])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
+from sgwatch import timestamps
 from sgwatch.alerting.escape import clean
 
 EventKind = Literal["new", "reminder", "severity_changed", "resolved", "test"]
@@ -35,10 +36,8 @@ class Event(TypedDict):
 
 
 def iso(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Alertmanager and most receivers expect."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """RFC 3339 in UTC with a Z, whole seconds, as Alertmanager and most receivers expect."""
+    return timestamps.iso(moment, seconds=True)
 
 
 def parse_iso(text: object, default: datetime) -> datetime:
@@ -47,10 +46,9 @@ def parse_iso(text: object, default: datetime) -> datetime:
     if not isinstance(text, str) or not text:
         return default
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return timestamps.parse_iso(text)
     except ValueError:
         return default
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def make_event(kind: EventKind, at: datetime, finding: dict[str, Any], previous_severity: str | None = None) -> Event:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sgwatch import timestamps
 from sgwatch.core import remedy
 from sgwatch.core.addresses import Family
 from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, cis_evidenced
@@ -262,7 +263,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": REPORT_VERSION,
-            "generated_at": self.generated_at.isoformat().replace("+00:00", "Z"),
+            "generated_at": timestamps.iso(self.generated_at),
             "complete": self.complete,
             "summary": {"groups": self.groups, "groups_drifted": self.groups_drifted, "findings": self.counts()},
             "findings": [f.to_dict() for f in self.findings],

@@ -139,10 +139,6 @@ def _is_auth(code: str) -> bool:
     return code in _AUTH_CODES or code.startswith(_AUTH_PREFIXES)
 
 
-def _mask(access_key_id: str) -> str:
-    return access_key_id[:4] + "****" + access_key_id[-4:] if len(access_key_id) > 10 else "****"
-
-
 # -- the scanner ------------------------------------------------------------------------------
 class _Scanner:
     def __init__(self, settings: LiveSettings, progress: ProgressCallback | None) -> None:
@@ -659,7 +655,7 @@ class _Scanner:
         if isinstance(creds, RamRoleArnCredentials):
             return f" of role {creds.role_arn}"
         if isinstance(creds, AccessKeyCredentials):
-            return f" {_mask(creds.id)}"
+            return f" {logs.mask_access_key_id(creds.id)}"
         return " from the default credential chain"
 
     def _collect_secrets(self) -> list[str]:
