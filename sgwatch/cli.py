@@ -344,6 +344,12 @@ def checks(fmt: str) -> None:
 )
 @click.option("--state", "state_path", type=click.Path(path_type=Path), default=None, help="SQLite state file.")
 @click.option("--log-level", type=click.Choice(config.LOG_LEVELS), default=None)
+@click.option(
+    "--shard", type=click.IntRange(min=0), default=None, help="This replica's shard, from 0 (with --total-shards)."
+)
+@click.option(
+    "--total-shards", type=click.IntRange(min=1), default=None, help="Replicas sharing the accounts (default 1)."
+)
 def run(
     config_path: Path | None,
     baseline_path: Path | None,
@@ -353,10 +359,13 @@ def run(
     listen: str | None,
     state_path: Path | None,
     log_level: str | None,
+    shard: int | None,
+    total_shards: int | None,
 ) -> None:
     """Run the daemon: scan on a schedule, serve metrics, keep state, send alerts."""
     from sgwatch.daemon import Daemon, RunOptions
 
+    sharding = {k: v for k, v in (("shard", shard), ("total_shards", total_shards)) if v is not None}
     flags = {
         "baseline": baseline_path,
         "regions": list(regions) or None,
@@ -365,6 +374,7 @@ def run(
         "listen": listen,
         "state": state_path,
         "log_level": log_level,
+        "sharding": sharding or None,
     }
     options = RunOptions(config_path, {k: v for k, v in flags.items() if v is not None})
     level = log_level or _load_config(config_path).log_level
@@ -382,8 +392,10 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
     loaded = load(RunOptions(config_path, {"baseline": baseline_path} if baseline_path else {}))
     logs.register_secret(*config.secrets(loaded.config))
     built = build(loaded.config)
+    sharding = loaded.config.sharding
+    of_shard = f" in shard {sharding.shard} of {sharding.total_shards}" if sharding.total_shards > 1 else ""
     _write(
-        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s), "
+        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s){of_shard}, "
         f"{len(built.channels)} notification channel(s)\n",
         None,
     )

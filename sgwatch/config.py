@@ -32,6 +32,7 @@ from sgwatch.inputlimits import (
     read_text,
 )
 from sgwatch.listen import parse_listen
+from sgwatch.sharding import Shard
 from sgwatch.sources import identifiers
 from sgwatch.sources.live_settings import (
     ENDPOINT_ENV,
@@ -108,6 +109,24 @@ class ChecksConfig(_Strict):
         )
 
 
+class ShardingConfig(_Strict):
+    """One replica of several: it scans the accounts whose stable hash falls in its shard."""
+
+    shard: Integer = Field(default=0, ge=0, description="this replica's shard, 0 .. total_shards - 1 (--shard)")
+    total_shards: Integer = Field(default=1, ge=1, le=1024, description="how many shards share the accounts")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ShardingConfig:
+        if self.shard >= self.total_shards:
+            raise ValueError(
+                f"shard {self.shard} is not one of 0 .. {self.total_shards - 1}: shards count from 0 (the pod ordinal)"
+            )
+        return self
+
+    def to_shard(self) -> Shard:
+        return Shard(self.shard, self.total_shards)
+
+
 class EventsConfig(_Strict):
     """Change events from ActionTrail: pushed by EventBridge, or pulled from LookupEvents."""
 
@@ -165,6 +184,7 @@ class Config(_Strict):
     notifications: list[dict[str, Any]] = Field(default_factory=list, description="alert channels")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    sharding: ShardingConfig = Field(default_factory=ShardingConfig)
 
     @field_validator("listen")
     @classmethod
@@ -178,6 +198,20 @@ class Config(_Strict):
         unique_accounts(v)
         return v
 
+    @model_validator(mode="after")
+    def _shard_owns_accounts(self) -> Config:
+        shard = self.sharding.to_shard()
+        if shard.sharded and not shard.select(self.accounts):
+            raise ValueError(
+                f"shard {shard.index} of {shard.total} owns none of the {len(self.accounts)} configured accounts: "
+                "use fewer shards than accounts, or give the accounts their uid"
+            )
+        return self
+
+    def shard_accounts(self) -> list[AccountSettings]:
+        """The configured accounts this replica scans (all of them unsharded)."""
+        return self.sharding.to_shard().select(self.accounts)
+
     def account_uids(self) -> dict[str, str]:
         """Account name -> UID, for the accounts whose ``uid:`` the config gives."""
         return {a.name: a.uid for a in self.accounts if a.uid}
@@ -189,7 +223,7 @@ class Config(_Strict):
                 raise InputError(f"--region: {bad}")
         try:
             return LiveSettings(
-                accounts=self.accounts,
+                accounts=self.shard_accounts(),
                 regions=list(regions) or self.regions,
                 endpoint=endpoint or self.endpoint,
                 **self.scan.model_dump(),

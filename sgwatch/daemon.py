@@ -78,14 +78,26 @@ class Loaded:
     files: dict[Path, float]  # watched files and their mtimes
 
 
+def _flag_of(loc: validation.Loc) -> str:
+    """The command-line flag a config key came from, for an error line."""
+    if not loc:
+        return "flags"
+    if loc[0] == "sharding":
+        return "--shard/--total-shards"
+    return f"--{str(loc[0]).replace('_', '-')}"
+
+
 def load(options: RunOptions) -> Loaded:
     """Config, then flags on top, then the baseline it names. Raises InputError with one line."""
     cfg = config_file.load(options.config_path)
     if options.overrides:
         try:
-            cfg = config_file.Config.model_validate({**cfg.model_dump(), **options.overrides})
+            merged = {**cfg.model_dump(), **options.overrides}
+            if "sharding" in options.overrides:  # --shard without --total-shards keeps the config's total
+                merged["sharding"] = {**cfg.sharding.model_dump(), **options.overrides["sharding"]}
+            cfg = config_file.Config.model_validate(merged)
         except ValidationError as exc:
-            lines = validation.describe(exc, lambda loc: f"--{str(loc[0]).replace('_', '-')}" if loc else "flags")
+            lines = validation.describe(exc, _flag_of)
             raise InputError("\n".join(lines)) from None
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
@@ -189,7 +201,7 @@ class Daemon:
             ("last_complete", self.state.last_success(complete=True)),
         ):
             setattr(self.telemetry, attr, moment.timestamp() if moment else None)
-        self.server = Server(cfg.listen, registry_for(self.telemetry), self.health, self.ready)
+        self.server = Server(cfg.listen, registry_for(self.telemetry, cfg.sharding.to_shard()), self.health, self.ready)
         self.scheduler = BlockingScheduler(
             timezone=UTC,
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": max(1, int(cfg.interval))},

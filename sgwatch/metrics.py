@@ -28,6 +28,7 @@ from sgwatch import __version__
 from sgwatch.core.checks import RANK, SEVERITIES
 from sgwatch.core.findings import Finding, Report
 from sgwatch.core.reach import ALERTED
+from sgwatch.sharding import UNSHARDED, Shard
 from sgwatch.sources.raw import Action, ScanStats
 from sgwatch.state import Unread
 
@@ -392,10 +393,38 @@ class SgwatchCollector(Collector):
             yield exposed
 
 
-def registry_for(telemetry: Telemetry) -> CollectorRegistry:
+class ShardCollector(Collector):
+    """sgwatch's own series as one replica of a sharded deployment serves them.
+
+    ``sgwatch_total_shards`` says how many shards there should be, so a rule can count the
+    shards that report (``SgwatchShardMissing``). Sharded (more than one shard), every sample of
+    the wrapped collector carries ``shard="N"``: two shards' series never collide, and an HA pair
+    of one shard serves the same series twice, which ``max by`` / Alertmanager fold into one.
+    Unsharded, the series are the wrapped collector's own, unchanged.
+    """
+
+    def __init__(self, inner: Collector, shard: Shard) -> None:
+        self.inner = inner
+        self.shard = shard
+
+    def collect(self) -> Iterator[Metric]:
+        total = GaugeMetricFamily(
+            "sgwatch_total_shards", "Shards the deployment is split into (--total-shards)", value=self.shard.total
+        )
+        if not self.shard.sharded:
+            yield total
+            yield from self.inner.collect()
+            return
+        label = str(self.shard.index)
+        for family in (total, *self.inner.collect()):
+            family.samples = [sample._replace(labels={**sample.labels, "shard": label}) for sample in family.samples]
+            yield family
+
+
+def registry_for(telemetry: Telemetry, shard: Shard = UNSHARDED) -> CollectorRegistry:
     """The daemon's registry: sgwatch's own series and the standard process_*, python_* ones."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SgwatchCollector(telemetry))
+    registry.register(ShardCollector(SgwatchCollector(telemetry), shard))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

@@ -32,6 +32,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 K8S = ROOT / "deploy" / "kubernetes"
 BASE = K8S / "base"
 OVERLAY = K8S / "overlays" / "example"
+SHARDED = K8S / "overlays" / "sharded"
 RULES = ROOT / "deploy" / "prometheus" / "sgwatch-rules.yml"
 GEN_RULE = ROOT / "scripts" / "gen-prometheusrule.py"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -196,7 +197,7 @@ def test_kustomize_renders(path: Path) -> None:
             assert doc["metadata"].get("namespace") == "sgwatch", f"{doc['kind']} not in namespace sgwatch"
 
 
-@pytest.mark.parametrize("path", [BASE, OVERLAY], ids=["base", "overlay"])
+@pytest.mark.parametrize("path", [BASE, OVERLAY, SHARDED], ids=["base", "overlay", "sharded"])
 def test_kubernetes_validate_core_kinds(path: Path) -> None:
     try:
         import kubernetes_validate
@@ -414,3 +415,32 @@ def test_grafana_dashboard_uses_documented_metrics() -> None:
         "sgwatch_notifications_total",
     ):
         assert name in used, f"the dashboard does not show {name}"
+
+
+def test_sharded_overlay_runs_one_statefulset_replica_per_shard() -> None:
+    docs = render(SHARDED)
+    assert not [d for d in docs if d["kind"] == "Deployment"], "the StatefulSet replaces the Deployment"
+    sts = by_kind(docs, "StatefulSet")
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SGWATCH_SHARDING__SHARD"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    assert int(env["SGWATCH_SHARDING__TOTAL_SHARDS"]["value"]) == spec["replicas"] > 1
+    # each shard its own state volume, mounted where the Deployment mounts it
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert "state" not in {v["name"] for v in pod["volumes"]}
+    assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]}["/var/lib/sgwatch"] == "state"
+    # the hardening is the base Deployment's
+    base_pod = by_kind(render(BASE), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == base_pod["securityContext"]
+    assert container["securityContext"] == base_pod["containers"][0]["securityContext"]
+    # the ServiceMonitor selects exactly one Service (two would scrape every pod twice)
+    selector = by_kind(docs, "ServiceMonitor")["spec"]["selector"]["matchLabels"]
+    services = [d for d in docs if d["kind"] == "Service"]
+    chosen = [d for d in services if selector.items() <= d["metadata"].get("labels", {}).items()]
+    assert len(chosen) == 1
+    assert sts["spec"]["serviceName"] in {d["metadata"]["name"] for d in services}
