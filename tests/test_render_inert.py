@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from sgwatch import cli
 from sgwatch.alerting.channels import parse_channel
 from sgwatch.alerting.message import Event, make_event
-from sgwatch.core import normalize, remedy
+from sgwatch.core import normalize
 from sgwatch.core.checks import SEVERITIES, CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline, Group, Peer, PeerKind, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.render import json as json_render
-from sgwatch.render import junit, markdown, sarif, table
+from sgwatch.render import junit, markdown, remedy, sarif, table
 from sgwatch.render.inert import markdown_cell, rich_text, visible, xml_text
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

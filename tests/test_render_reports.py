@@ -14,12 +14,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sgwatch.core import normalize, remedy
+from sgwatch.core import normalize
 from sgwatch.core.checks import BY_ID, CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline, Direction, Group, Peer, PeerKind, Rule, RuleKey, ScanError, Snapshot
-from sgwatch.render import junit, markdown, sarif, table
+from sgwatch.render import json as json_render
+from sgwatch.render import junit, markdown, remedy, sarif, table
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "config" / "demo"
@@ -230,7 +231,7 @@ def test_a_finding_shows_before_after_exposures_and_fix_in_table_and_markdown() 
 
 def test_the_json_finding_carries_the_remedy_and_cis_and_validates() -> None:
     report = assess_rules((), (rule(22, description=HOSTILE, rule_id="sgr-5"),))
-    doc = report.to_dict()
+    doc = json.loads(json_render.render(report))
     jsonschema.validate(doc, REPORT_SCHEMA)
     [finding] = doc["findings"]
     assert finding["remedy"] == remedy.restore("rule_added", "cn-hangzhou", "sg-1", report.findings[0].live, None)

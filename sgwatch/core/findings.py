@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sgwatch import timestamps
-from sgwatch.core import remedy
 from sgwatch.core.addresses import Family
 from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, cis_evidenced
 from sgwatch.core.diff import ChangeKind, ListRef
@@ -177,13 +176,8 @@ class Finding:
             "interfaces": None if (ids := self.interfaces) is None else list(ids),
             "checks": list(self.checks),
             "message": self.message,
-            "remedy": self.remedy(),
             "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
         }
-
-    def remedy(self) -> list[str]:
-        """The aliyun CLI commands that restore the baseline's rule (``core.remedy.restore``)."""
-        return remedy.restore(self.kind, self.region, self.security_group_id, self.live, self.baseline)
 
     def cis(self) -> list[CisRecommendation]:
         """The CIS recommendations this drift breaks: its checks' that its new exposures open."""

@@ -14,10 +14,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from sgwatch.core import remedy
 from sgwatch.core.checks import RANK
 from sgwatch.core.findings import Finding, Report, describe_rule
 from sgwatch.core.model import GroupKey
+from sgwatch.render import remedy
 from sgwatch.render.inert import xml_text
 
 
@@ -37,7 +37,7 @@ def _detail(f: Finding) -> str:
             lines.append(f"{label}: {shown}")
     lines += [f"opens: {e.describe()}" for e in f.new_exposures]
     lines += [f"CIS {r.id}: {r.title}" for r in f.cis()]
-    lines += [f"fix: {c}" for c in f.remedy()]
+    lines += [f"fix: {c}" for c in remedy.of(f)]
     lines.append(f"or, {remedy.ACCEPT_HINT}")
     return "\n".join(xml_text(line) for line in lines)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sgwatch.core import remedy
 from sgwatch.core.findings import Finding, Report, describe_rule
 from sgwatch.core.model import Rule
+from sgwatch.render import remedy
 from sgwatch.render.inert import markdown_cell
 
 _ICON = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🔵", "info": "⚪"}
@@ -34,7 +34,7 @@ def _what_to_do(n: int, f: Finding) -> list[str]:
         items.append("opens: " + "; ".join(_code(e.describe()) for e in f.new_exposures))
     if cis := f.cis():
         items.append("CIS: " + "; ".join(f"{r.id} {markdown_cell(r.title)}" for r in cis))
-    commands = f.remedy()
+    commands = remedy.of(f)
     items += [f"fix: {_code(c)}" for c in commands] or ["fix: no single command; restore it by hand"]
     return [head, *(f"   - {item}" for item in items), ""]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from sgwatch import __version__
-from sgwatch.core import remedy
 from sgwatch.core.checks import BY_ID, CATALOGUE, CIS_BENCHMARK, RANK
 from sgwatch.core.findings import Finding, Report
+from sgwatch.render import remedy
 from sgwatch.sources import identifiers
 
 SARIF_VERSION = "2.1.0"
@@ -83,7 +83,7 @@ def _result(f: Finding, baseline: Path | None) -> dict[str, Any]:
     location: dict[str, Any] = {"logicalLocations": [logical]}
     if (path := baseline_file(baseline, f.account, f.region)) is not None:
         location["physicalLocation"] = {"artifactLocation": {"uri": _uri(path)}}
-    commands = f.remedy()
+    commands = remedy.of(f)
     text = f.message + "".join(f"\nfix: {c}" for c in commands) + f"\nor, {remedy.ACCEPT_HINT}"
     result: dict[str, Any] = {
         "ruleId": check,

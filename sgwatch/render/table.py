@@ -21,10 +21,10 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from sgwatch.core import remedy
 from sgwatch.core.checks import RANK
 from sgwatch.core.findings import Finding, PostureResult, Report, describe_rule
 from sgwatch.core.model import Rule
+from sgwatch.render import remedy
 from sgwatch.render.inert import rich_text, visible
 
 STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
@@ -137,7 +137,7 @@ def _details(n: int, f: Finding, width: int) -> RenderableType:
     grid.add_row("opens", Text(opens) if opens else Text("no new internet exposure", style="dim"))
     if cis := f.cis():
         grid.add_row("CIS", Text("\n".join(f"{r.id} {r.title}" for r in cis)))
-    commands = f.remedy()
+    commands = remedy.of(f)
     value_width = width - 2 - _LABEL - 1
     fix = Text("\n".join(line for cmd in commands for line in wrap_command(cmd, value_width)))
     grid.add_row("fix", fix if commands else Text("no single command: restore it by hand", style="dim"))

@@ -1,7 +1,8 @@
 """The ``aliyun`` CLI commands that put a drifted rule back the way the baseline has it.
 
-Built from the normalised rule, never from cloud text pasted into a template: every value is a
-separate token, joined with ``shlex.join``, so a description holding ``$(rm -rf ~)`` or a quote
+Built from the normalised rule in the API's own field names (``sources.ecs_rules.rule_to_api``,
+the one place that spells a rule for the API), never from cloud text pasted into a template:
+every value is a separate token, joined with ``shlex.join``, so a description holding ``$(rm -rf ~)`` or a quote
 is one quoted argument when the command is pasted into a shell.
 
 Parameter names follow the ECS API reference (2014-05-26): ``AuthorizeSecurityGroup`` /
@@ -17,10 +18,11 @@ other change is a revoke of the live rule and an authorize of the baseline's.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
 
 from sgwatch.core.diff import ChangeKind
-from sgwatch.core.model import NO_PORTS, Direction, PeerKind, Rule
+from sgwatch.core.findings import Finding
+from sgwatch.core.model import Direction, Rule
+from sgwatch.sources import ecs_rules
 
 # What a wanted change needs instead of a command: the baseline follows the cloud.
 ACCEPT_HINT = "if the change is wanted, update the baseline: sgwatch baseline capture"
@@ -33,62 +35,18 @@ _ACTION: dict[tuple[str, Direction], str] = {
     ("modify", "ingress"): "ModifySecurityGroupRule",
     ("modify", "egress"): "ModifySecurityGroupEgressRule",
 }
-# The peer's side in the API's words: ingress rules name a Source, egress rules a Dest; a
-# quintuple rule's local side is the other one (ingress DestCidrIp, egress SourceCidrIp).
-_PEER_SIDE: dict[Direction, str] = {"ingress": "Source", "egress": "Dest"}
-_LOCAL_SIDE: dict[Direction, str] = {"ingress": "Dest", "egress": "Source"}
-
-
-def _ports(start: int, end: int) -> str:
-    return f"{start}/{end}"
-
-
-def _peer_cidr(rule: Rule) -> str:
-    return rule.peer.value if rule.peer.kind is PeerKind.CIDR4 else ""
-
-
-def _peer_cidr6(rule: Rule) -> str:
-    return rule.peer.value if rule.peer.kind is PeerKind.CIDR6 else ""
-
-
-def _peer_group(rule: Rule) -> str:
-    return rule.peer.value if rule.peer.kind is PeerKind.GROUP else ""
-
-
-def _peer_prefix_list(rule: Rule) -> str:
-    return rule.peer.value if rule.peer.kind is PeerKind.PREFIX_LIST else ""
-
-
-# One line per API field of a rule: (parameter name, with {peer} the direction's side, and the
-# rule's value; "" leaves the parameter out). A new field of the rule model is one more line
-# here; {local} is the local side's (a rule restored without it would open more than it did).
-FIELDS: tuple[tuple[str, Callable[[Rule], str]], ...] = (
-    ("IpProtocol", lambda r: r.protocol.upper()),
-    ("PortRange", lambda r: _ports(r.key.from_port, r.key.to_port)),
-    (
-        "SourcePortRange",
-        lambda r: "" if (r.key.src_from_port, r.key.src_to_port) == NO_PORTS else _ports(*r.key[4:6]),
-    ),
-    ("{peer}CidrIp", _peer_cidr),
-    ("Ipv6{peer}CidrIp", _peer_cidr6),
-    ("{peer}GroupId", _peer_group),
-    ("{peer}GroupOwnerAccount", lambda r: r.peer.owner if r.peer.kind is PeerKind.GROUP else ""),
-    ("{peer}PrefixListId", _peer_prefix_list),
-    ("PortRangeListId", lambda r: r.key.port_list),
-    ("Policy", lambda r: r.policy),
-    ("Priority", lambda r: str(r.priority)),
-    ("NicType", lambda r: r.key.nic_type),
-    ("{local}CidrIp", lambda r: r.local if r.local and ":" not in r.local else ""),
-    ("Ipv6{local}CidrIp", lambda r: r.local if ":" in r.local else ""),
-)
+# Not command parameters: the rule's id and direction are the command's; its description is
+# restored only where the API takes one.
+_NOT_PARAMETERS = ("SecurityGroupRuleId", "Direction", "Description")
 
 
 def _permission(rule: Rule, *, with_description: bool) -> list[str]:
-    side, local = _PEER_SIDE[rule.direction], _LOCAL_SIDE[rule.direction]
     args: list[str] = []
-    for name, value_of in FIELDS:
-        if value := value_of(rule):
-            args += [f"--Permissions.1.{name.format(peer=side, local=local)}", value]
+    for name, value in ecs_rules.rule_to_api(rule).items():
+        if name in _NOT_PARAMETERS or value == "":
+            continue
+        # the API reference spells the policy lowercase (accept | drop); the cloud answers it capitalised
+        args += [f"--Permissions.1.{name}", value.lower() if name == "Policy" else value]
     if with_description and rule.description:
         args += ["--Permissions.1.Description", rule.description]
     return args
@@ -124,3 +82,8 @@ def restore(kind: ChangeKind, region: str, group: str, live: Rule | None, baseli
         args = ["--SecurityGroupRuleId", live.rule_id, "--Description", baseline.description]
         return [_command("modify", live.direction, region, group, args)]
     return [revoke(region, group, live), authorize(region, group, baseline)]
+
+
+def of(finding: Finding) -> list[str]:
+    """The commands that put ``finding``'s rule back the way the baseline has it (see :func:`restore`)."""
+    return restore(finding.kind, finding.region, finding.security_group_id, finding.live, finding.baseline)
