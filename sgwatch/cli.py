@@ -384,7 +384,9 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
     built = build(loaded.config)
     _write(
         f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s), "
-        f"{len(built.channels)} notification channel(s)\n",
+        f"{len(built.channels)} notification channel(s)"
+        + (f", change events on {built.events_listen}" if built.events_listen else "")
+        + "\n",
         None,
     )
 
