@@ -457,6 +457,8 @@ class Daemon:
                     running=str(getattr(old, key)),
                     configured=str(getattr(new, key)),
                 )
+        if (new.events.listen, new.events.token) != (old.events.listen, old.events.token):
+            log.warning("events.listen or events.token changed: takes effect at the next restart", reason=why)
         self.telemetry.reloaded(ok=True)
         log.info(
             "reloaded",

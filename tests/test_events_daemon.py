@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import structlog
 
 from sgwatch.daemon import Daemon, RunOptions
 from sgwatch.emulator import Emulator
@@ -103,6 +104,24 @@ def test_the_handler_is_injectable(tmp_path: Path) -> None:
         assert post(url, cloudevent(record(), account_uid=UID))[2]["ignored"] == 1
         assert post(url, cloudevent(record(), account_uid="7777777777777777"))[2]["accepted"] == 1
     finally:
+        daemon.events_server.stop()
+        daemon.state.close()
+
+
+def test_a_reload_that_changes_the_token_says_it_takes_effect_at_restart(tmp_path: Path) -> None:
+    cfg = tmp_path / "sgwatch.yaml"
+    text = f"baseline: {DEMO / 'baseline'}\nlisten: 127.0.0.1:0\nstate: {tmp_path / 's.sqlite'}\n"
+    cfg.write_text(text + f"events:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n")
+    daemon = Daemon(RunOptions(config_path=cfg))
+    try:
+        cfg.write_text(text + f"events:\n  listen: 127.0.0.1:0\n  token: {TOKEN}-rotated\n")
+        with structlog.testing.capture_logs() as logs:
+            daemon.reload("test")
+        warned = [e for e in logs if e["event"].startswith("events.listen or events.token changed")]
+        assert warned and warned[0]["log_level"] == "warning"
+        assert TOKEN not in repr(logs)
+    finally:
+        assert daemon.events_server is not None
         daemon.events_server.stop()
         daemon.state.close()
 

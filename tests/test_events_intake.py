@@ -145,12 +145,23 @@ def test_reads_failures_other_calls_and_path_ignores_are_ignored() -> None:
             push(record("DescribeSecurityGroups", eventRW="Read")),
             push(record("DeleteDisk")),
             push(record(errorCode="Forbidden.RAM")),
+            # another product's call of the same name: its InstanceId is no ECS instance
+            push(record("ModifyInstanceAttribute", serviceName="R-kvstore", parameters={"InstanceId": "r-bp1x"})),
             Ignored("ce-9", "the event's source is not acs.actiontrail"),
         ],
         via="push",
     )
-    assert taken.to_dict() == {"accepted": 0, "ignored": 4, "duplicate": 0, "rejected": 0}
+    assert taken.to_dict() == {"accepted": 0, "ignored": 5, "duplicate": 0, "rejected": 0}
     assert handler.calls == []
+
+
+def test_vpc_calls_are_read() -> None:
+    door, handler = intake({"prod": UID})
+    rec = record(
+        "AssociateEipAddress", serviceName="Vpc", parameters={"InstanceId": "i-bp1abc", "AllocationId": "eip-1"}
+    )
+    assert door.take([push(rec)], via="push").accepted == 1
+    assert handler.events[0].event.targets.instance_ids == ("i-bp1abc",)
 
 
 def test_malformed_records_are_rejected_one_by_one_with_a_line_quoting_nothing() -> None:

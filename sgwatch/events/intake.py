@@ -30,6 +30,9 @@ Via = Literal["push", "pull"]
 # Event ids remembered: EventBridge retries within hours and the pull path runs ~10 minutes behind;
 # 100,000 ids (~15 MB) are days of a busy account's security-group writes.
 REMEMBER = 100_000
+# The services whose calls sgwatch reads (ActionTrail's serviceName, compared in lower case): other
+# products have calls of the same name (ModifyInstanceAttribute of a database, ...).
+SERVICES = frozenset({"ecs", "vpc"})
 _LOG_SECONDS = 60.0
 
 
@@ -128,7 +131,7 @@ class Intake:
         ignored = rejected = duplicate = 0
         problem = ""
         for i, item in enumerate(items):
-            if isinstance(item, Ignored):
+            if isinstance(item, Ignored) or _other_service(item.record):
                 ignored += 1
                 continue
             try:
@@ -194,6 +197,12 @@ class Intake:
                 account_uid=event.account_uid if event.account_uid.isdigit() else "(not a UID)",
                 hint="give the account's uid: in the config, or check the EventBridge rule's accounts",
             )
+
+
+def _other_service(record: object) -> bool:
+    """Whether the record names a service other than ECS and VPC (a record naming none is read)."""
+    service = record.get("serviceName") if isinstance(record, Mapping) else None
+    return isinstance(service, str) and bool(service) and service.lower() not in SERVICES
 
 
 def owner(event: ChangeEvent, named: str | None, accounts: Mapping[str, str]) -> str | None:
