@@ -115,6 +115,27 @@ def test_a_missing_or_wrong_token_is_401_and_nothing_is_read(listener: Listener,
     assert listener.answers == {"401": 2}
 
 
+def test_a_non_ascii_token_is_compared_as_the_bytes_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    token = "jeton-très-secret-0123456789"
+    server = EventsServer("127.0.0.1:0", token, Intake(Recorder(), lambda: {"prod": UID}))
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/events"
+        head = "POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nAuthorization: Bearer "
+        body = json.dumps(cloudevent(record())).encode()
+        for sent, expected in ((token.encode("utf-8"), 202), (token.encode("latin-1"), 401)):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+                s.sendall(head.format(len(body)).encode() + sent + b"\r\nConnection: close\r\n\r\n" + body)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            assert int(data.split(b" ", 2)[1]) == expected, (url, data[:100])
+    finally:
+        server.stop()
+
+
 def test_other_schemes_are_401(listener: Listener) -> None:
     status, _, _ = post(listener.url, cloudevent(record()), token=None, headers={"Authorization": f"Basic {TOKEN}"})
     assert status == 401

@@ -157,8 +157,9 @@ class Gate:
 
     def authorized(self, header: str) -> bool:
         scheme, _, credential = header.partition(" ")
-        # compare_digest on bytes of the same kind whatever was sent: no early exit on a prefix
-        presented = credential.strip().encode("utf-8", "surrogateescape")
+        # Header text is the bytes as sent, decoded latin-1 (waitress, WSGI): encoded back, they are
+        # what the sender sent, compared in constant time with the token's UTF-8.
+        presented = credential.strip().encode("latin-1", "replace")
         return scheme.lower() == "bearer" and hmac.compare_digest(presented, self.token)
 
 
