@@ -83,6 +83,7 @@ _SAYS: Final = {
     501: "that transfer encoding is not supported",
     503: "the events listener is answering as many requests as it takes; retry",
 }
+_CHALLENGE: Final = ("WWW-Authenticate", 'Bearer realm="sgwatch events"')
 
 
 def _json(payload: Mapping[str, Any]) -> bytes:
@@ -103,7 +104,7 @@ class Refusal(WaitressError):  # type: ignore[misc]
         if self.retry_after is not None:
             headers.append(("Retry-After", str(self.retry_after)))
         if self.code == 401:
-            headers.append(("WWW-Authenticate", 'Bearer realm="sgwatch events"'))
+            headers.append(_CHALLENGE)
         return f"{self.code} {self.reason}", headers, _json({"error": _SAYS.get(self.code, self.reason.lower())})
 
 
@@ -201,11 +202,10 @@ class EventsServer(HttpServer):
         token: str,
         intake: Intake,
         *,
-        counts: EventCounts | None = None,
         limiter: SourceLimiter | None = None,
         limits: Limits = LIMITS,
     ) -> None:
-        self.counts = counts if counts is not None else intake.counts
+        self.counts = intake.counts  # one place for what was received and how it was answered
         self.gate = Gate(token.encode("utf-8"), limiter if limiter is not None else SourceLimiter())
         super().__init__(listen, app(intake, self.gate, self.counts), limits=limits, name="sgwatch-events")
         for listener in self._listeners:
@@ -245,15 +245,14 @@ def app(intake: Intake, gate: Gate, counts: EventCounts) -> Callable[[dict[str, 
             return answer(start_response, 405, {"error": f"{PATH} answers POST"}, ("Allow", "POST"))
         # The gate checked the token; checked again here so the app is never reached without it.
         if not gate.authorized(environ.get("HTTP_AUTHORIZATION", "")):
-            return answer(
-                start_response, 401, {"error": _SAYS[401]}, ("WWW-Authenticate", 'Bearer realm="sgwatch events"')
-            )
+            return answer(start_response, 401, {"error": _SAYS[401]}, _CHALLENGE)
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY:
-            return answer(start_response, 413 if length > MAX_BODY else 400, {"error": "bad Content-Length"})
+            code = 413 if length > MAX_BODY else 400
+            return answer(start_response, code, {"error": _SAYS[code] if code == 413 else "bad Content-Length"})
         body = environ["wsgi.input"].read(length)
         headers = {
             key[5:].lower().replace("_", "-"): str(value)
