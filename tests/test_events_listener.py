@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import pytest
 import structlog
 
 from sgwatch.events.intake import Accepted, Intake
-from sgwatch.events.listener import MAX_BODY, EventsServer, SourceLimiter
+from sgwatch.events.listener import LIMITS, MAX_BODY, EventsServer, SourceLimiter
 from tests.eventfixtures import TOKEN, UID, cloudevent, post, record
 
 
@@ -245,6 +248,40 @@ def test_a_source_over_its_rate_gets_429_with_retry_after(monkeypatch: pytest.Mo
         assert len(it.handler.events) == 2
     finally:
         it.server.stop()
+
+
+def test_concurrent_requests_are_bounded_and_the_overflow_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    release, inside = threading.Event(), threading.Semaphore(0)
+    busy = [0, 0]  # now, most at once
+
+    def slow(events: Sequence[Accepted], /) -> None:
+        busy[0] += 1
+        busy[1] = max(busy)
+        inside.release()
+        release.wait(10)
+        busy[0] -= 1
+
+    limits = replace(LIMITS, connections=2, overflow=1, workers=1)
+    server = EventsServer("127.0.0.1:0", TOKEN, Intake(slow, lambda: {"prod": UID}), limits=limits)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}/events"
+    results: list[int] = []
+    senders = [threading.Thread(target=lambda: results.append(post(url, cloudevent(record()))[0])) for _ in range(2)]
+    try:
+        for t in senders:
+            t.start()
+        assert inside.acquire(timeout=5)  # one request is in the handler, the other waits for the worker
+        time.sleep(0.3)
+        status, headers, answer = post(url, cloudevent(record()), timeout=5)  # a third connection: overflow
+        assert status == 503 and headers["retry-after"] == "1" and answer["error"]
+    finally:
+        release.set()
+        for t in senders:
+            t.join(10)
+        server.stop()
+    assert sorted(results) == [202, 202] and busy[1] == 1
 
 
 def test_the_limiter_keeps_a_bounded_number_of_sources() -> None:
