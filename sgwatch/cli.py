@@ -396,7 +396,9 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
     of_shard = f" in shard {sharding.shard} of {sharding.total_shards}" if sharding.total_shards > 1 else ""
     _write(
         f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s){of_shard}, "
-        f"{len(built.channels)} notification channel(s)\n",
+        f"{len(built.channels)} notification channel(s)"
+        + (f", change events on {built.events_listen}" if built.events_listen else "")
+        + "\n",
         None,
     )
 

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,8 @@ from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
 from sgwatch.errors import AuthError, InputError, SgwatchError
+from sgwatch.events.intake import Accepted, Handler, Intake
+from sgwatch.events.listener import EventsServer
 from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
@@ -114,6 +116,7 @@ class Built:
     channels: list[Any]  # sgwatch.alerting.AnyChannel; kept Any so offline commands skip that import
     checks: CheckSettings
     listen: ListenAddress
+    events_listen: ListenAddress | None = None  # POST /events (EventBridge), when events.listen is set
 
 
 def build(cfg: config_file.Config) -> Built:
@@ -127,7 +130,23 @@ def build(cfg: config_file.Config) -> Built:
 
         channels = parse_channels(cfg.notifications)
     check_state_path(cfg.state)
-    return Built(live, channels, cfg.checks.to_settings(), parse_listen(cfg.listen))
+    listen = parse_listen(cfg.listen)
+    return Built(live, channels, cfg.checks.to_settings(), listen, _events_listen(cfg, listen))
+
+
+def _events_listen(cfg: config_file.Config, listen: ListenAddress) -> ListenAddress | None:
+    """events.listen, refused if it is /metrics' own address (it must be apart: it may face EventBridge)."""
+    if cfg.events.listen is None:
+        return None
+    events = parse_listen(cfg.events.listen)
+    wildcard = {"", "0.0.0.0", "::"}
+    if (
+        events.port
+        and events.port == listen.port
+        and (events.host == listen.host or {events.host, listen.host} & wildcard)
+    ):
+        raise InputError(f"events.listen {events} overlaps listen {listen}: give the events listener a port of its own")
+    return events
 
 
 def check_state_path(path: Path) -> None:
@@ -185,6 +204,7 @@ class Daemon:
         *,
         clock: Clock = utcnow,
         scanner: Callable[[config_file.Config], Any] = live_snapshot,
+        event_handler: Handler | None = None,
     ) -> None:
         self.options = options
         self.clock = clock
@@ -215,6 +235,13 @@ class Daemon:
         self._alert_db: Any = None  # the notifier's own connection to the state file, opened once
         self._sent_before: Counter[tuple[str, str]] = Counter()  # by notifiers a reload replaced
         self.notifier = self._notifier(built.channels)
+        # Change events: accepted ones go to event_handler (the targeted re-read plugs in here).
+        self.learned_uids: dict[str, str] = {}  # account name -> UID learned at run time (STS)
+        self.event_handler: Handler = event_handler or self._log_events
+        self.intake = Intake(
+            lambda events: self.event_handler(events), self._event_accounts, counts=self.telemetry.events
+        )
+        self.events_server = self._events_server(cfg, built)
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self, cfg: config_file.Config, first: bool) -> None:
@@ -442,6 +469,8 @@ class Daemon:
                     running=str(getattr(old, key)),
                     configured=str(getattr(new, key)),
                 )
+        if (new.events.listen, new.events.token) != (old.events.listen, old.events.token):
+            log.warning("events.listen or events.token changed: takes effect at the next restart", reason=why)
         self.telemetry.reloaded(ok=True)
         log.info(
             "reloaded",
@@ -461,6 +490,30 @@ class Daemon:
             self.notifier = self._notifier(channels)
         if self.notifier is not None and self.scheduler.get_job("deliver") is None and self.scheduler.running:
             self.scheduler.add_job(self.deliver, IntervalTrigger(seconds=DELIVER_SECONDS), id="deliver")
+
+    # -- change events -----------------------------------------------------------------------------
+    def _events_server(self, cfg: config_file.Config, built: Built) -> EventsServer | None:
+        if built.events_listen is None or cfg.events.token is None:
+            return None
+        return EventsServer(built.events_listen, cfg.events.token.get_secret_value(), self.intake)
+
+    def _event_accounts(self) -> dict[str, str]:
+        """Each configured account's UID: the config's, else one learned at run time, else "" (unknown)."""
+        return {a.name: a.uid or self.learned_uids.get(a.name, "") for a in self.loaded.config.accounts}
+
+    def _log_events(self, events: Sequence[Accepted]) -> None:
+        """The handler until a targeted re-read is plugged in: the next full scan reads the change."""
+        for accepted in events:
+            e = accepted.event
+            log.info(
+                "change event",
+                event_id=e.event_id,
+                event_name=e.event_name,
+                account=accepted.account,
+                region=e.region,
+                security_group_ids=list(e.targets.security_group_ids),
+                via=accepted.via,
+            )
 
     # -- probes ----------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -496,15 +549,20 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._signal)
         self.server.start()
+        if self.events_server is not None:
+            self.events_server.start()
         self._schedule(self.loaded.config, first=True)
         log.info(
             "sgwatch started",
             listen=f"{self.loaded.config.listen}",
             port=self.server.port,
+            events_port=self.events_server.port if self.events_server is not None else None,
             interval=self.loaded.config.interval,
             baseline_groups=len(self.loaded.baseline.groups),
         )
         self.scheduler.start()  # blocks until a signal shuts the scheduler down
+        if self.events_server is not None:
+            self.events_server.stop()  # first: no event is taken while the daemon stops
         finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS)
         self.server.stop()
         if not finished:

@@ -209,6 +209,44 @@ class ScanSummary:
         )
 
 
+EVENT_RESULTS = ("accepted", "ignored", "rejected", "duplicate")
+# The answers of the events listener; others (431, 501, 500) are served as they occur.
+EVENT_HTTP_CODES = ("202", "400", "401", "404", "405", "413", "429", "503")
+
+
+@dataclass(slots=True)
+class EventCounts:
+    """Change events received (sgwatch.events.intake) and the events listener's answers."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    received: Counter[str] = field(default_factory=Counter)  # by EVENT_RESULTS
+    answers: Counter[str] = field(default_factory=Counter)  # HTTP status code
+
+    def add(self, result: str, n: int = 1) -> None:
+        if n:
+            with self.lock:
+                self.received[result] += n
+
+    def answered(self, code: int) -> None:
+        with self.lock:
+            self.answers[str(code)] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            received = CounterMetricFamily(
+                "sgwatch_events_received", "Change events received, by result", labels=["result"]
+            )
+            for result in EVENT_RESULTS:  # every result from the start, so increase() sees the first one
+                received.add_metric([result], self.received[result])
+            yield received
+            answers = CounterMetricFamily(
+                "sgwatch_events_http_requests", "Requests to the events listener, by HTTP status", labels=["code"]
+            )
+            for code in sorted(set(EVENT_HTTP_CODES) | set(self.answers)):
+                answers.add_metric([code], self.answers[code])
+            yield answers
+
+
 @dataclass(slots=True)
 class Telemetry:
     """Everything the collector reads; the daemon updates it under ``lock``."""
@@ -231,6 +269,7 @@ class Telemetry:
     last_reload_ok: bool = True  # the start's load succeeded, or there would be no daemon
     api_latency: Histogram = field(default_factory=_api_latency)
     scan_duration: Histogram = field(default_factory=_scan_duration)
+    events: EventCounts = field(default_factory=EventCounts)
 
     def add_stats(self, stats: ScanStats) -> None:
         with self.lock:
@@ -267,6 +306,7 @@ class SgwatchCollector(Collector):
             yield from self._counters(t)
             yield from t.api_latency.collect()
             yield from t.scan_duration.collect()
+            yield from t.events.collect()
 
     def _process(self, t: Telemetry) -> Iterator[Metric]:
         info = GaugeMetricFamily("sgwatch_build_info", "sgwatch build information", labels=["version", "python"])

@@ -1,7 +1,8 @@
 """Every YAML example in the docs is loaded by the loader of what it shows.
 
 A block is a baseline file, a config file (or part of one: its top-level keys are config keys),
-or a Prometheus rule file; a block that is none of these fails, so a new example cannot go untested.
+a Prometheus rule file, or one Kubernetes object (validated against the manifests' Kubernetes
+version); a block that is none of these fails, so a new example cannot go untested.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def kind(doc: Any) -> str:
         return "prometheus-rules"
     if set(doc) <= set(config.Config.model_fields):
         return "config"
+    if {"apiVersion", "kind", "metadata"} <= set(doc):
+        return "kubernetes"
     return "unknown"
 
 
@@ -75,5 +78,13 @@ def test_a_documented_yaml_example_loads(tmp_path: Path, monkeypatch: pytest.Mon
         path.write_text(text, encoding="utf-8")
         result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+    elif what == "kubernetes":
+        from tests.test_packaging import K8S_VERSION
+
+        kubernetes_validate = pytest.importorskip("kubernetes_validate")
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata'].get('name')}: {exc.message} at {list(exc.path)}")
     else:
         pytest.fail(f"a YAML example no test knows how to load (top-level keys: {list(doc or [])})")
