@@ -18,8 +18,9 @@ from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, c
 from sgwatch.core.diff import ChangeKind, ListRef
 from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, RuleKey, ScanError
+from sgwatch.events.model import ChangedBy
 
-REPORT_VERSION = "3"
+REPORT_VERSION = "4"
 
 
 def rule_dict(rule: Rule | None) -> dict[str, Any] | None:
@@ -143,6 +144,9 @@ class Finding:
     message: str
     fields: tuple[str, ...] = ()
     lists: tuple[ListRef, ...] = ()
+    # The call that made the change (sgwatch.events.attribution); None when no event fits. Not
+    # part of the id: the same drift is one finding whoever is named for it.
+    changed_by: ChangedBy | None = None
 
     @property
     def interfaces(self) -> tuple[str, ...] | None:
@@ -179,6 +183,7 @@ class Finding:
             "message": self.message,
             "remedy": self.remedy(),
             "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
+            "changed_by": None if self.changed_by is None else self.changed_by.to_dict(),
         }
 
     def remedy(self) -> list[str]:
