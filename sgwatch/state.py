@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sgwatch.core.changed_by import Principal
 from sgwatch.core.findings import Report
 from sgwatch.core.reach import ExposedInterface
 from sgwatch.errors import InputError, SgwatchError
 from sgwatch.events.attribution import resources_of
-from sgwatch.events.model import ChangeEvent, Principal, Targets
+from sgwatch.events.model import ChangeEvent, Targets
 from sgwatch.timestamps import iso, parse_iso
 
 SCHEMA_VERSION = 1

@@ -14,11 +14,11 @@ from typing import Any, NamedTuple
 from sgwatch import timestamps
 from sgwatch.core import remedy
 from sgwatch.core.addresses import Family
+from sgwatch.core.changed_by import ChangedBy
 from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, cis_evidenced
 from sgwatch.core.diff import ChangeKind, ListRef
 from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, RuleKey, ScanError
-from sgwatch.events.model import ChangedBy
 
 REPORT_VERSION = "4"
 

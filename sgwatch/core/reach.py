@@ -18,12 +18,12 @@ from datetime import date
 from typing import Any
 
 from sgwatch.core.addresses import Family
+from sgwatch.core.changed_by import ChangedBy
 from sgwatch.core.checks import RANK, CheckSettings, Severity
 from sgwatch.core.compare import grade_ports
 from sgwatch.core.findings import Exposure, Report
 from sgwatch.core.membership import Interface
 from sgwatch.core.model import AcceptedExposure, GroupKey
-from sgwatch.events.model import ChangedBy
 
 KIND = "interface_exposed"
 ALERTED: frozenset[Severity] = frozenset({"high", "critical"})

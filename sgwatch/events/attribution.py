@@ -27,12 +27,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
 
 from sgwatch import timestamps
+from sgwatch.core.changed_by import ChangedBy, Principal
 from sgwatch.core.diff import ListRef
 from sgwatch.core.findings import Finding, Report
 from sgwatch.core.model import Direction, PeerKind, Rule, RuleKey
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.core.reach import ExposedInterface
-from sgwatch.events.model import ChangedBy, ChangeEvent, Principal
+from sgwatch.events.model import ChangeEvent
 from sgwatch.sources.ecs_rules import rule_from_api
 
 WINDOW = timedelta(days=90)  # ActionTrail keeps events this long: nothing older can be looked up
@@ -393,7 +394,7 @@ def _carried(changed_by: ChangedBy | None, touched: bool, known: Known | None) -
     # A finding no kept event bears on any more (they were pruned) keeps the attribution it had;
     # one whose events now say otherwise (an ambiguity) does not.
     if changed_by is None and not touched and known is not None:
-        return changed_by_from_dict(known.data.get("changed_by"))
+        return ChangedBy.from_dict(known.data.get("changed_by"))
     return changed_by
 
 
@@ -455,44 +456,13 @@ def attribute_facts(
 # -- the JSON form back, and the short text every renderer and channel shows ----------------------
 
 
-def changed_by_from_dict(data: object) -> ChangedBy | None:
-    """A stored ``changed_by`` (``ChangedBy.to_dict``) back; None for anything else."""
-    if not isinstance(data, Mapping):
-        return None
-    principal = data.get("principal")
-    if not isinstance(principal, Mapping):
-        return None
-
-    def text(m: Mapping[str, Any], key: str) -> str:
-        value = m.get(key)
-        return value if isinstance(value, str) else ""
-
-    try:
-        moment = timestamps.parse_iso(text(data, "event_time"))
-    except ValueError:
-        return None
-    return ChangedBy(
-        principal=Principal(
-            type=text(principal, "type"),
-            name=text(principal, "name"),
-            account_id=text(principal, "account_id"),
-            access_key_id=text(principal, "access_key_id"),
-        ),
-        source_ip=text(data, "source_ip"),
-        user_agent=text(data, "user_agent"),
-        event_time=moment,
-        event_name=text(data, "event_name"),
-        event_id=text(data, "event_id"),
-    )
-
-
 def who(changed_by: Mapping[str, Any] | ChangedBy) -> str:
     """``by alice from 203.0.113.7``: the short form for a table cell or a chat line.
 
     Plain, unescaped text: each renderer passes it through its own inert function. Takes the
     JSON form too (what alerts carry); an unreadable one reads as nobody ("").
     """
-    cb = changed_by if isinstance(changed_by, ChangedBy) else changed_by_from_dict(changed_by)
+    cb = changed_by if isinstance(changed_by, ChangedBy) else ChangedBy.from_dict(changed_by)
     if cb is None:
         return ""
     where = f" from {cb.source_ip}" if cb.source_ip else ""
@@ -503,7 +473,7 @@ def detail(changed_by: Mapping[str, Any] | ChangedBy) -> str:
     """Who, from where, when, how: ``by alice (ram-user, account 1234) from 203.0.113.7 at
     2026-12-01T10:00:00Z: AuthorizeSecurityGroup, key LTAI****abcd, agent aliyun-cli/3 (event …)``.
     Plain, unescaped text, as :func:`who`."""
-    cb = changed_by if isinstance(changed_by, ChangedBy) else changed_by_from_dict(changed_by)
+    cb = changed_by if isinstance(changed_by, ChangedBy) else ChangedBy.from_dict(changed_by)
     if cb is None:
         return ""
     p = cb.principal
