@@ -255,18 +255,6 @@ def _parts(f: Finding) -> list[Part]:
     return []
 
 
-def _names(event: ChangeEvent, resources: tuple[str, ...]) -> bool:
-    t = event.targets
-    return any(
-        r in t.security_group_ids
-        or r in t.prefix_list_ids
-        or r in t.port_range_list_ids
-        or r in t.network_interface_ids
-        or r in t.instance_ids
-        for r in resources
-    )
-
-
 # -- the decision ---------------------------------------------------------------------------------
 
 
@@ -286,11 +274,27 @@ def _decide(
     return candidates[-1], True
 
 
+Index = Mapping[ResourceKey, Sequence[ChangeEvent]]
+
+
+def _index(events: Iterable[AccountEvent]) -> Index:
+    """Events by each (account, region, resource) they name: a finding looks up only its own."""
+    out: dict[ResourceKey, list[ChangeEvent]] = {}
+    seen: set[tuple[str, str]] = set()
+    for account, e in events:
+        if (account, e.event_id) in seen:
+            continue
+        seen.add((account, e.event_id))
+        for rid in dict.fromkeys(resources_of(e)):
+            out.setdefault((account, e.region, rid), []).append(e)
+    return out
+
+
 def _match(
     account: str,
     region: str,
     parts: Sequence[Part],
-    events: Sequence[AccountEvent],
+    index: Index,
     found_at: datetime,
     window: timedelta,
 ) -> tuple[ChangedBy | None, bool]:
@@ -298,13 +302,11 @@ def _match(
     chosen: list[ChangeEvent] = []
     touched = False
     for named, effect_of in parts:
+        # The account's events in the region that name one of the part's resources, once each.
+        near = {e.event_id: e for rid in named for e in index.get((account, region, rid), ())}
         effects: list[tuple[ChangeEvent, Effect]] = []
-        for owner, event in events:
-            if owner != account or event.region != region or not since <= event.event_time <= until:
-                continue
-            if not _names(event, named):
-                continue
-            if (effect := effect_of(event)) is not None:
+        for event in near.values():
+            if since <= event.event_time <= until and (effect := effect_of(event)) is not None:
                 effects.append((event, effect))
         cause, bore = _decide(effects)
         touched = touched or bore
@@ -422,12 +424,12 @@ def attribute_report(
     known = known or {}
     keys = {(f.account, f.region, f.security_group_id) for f in report.findings}
     keys |= {(f.account, f.region, ref.id) for f in report.findings for ref in f.lists}
-    pool = query(keys, *_span(at, known, window))
+    index = _index(query(keys, *_span(at, known, window)))
     for f in report.findings:
         fid = f.id
         life = known.get(fid)
         found = life.first_seen if life is not None else at
-        changed_by, touched = _match(f.account, f.region, _parts(f), pool, found, window)
+        changed_by, touched = _match(f.account, f.region, _parts(f), index, found, window)
         f.changed_by = _carried(changed_by, touched, life)
 
 
@@ -443,12 +445,12 @@ def attribute_facts(
         return []
     known = known or {}
     keys = {(x.account, x.region, rid) for x in facts for rid in _fact_part(x)[0]}
-    pool = query(keys, *_span(at, known, window))
+    index = _index(query(keys, *_span(at, known, window)))
     out = []
     for fact in facts:
         life = known.get(fact.id)
         found = life.first_seen if life is not None else at
-        changed_by, touched = _match(fact.account, fact.region, [_fact_part(fact)], pool, found, window)
+        changed_by, touched = _match(fact.account, fact.region, [_fact_part(fact)], index, found, window)
         out.append(dataclasses.replace(fact, changed_by=_carried(changed_by, touched, life)))
     return out
 
