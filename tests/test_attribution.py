@@ -632,3 +632,13 @@ def test_the_matching_itself_keeps_to_the_findings_account_region_and_group() ->
     rep = report((), (SSH_WORLD,))
     attribution.attribute_report(rep, lambda keys, since, until: others)
     assert rep.findings[0].changed_by is None
+
+
+def test_a_stored_changed_by_reads_back_and_anything_else_is_nobody() -> None:
+    from sgwatch.core.changed_by import ChangedBy
+
+    cb = event("AuthorizeSecurityGroup", SSH_PARAMS).changed_by()
+    assert ChangedBy.from_dict(json.loads(json.dumps(cb.to_dict()))) == cb
+    for bad in (None, "alice", {}, {"principal": "alice"}, {**cb.to_dict(), "event_time": "yesterday"}):
+        assert ChangedBy.from_dict(bad) is None
+    assert attribution.who({"principal": "x"}) == "" and attribution.detail({}) == ""
