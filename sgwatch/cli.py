@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from sgwatch.core.checks import CATALOGUE, CIS_BENCHMARK, CIS_RECOMMENDATIONS, R
 from sgwatch.core.findings import Report
 from sgwatch.core.model import GroupKey, ScanError, Snapshot
 from sgwatch.errors import EXIT_DRIFT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, SgwatchError
+from sgwatch.events import attribution
+from sgwatch.events.model import ChangeEvent
 from sgwatch.listen import listen_flag
 from sgwatch.render import json as json_render
 from sgwatch.render import junit, markdown, sarif, table
@@ -159,6 +161,39 @@ def _live_scan(regions: tuple[str, ...], endpoint: str | None, cfg: config.Confi
         return live.scan(settings, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
+# LookupEvents for one account and region over [start, end]: the events of that account.
+Lookup = Callable[[str, str, datetime, datetime], list[ChangeEvent]]
+
+
+def actiontrail_lookup(cfg: config.Config, endpoint: str | None) -> Lookup:
+    """The ActionTrail LookupEvents client for ``report --actiontrail``."""
+    raise SgwatchError("--actiontrail: this sgwatch has no ActionTrail client (sgwatch.sources.actiontrail)")
+
+
+def _snapshot_time(folder: Path) -> datetime:
+    """When a snapshot was read: its newest file's modification time (a saved snapshot is not rewritten)."""
+    times = [p.stat().st_mtime for p in folder.rglob("*.json") if p.is_file()]
+    return datetime.fromtimestamp(max(times), UTC) if times else utcnow()
+
+
+def attribute_from_actiontrail(report: Report, lookup: Lookup, read_at: datetime, now: datetime) -> None:
+    """``changed_by`` from the events LookupEvents has for the findings' accounts and regions.
+
+    A lookup that fails leaves that region's findings unattributed (null), said on stderr."""
+    span = attribution.lookup_window(read_at, now)
+    if span is None:
+        click.echo("sgwatch: warning: --actiontrail: the state is older than ActionTrail keeps events", err=True)
+        return
+    events: list[tuple[str, ChangeEvent]] = []
+    for account, region in sorted({(f.account, f.region) for f in report.findings}):
+        try:
+            events += [(account, e) for e in lookup(account, region, *span)]
+        except SgwatchError as exc:
+            line = f"sgwatch: warning: --actiontrail: {account} {region}: {exc}; its findings are not attributed"
+            click.echo(visible(logs.scrub(line)), err=True)
+    attribution.attribute_report(report, attribution.query_of(events), at=read_at)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sgwatch")
 def cli() -> None:
@@ -214,6 +249,11 @@ _endpoint_opt = click.option(
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@click.option(
+    "--actiontrail",
+    is_flag=True,
+    help="Name who made each change (changed_by) from ActionTrail LookupEvents (the last 90 days).",
+)
 @_region_opt
 @_endpoint_opt
 @_config_opt
@@ -223,6 +263,7 @@ def report(
     fmt: str,
     output: Path | None,
     fail_on: str,
+    actiontrail: bool,
     regions: tuple[str, ...],
     endpoint: str | None,
     config_path: Path | None,
@@ -240,6 +281,9 @@ def report(
             else _live_snapshot(regions, endpoint, cfg)
         )
         result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
+    if actiontrail:
+        read_at = _snapshot_time(snapshot_dir) if snapshot_dir else result.generated_at
+        attribute_from_actiontrail(result, actiontrail_lookup(cfg, endpoint), read_at, utcnow())
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     ctx = RenderContext(color, path, tuple(live.groups), fail_on, to_terminal=output is None)
     _write(_render(result, fmt, ctx), output)

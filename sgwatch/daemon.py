@@ -42,6 +42,7 @@ from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
 from sgwatch.errors import AuthError, InputError, SgwatchError
+from sgwatch.events import attribution
 from sgwatch.events.intake import Accepted, Handler, Intake
 from sgwatch.events.listener import EventsServer
 from sgwatch.listen import ListenAddress, parse_listen
@@ -301,6 +302,8 @@ class Daemon:
         now = self.clock()
         result = "complete" if report.complete else "incomplete"
         before = self.state.open_findings()
+        # Who made each change, from the events kept, before the findings are recorded and alerted.
+        attribution.attribute_report(report, self.state.change_events, before)
         lives = self.state.record(report, now, scope, ScanRecord(scan_id, started, duration, result))
         exposed = self._record_exposed(report, now)
         for f in report.findings:
@@ -359,6 +362,7 @@ class Daemon:
         """Membership drift: interfaces reachable at high or critical, against the last scans, not the baseline."""
         before = self.state.open_exposed()
         facts = reach.exposed_interfaces(report, self.loaded.config.checks.to_settings(), self.loaded.baseline.accepted)
+        facts = attribution.attribute_facts(facts, self.state.change_events, report.generated_at, before)
         lives = self.state.record_exposed(facts, reach.judged_regions(report), now)
         for fact in facts:
             if fact.id not in before:

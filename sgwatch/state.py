@@ -18,9 +18,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sgwatch.core.changed_by import Principal
 from sgwatch.core.findings import Report
 from sgwatch.core.reach import ExposedInterface
 from sgwatch.errors import InputError, SgwatchError
+from sgwatch.events.attribution import resources_of
+from sgwatch.events.model import ChangeEvent, Targets
 from sgwatch.timestamps import iso, parse_iso
 
 SCHEMA_VERSION = 1
@@ -68,7 +71,27 @@ CREATE TABLE IF NOT EXISTS exposed_interfaces (  -- added within schema 1: older
     resolved_at TEXT,
     data TEXT NOT NULL                 -- the fact's JSON form (sgwatch.core.reach)
 );
+CREATE TABLE IF NOT EXISTS change_events (  -- added within schema 1: older sgwatch ignores it
+    event_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,             -- the configured account's name the event belongs to
+    region TEXT NOT NULL,
+    event_ts REAL NOT NULL,            -- eventTime as Unix seconds: ISO text with and without fractions misorders
+    data TEXT NOT NULL                 -- the ChangeEvent's JSON form
+);
+CREATE INDEX IF NOT EXISTS change_events_time ON change_events (event_ts);
+CREATE TABLE IF NOT EXISTS change_event_targets (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    resource_id TEXT NOT NULL,         -- a group, list, interface or instance the event names
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (account, region, resource_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS change_event_targets_event ON change_event_targets (event_id);
 """
+# Change events are kept this long (ActionTrail's own retention) and at most this many: a
+# finding found minutes after its event is still attributed, and a flood cannot grow the file.
+EVENTS_MAX_AGE = timedelta(days=90)
+EVENTS_MAX_COUNT = 200_000
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -343,3 +366,101 @@ class State:
         if row is None:
             return None
         return parse_iso(row[0]) + timedelta(seconds=row[1])
+
+    # -- change events -----------------------------------------------------------------------
+    def record_events(self, account: str, events: Iterable[ChangeEvent], now: datetime) -> int:
+        """Keep ``events`` of the configured account ``account`` for attribution; returns how
+        many were new (an event id already kept is not stored twice). Prunes what is older than
+        ``EVENTS_MAX_AGE`` before ``now`` and the oldest past ``EVENTS_MAX_COUNT``."""
+        added = 0
+        with self._tx() as db:
+            for e in events:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO change_events VALUES (?, ?, ?, ?, ?)",
+                    (e.event_id, account, e.region, e.event_time.timestamp(), _json(_event_dict(e))),
+                )
+                if cur.rowcount:
+                    added += 1
+                    db.executemany(
+                        "INSERT OR IGNORE INTO change_event_targets VALUES (?, ?, ?, ?)",
+                        [(account, e.region, rid, e.event_id) for rid in resources_of(e)],
+                    )
+            self._prune_events(db, now)
+        return added
+
+    @staticmethod
+    def _prune_events(db: sqlite3.Connection, now: datetime) -> None:
+        gone = [
+            r[0]
+            for r in db.execute(
+                "SELECT event_id FROM change_events WHERE event_ts < ? UNION "
+                "SELECT event_id FROM (SELECT event_id FROM change_events ORDER BY event_ts DESC LIMIT -1 OFFSET ?)",
+                ((now - EVENTS_MAX_AGE).timestamp(), EVENTS_MAX_COUNT),
+            ).fetchall()
+        ]
+        db.executemany("DELETE FROM change_events WHERE event_id = ?", [(g,) for g in gone])
+        db.executemany("DELETE FROM change_event_targets WHERE event_id = ?", [(g,) for g in gone])
+
+    def change_events(
+        self, resources: Collection[tuple[str, str, str]], since: datetime, until: datetime
+    ) -> list[tuple[str, ChangeEvent]]:
+        """(account, event) for the kept events naming any of ``resources`` ((account, region,
+        resource id): a group, list, interface or instance) with ``since <= event_time <= until``."""
+        if not resources:
+            return []
+        with self._lock:
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (account TEXT, region TEXT, resource_id TEXT)")
+            self.db.execute("DELETE FROM wanted")
+            self.db.executemany("INSERT INTO wanted VALUES (?, ?, ?)", list(resources))
+            rows = self.db.execute(
+                """SELECT DISTINCT e.account, e.data FROM wanted w
+                   JOIN change_event_targets t USING (account, region, resource_id)
+                   JOIN change_events e ON e.event_id = t.event_id
+                   WHERE e.event_ts >= ? AND e.event_ts <= ?""",
+                (since.timestamp(), until.timestamp()),
+            ).fetchall()
+            self.db.execute("DELETE FROM wanted")
+        return [(account, _event_from_dict(json.loads(data))) for account, data in rows]
+
+
+def _event_dict(e: ChangeEvent) -> dict[str, Any]:
+    t = e.targets
+    return {
+        "event_id": e.event_id,
+        "event_name": e.event_name,
+        "event_time": iso(e.event_time),
+        "account_uid": e.account_uid,
+        "region": e.region,
+        "principal": {
+            "type": e.principal.type,
+            "name": e.principal.name,
+            "account_id": e.principal.account_id,
+            "access_key_id": e.principal.access_key_id,
+        },
+        "source_ip": e.source_ip,
+        "user_agent": e.user_agent,
+        "targets": {
+            "security_group_ids": list(t.security_group_ids),
+            "network_interface_ids": list(t.network_interface_ids),
+            "instance_ids": list(t.instance_ids),
+            "prefix_list_ids": list(t.prefix_list_ids),
+            "port_range_list_ids": list(t.port_range_list_ids),
+        },
+        "request": dict(e.request),
+    }
+
+
+def _event_from_dict(d: dict[str, Any]) -> ChangeEvent:
+    p, t = d["principal"], d["targets"]
+    return ChangeEvent(
+        event_id=d["event_id"],
+        event_name=d["event_name"],
+        event_time=parse_iso(d["event_time"]),
+        account_uid=d["account_uid"],
+        region=d["region"],
+        principal=Principal(p["type"], p["name"], p["account_id"], p["access_key_id"]),
+        source_ip=d["source_ip"],
+        user_agent=d["user_agent"],
+        targets=Targets(**{k: tuple(v) for k, v in t.items()}),
+        request=d["request"],
+    )

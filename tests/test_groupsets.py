@@ -167,7 +167,7 @@ def test_the_report_with_membership_validates_against_the_schema() -> None:
     for members in (interfaces, [], None):
         document = json.loads(json_render.render(run([app, guard], [app, group("sg-guard")], members)))
         jsonschema.validate(document, SCHEMA)
-        assert document["version"] == "3"
+        assert document["version"] == "4"
 
 
 # The oracle, extended to sets: the merged evaluation of the groups on an interface equals the

@@ -33,6 +33,7 @@ from pydantic import (
 from sgwatch import validation
 from sgwatch.alerting.escape import alertmanager_text, clean, markdown_text, plain_text, slack_text
 from sgwatch.alerting.message import (
+    CHANGED_BY_LIMIT,
     DESCRIPTION_LIMIT,
     FIELD_LIMIT,
     MESSAGE_LIMIT,
@@ -278,6 +279,10 @@ class AlertmanagerChannel(ChannelBase):
             },
             "startsAt": iso(start),
         }
+        if v.changed_by:
+            # Annotations, not labels: labels group and dedup alerts, and who is named may change.
+            alert["annotations"]["changed_by"] = alertmanager_text(v.changed_by, FIELD_LIMIT)
+            alert["annotations"]["changed_by_detail"] = alertmanager_text(v.changed_by_detail, CHANGED_BY_LIMIT)
         if v.event == "resolved":
             alert["endsAt"] = iso(parse_iso(f.get("resolved_at"), parse_iso(event["at"], now)))
         elif v.event == "test":
@@ -299,7 +304,7 @@ class AlertmanagerChannel(ChannelBase):
 
 def _am_description(event: Event) -> str:
     v = view(event)
-    parts = []
+    parts = [f"changed {v.changed_by_detail}"] if v.changed_by_detail else []
     for label, rule, desc in v.rules:
         parts.append(f"{label}: {rule}" + (f' (description "{clean(desc, DESCRIPTION_LIMIT)}")' if desc else ""))
     parts += [f"new exposure: {e}" for e in v.exposures[:5]]

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypedDict
 
 from sgwatch import timestamps
 from sgwatch.alerting.escape import clean
+from sgwatch.events import attribution
 
 EventKind = Literal["new", "reminder", "severity_changed", "resolved", "test"]
 
@@ -101,6 +102,9 @@ class View:
     message: str
     first_seen: str
     resolved_at: str
+    # Who made the change: "by alice from 203.0.113.7", and the whole of it; "" when nobody is known.
+    changed_by: str = ""
+    changed_by_detail: str = ""
 
     @property
     def headline(self) -> str:
@@ -137,6 +141,8 @@ def view(event: Event) -> View:
         message=str(f.get("message") or ""),
         first_seen=str(f.get("first_seen") or ""),
         resolved_at=str(f.get("resolved_at") or ""),
+        changed_by=attribution.who(f.get("changed_by") or {}),
+        changed_by_detail=attribution.detail(f.get("changed_by") or {}),
     )
 
 
@@ -164,6 +170,7 @@ class TextFormat:
 DESCRIPTION_LIMIT = 200
 MESSAGE_LIMIT = 300
 FIELD_LIMIT = 128
+CHANGED_BY_LIMIT = 400  # who, from where, when, the call, the masked key and a user agent
 
 
 def render_item(v: View, fmt: TextFormat) -> str:
@@ -179,6 +186,8 @@ def render_item(v: View, fmt: TextFormat) -> str:
     if v.event == "test":
         lines.append(f"{fmt.bullet}{e(v.message, MESSAGE_LIMIT)}")
         return fmt.newline.join(lines)
+    if v.changed_by_detail:
+        lines.append(f"{fmt.bullet}changed {e(v.changed_by_detail, CHANGED_BY_LIMIT)}")
     if v.event == "severity_changed" and v.previous_severity:
         lines.append(f"{fmt.bullet}severity: {e(v.previous_severity, 16)} → {e(v.severity, 16)}")
     for label, rule, desc in v.rules:

@@ -13,12 +13,13 @@ from typing import Any, NamedTuple
 
 from sgwatch import timestamps
 from sgwatch.core.addresses import Family
+from sgwatch.core.changed_by import ChangedBy
 from sgwatch.core.checks import RANK, SEVERITIES, CisRecommendation, Severity, cis_evidenced
 from sgwatch.core.diff import ChangeKind, ListRef
 from sgwatch.core.membership import Membership
 from sgwatch.core.model import NO_PORTS, Direction, Rule, RuleKey, ScanError
 
-REPORT_VERSION = "3"
+REPORT_VERSION = "4"
 
 
 def rule_dict(rule: Rule | None) -> dict[str, Any] | None:
@@ -142,6 +143,9 @@ class Finding:
     message: str
     fields: tuple[str, ...] = ()
     lists: tuple[ListRef, ...] = ()
+    # The call that made the change (sgwatch.events.attribution); None when no event fits. Not
+    # part of the id: the same drift is one finding whoever is named for it.
+    changed_by: ChangedBy | None = None
 
     @property
     def interfaces(self) -> tuple[str, ...] | None:
@@ -177,6 +181,7 @@ class Finding:
             "checks": list(self.checks),
             "message": self.message,
             "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
+            "changed_by": None if self.changed_by is None else self.changed_by.to_dict(),
         }
 
     def cis(self) -> list[CisRecommendation]:

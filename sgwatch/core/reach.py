@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any
 
 from sgwatch.core.addresses import Family
+from sgwatch.core.changed_by import ChangedBy
 from sgwatch.core.checks import RANK, CheckSettings, Severity
 from sgwatch.core.compare import grade_ports
 from sgwatch.core.findings import Exposure, Report
@@ -45,6 +46,9 @@ class ExposedInterface:
     to_port: int
     scope: str
     severity: Severity
+    # The Join, Leave, ENI, instance or EIP call that exposed it (sgwatch.events.attribution);
+    # not part of the id.
+    changed_by: ChangedBy | None = None
 
     @property
     def id(self) -> str:
@@ -95,6 +99,7 @@ class ExposedInterface:
             "to_port": self.to_port,
             "scope": self.scope,
             "message": self.describe(),
+            "changed_by": None if self.changed_by is None else self.changed_by.to_dict(),
         }
 
 

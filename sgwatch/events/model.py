@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from sgwatch import timestamps
+# Who made a call is the finding's value too, so the core owns it; named here as well, for the
+# code that reads change events.
+from sgwatch.core.changed_by import ChangedBy, Principal
+
+__all__ = ["EVENT_TOUCHES", "ChangeEvent", "ChangedBy", "Principal", "Targets", "Touches"]
 
 # What a write call can change, by ActionTrail's eventName (the API's name): the targeted re-read
 # reads what the kind names, the attribution matches findings of that kind.
@@ -49,16 +53,6 @@ EVENT_TOUCHES: Mapping[str, Touches] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """``userIdentity``: who made the call."""
-
-    type: str  # root-account, ram-user, assumed-role, ...
-    name: str  # the user name, or the role and session of an assumed role
-    account_id: str  # the account of the identity (not always the resource's account)
-    access_key_id: str  # already masked (``logs.mask_access_key_id``); "" when the record has none
-
-
-@dataclass(frozen=True, slots=True)
 class Targets:
     """The resources a call names; the re-read reads exactly these."""
 
@@ -78,33 +72,6 @@ class Targets:
                 self.port_range_list_ids,
             )
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ChangedBy:
-    """A finding's attribution: the event whose change it is. Serialised as ``changed_by``."""
-
-    principal: Principal
-    source_ip: str
-    user_agent: str
-    event_time: datetime
-    event_name: str
-    event_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "principal": {
-                "type": self.principal.type,
-                "name": self.principal.name,
-                "account_id": self.principal.account_id,
-                "access_key_id": self.principal.access_key_id,
-            },
-            "source_ip": self.source_ip,
-            "user_agent": self.user_agent,
-            "event_time": timestamps.iso(self.event_time),
-            "event_name": self.event_name,
-            "event_id": self.event_id,
-        }
 
 
 @dataclass(frozen=True, slots=True)

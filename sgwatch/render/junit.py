@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from sgwatch.core.checks import RANK
 from sgwatch.core.findings import Finding, Report, describe_rule
 from sgwatch.core.model import GroupKey
+from sgwatch.events import attribution
 from sgwatch.render import remedy
 from sgwatch.render.inert import xml_text
 
@@ -27,6 +28,8 @@ def _failing(severity: str, fail_on: str) -> bool:
 
 def _detail(f: Finding) -> str:
     lines = [f"{f.severity} {f.kind}: {f.message}", f"checks: {', '.join(f.checks)}"]
+    if f.changed_by is not None:
+        lines.append(f"changed {attribution.detail(f.changed_by)}")
     if f.live is not None or f.baseline is not None:
         for label, rule in (("before", f.baseline), ("after", f.live)):
             shown = (

@@ -6,6 +6,7 @@ from collections import Counter
 
 from sgwatch.core.findings import Finding, Report, describe_rule
 from sgwatch.core.model import Rule
+from sgwatch.events import attribution
 from sgwatch.render import remedy
 from sgwatch.render.inert import markdown_cell
 
@@ -28,6 +29,8 @@ def _rule(rule: Rule | None) -> str:
 def _what_to_do(n: int, f: Finding) -> list[str]:
     head = f"{n}. **{f.severity}** {_code(f.region)} {_code(f.security_group_id)}: {markdown_cell(f.message)}"
     items = []
+    if f.changed_by is not None:
+        items.append(f"changed {markdown_cell(attribution.detail(f.changed_by))}")
     if f.live is not None or f.baseline is not None:
         items += [f"before: {_rule(f.baseline)}", f"after: {_rule(f.live)}"]
     if f.new_exposures:
@@ -63,8 +66,9 @@ def render(report: Report) -> str:
         lines += ["| | severity | kind | group | change | checks |", "|---|---|---|---|---|---|"]
         for f in report.findings[:MAX_ROWS]:
             group = f"{_code(f.region)} {_code(f.security_group_id)}"
+            by = f"<br>{markdown_cell(attribution.who(f.changed_by))}" if f.changed_by is not None else ""
             lines.append(
-                f"| {_ICON[f.severity]} | {f.severity} | {f.kind} | {group} | {markdown_cell(f.message)} | "
+                f"| {_ICON[f.severity]} | {f.severity} | {f.kind} | {group} | {markdown_cell(f.message)}{by} | "
                 f"{', '.join(f.checks)} |"
             )
         if len(report.findings) > MAX_ROWS:

@@ -19,7 +19,9 @@ from typing import Any
 from sgwatch import __version__
 from sgwatch.core.checks import BY_ID, CATALOGUE, CIS_BENCHMARK, RANK
 from sgwatch.core.findings import Finding, Report
+from sgwatch.events import attribution
 from sgwatch.render import remedy
+from sgwatch.render.inert import visible
 from sgwatch.sources import identifiers
 
 SARIF_VERSION = "2.1.0"
@@ -84,7 +86,11 @@ def _result(f: Finding, baseline: Path | None) -> dict[str, Any]:
     if (path := baseline_file(baseline, f.account, f.region)) is not None:
         location["physicalLocation"] = {"artifactLocation": {"uri": _uri(path)}}
     commands = remedy.of(f)
-    text = f.message + "".join(f"\nfix: {c}" for c in commands) + f"\nor, {remedy.ACCEPT_HINT}"
+    text = f.message
+    if f.changed_by is not None:
+        # A viewer shows the message as text: the caller's user agent is shown with its escapes.
+        text += f"\nchanged {visible(attribution.detail(f.changed_by))}"
+    text += "".join(f"\nfix: {c}" for c in commands) + f"\nor, {remedy.ACCEPT_HINT}"
     result: dict[str, Any] = {
         "ruleId": check,
         "level": LEVEL[f.severity],
@@ -98,6 +104,7 @@ def _result(f: Finding, baseline: Path | None) -> dict[str, Any]:
             "new_exposures": [e.describe() for e in f.new_exposures],
             "remedy": commands,
             "cis": [f"{CIS_BENCHMARK} {r.id}: {r.title}" for r in f.cis()],
+            "changed_by": None if f.changed_by is None else f.changed_by.to_dict(),
         },
     }
     if check in _INDEX:

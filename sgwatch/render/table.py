@@ -24,6 +24,7 @@ from rich.text import Text
 from sgwatch.core.checks import RANK
 from sgwatch.core.findings import Finding, PostureResult, Report, describe_rule
 from sgwatch.core.model import Rule
+from sgwatch.events import attribution
 from sgwatch.render import remedy
 from sgwatch.render.inert import rich_text, visible
 
@@ -107,10 +108,18 @@ def _findings_table(findings: list[Finding], width: int) -> Table:
             str(n),
             mark(f.severity),
             Text.assemble(rich_text(f.region), "\n", rich_text(f.security_group_id)),
-            rich_text(f.message),
+            _change(f),
             Text("\n".join(f.checks)),
         )
     return table
+
+
+def _change(f: Finding) -> Text:
+    text = rich_text(f.message)
+    if f.changed_by is not None:
+        text.append("\n")
+        text.append_text(rich_text(attribution.who(f.changed_by)))  # names and addresses are the caller's text
+    return text
 
 
 def _rule_text(rule: Rule | None) -> Text:
@@ -131,6 +140,8 @@ def _details(n: int, f: Finding, width: int) -> RenderableType:
     if f.live is not None or f.baseline is not None:
         grid.add_row("before", _rule_text(f.baseline))
         grid.add_row("after", _rule_text(f.live))
+    if f.changed_by is not None:
+        grid.add_row("changed", rich_text(attribution.detail(f.changed_by)))
     shown = f.new_exposures[:EXPOSURES_SHOWN]
     more = len(f.new_exposures) - len(shown)
     opens = "\n".join(e.describe() for e in shown) + (f"\n… and {more} more (see the JSON report)" if more else "")
