@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,17 @@ def test_rate_limit_per_region_is_respected(make_emulator: EmulatorFactory) -> N
         assert len(times) == 19 + 2 + len(prefix_lists_named(emu, region))  # 2: one page each of ENIs, instances
         rate = (len(times) - 1) / (times[-1] - times[0])
         assert rate < 25 * 1.5  # loosely: spacing is 40 ms, never a burst of 8 at once
+
+
+def test_regions_take_turns_instead_of_waiting_for_each_other(make_emulator: EmulatorFactory) -> None:
+    # One worker, three regions: while one region's next slot is not due, the others' calls go.
+    # (A worker that slept for its region's slot made the regions' calls come in long runs.)
+    emu = make_emulator(synthetic_groups=36, synthetic_regions=3)
+    raw = scan(settings_for(emu, requests_per_second=40, concurrency=1))
+    assert not raw.errors
+    regions = [c.region for c in sorted(emu.log, key=lambda c: c.t)]
+    runs = sum(a == b for a, b in pairwise(regions))
+    assert runs <= len(regions) // 4, regions
 
 
 def test_concurrency_is_bounded(make_emulator: EmulatorFactory) -> None:

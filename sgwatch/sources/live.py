@@ -21,8 +21,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -49,6 +48,7 @@ from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
 from sgwatch.sources import identifiers, interfaces, paging
+from sgwatch.sources.dispatch import Dispatcher
 from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live_settings import (
     AccessKeyCredentials,
@@ -57,7 +57,7 @@ from sgwatch.sources.live_settings import (
     LiveSettings,
     RamRoleArnCredentials,
 )
-from sgwatch.sources.ratelimit import DeadlinePassed, RateLimiters
+from sgwatch.sources.ratelimit import DeadlinePassed
 from sgwatch.sources.raw import Action, RawResponse, RawScan, classify
 
 log = structlog.get_logger()
@@ -148,12 +148,12 @@ class _Scanner:
         self.started = time.monotonic()
         self.deadline = self.started + settings.deadline_seconds
         self.raw = RawScan(account_uids={a.name: a.uid for a in settings.accounts if a.uid})
-        self.limiters = RateLimiters(settings.requests_per_second)
+        # which task runs when: each (account, region) at its own pace, never waiting for another's
+        self._dispatch = Dispatcher(settings.concurrency, settings.requests_per_second, deadline=self.deadline)
+        self.limiters = self._dispatch.limiters
         self.rng = random.Random()
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._outstanding = 0
-        self._stop = threading.Event()  # set on auth failure; wakes every backoff sleep
+        self._stop = threading.Event()  # set on auth failure (with the dispatcher's stop, which wakes the parked)
         self.auth_error: AuthError | None = None
         self._clients: dict[tuple[str, str], EcsClient] = {}
         self._credentials: dict[str, CredentialClient] = {}
@@ -162,17 +162,12 @@ class _Scanner:
         self._secrets = self._collect_secrets()
         self.groups_total = 0
         self.groups_done = 0
-        self._executor: ThreadPoolExecutor | None = None
 
     # -- orchestration ------------------------------------------------------------------------
     def run(self) -> RawScan:
-        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="sgwatch-scan") as executor:
-            self._executor = executor
-            for account in self.settings.accounts:
-                self._submit(self._start_account, account)
-            with self._idle:
-                while self._outstanding:
-                    self._idle.wait()
+        for account in self.settings.accounts:
+            self._submit(self._start_account, account)
+        self._dispatch.run()
         self.raw.stats.duration_seconds = time.monotonic() - self.started
         if self.auth_error is not None:
             raise self.auth_error
@@ -183,10 +178,9 @@ class _Scanner:
         return self.raw
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        assert self._executor is not None
-        with self._lock:
-            self._outstanding += 1
-        self._executor.submit(self._run_task, fn, *args)
+        """Queue ``fn(*args)``. A task whose arguments start (account, region) is queued under
+        that pair and handed out when the pair's next call slot is due."""
+        self._dispatch.submit(_pair_of(args), functools.partial(self._run_task, fn, *args))
 
     def _run_task(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -199,11 +193,6 @@ class _Scanner:
             account = args[0].name if args and isinstance(args[0], AccountSettings) else "?"
             region = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
             self._error(account, region, "InternalError", f"unexpected {type(exc).__name__} in the scanner")
-        finally:
-            with self._idle:
-                self._outstanding -= 1
-                if not self._outstanding:
-                    self._idle.notify_all()
 
     # -- tasks --------------------------------------------------------------------------------
     def _start_account(self, account: AccountSettings) -> None:
@@ -480,14 +469,15 @@ class _Scanner:
         """One call with retries. ``fatal_auth=False``: a permission refusal is this call's failure
         (an incomplete scan), not the end of the scan, for calls a RAM policy may not grant yet."""
         s = self.settings
-        limiter = self.limiters.get((account.name, region))
+        pair = (account.name, region)
         failures = 0
         throttles = 0
         while True:
             if self._stop.is_set():
                 raise _Aborted
             try:
-                self._sleep(limiter.reserve(self.deadline))
+                if not self._dispatch.slot(pair, self.deadline):
+                    raise _Aborted
             except DeadlinePassed:
                 raise _DeadlineExceeded from None
             remaining_ms = int((self.deadline - time.monotonic()) * 1000)
@@ -513,7 +503,7 @@ class _Scanner:
                         wait = retry_after / 1000
                         # the cloud said when this region's quota refills: hold back every caller
                         # of the region until then, not only this one
-                        limiter.penalize(wait)
+                        self._dispatch.penalize(pair, wait)
                     else:
                         wait = self._backoff(throttles)
                 elif _is_auth(code):
@@ -599,7 +589,8 @@ class _Scanner:
             return step / 2 + self.rng.uniform(0, step / 2)
 
     def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and self._stop.wait(seconds):
+        # parked, not asleep in a worker's place: other pairs' calls go on meanwhile
+        if seconds > 0 and not self._dispatch.park(seconds):
             raise _Aborted
 
     # -- auth: stop everything with one line ---------------------------------------------------
@@ -648,6 +639,7 @@ class _Scanner:
                 # The caller prints or logs the error itself; one line, not two.
                 log.debug("scan stopped: authentication failed", error=str(error))
         self._stop.set()
+        self._dispatch.stop()
         raise _Aborted
 
     def _key_hint(self, account: AccountSettings) -> str:
@@ -813,6 +805,14 @@ def _list_interfaces(client: EcsClient, region: str, token: str | None, runtime:
 def _list_instances(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
     request = ecs_models.DescribeInstancesRequest(region_id=region, max_results=INSTANCE_PAGE_SIZE, next_token=token)
     return client.describe_instances_with_options(request, runtime)
+
+
+def _pair_of(args: tuple[Any, ...]) -> Hashable | None:
+    """The (account, region) a task's calls go to, by the tasks' convention of starting their
+    arguments with them; None for a task that names no region (it runs as soon as a place is free)."""
+    if len(args) > 1 and isinstance(args[0], AccountSettings) and isinstance(args[1], str):
+        return (args[0].name, args[1])
+    return None
 
 
 def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> RawScan:
