@@ -180,6 +180,8 @@ def test_pairs_advance_side_by_side_and_finish_at_the_floor(
         assert times[0] <= late + 1e-9
         assert times == pytest.approx([times[0] + i / rate for i in range(calls)])
     assert log.peak <= concurrency
+    # a thread per pair at work and one minding what is due next, not a thread per queued task
+    assert dispatcher.peak_threads <= min(pairs, concurrency) + 1
 
 
 def test_without_a_limit_the_floor_is_calls_times_latency_over_concurrency() -> None:
@@ -191,7 +193,7 @@ def test_without_a_limit_the_floor_is_calls_times_latency_over_concurrency() -> 
     dispatcher.run()
     assert clock.error is None
     assert _finish(log, latency) == pytest.approx(math.ceil(120 / concurrency) * latency)
-    assert log.peak == concurrency
+    assert log.peak == concurrency and dispatcher.peak_threads <= concurrency + 1
 
 
 def test_a_throttled_pair_is_held_back_alone() -> None:
@@ -271,3 +273,27 @@ def test_a_slot_past_the_deadline_fails_at_once_and_stop_wakes_the_parked() -> N
     dispatcher.submit(None, lambda: (clock.sleep(1.0), dispatcher.stop()))
     dispatcher.run()
     assert woke == [(False, 1.0)]
+
+
+def test_a_place_given_up_by_a_parking_task_goes_to_one_ready_to_go_on() -> None:
+    clock, dispatcher, log = _setup(1, 0)  # one place only
+    a, c = ("acct", "a"), ("acct", "c")
+
+    def retried() -> None:  # call, back off 0.5 s, call again
+        assert dispatcher.slot(a, math.inf)
+        log.call(a, 0.05)
+        assert dispatcher.park(0.5)
+        assert dispatcher.slot(a, math.inf)
+        log.call(a, 0.05)
+
+    def slow_then_backing_off() -> None:  # holds the place until t=1.0, then waits 5 s
+        assert dispatcher.slot(c, math.inf)
+        log.call(c, 0.95)
+        assert dispatcher.park(5.0)
+
+    dispatcher.submit(a, retried)
+    dispatcher.submit(c, slow_then_backing_off)
+    dispatcher.run()
+    assert clock.error is None
+    # ready at 0.55 while the place is taken; it goes on the moment the place is given up
+    assert [t for t, pair in log.calls if pair == a] == pytest.approx([0.0, 1.0])

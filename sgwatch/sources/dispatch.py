@@ -104,6 +104,7 @@ class Dispatcher:
         self._resuming = 0  # parked threads waiting for a place: they go first
         self._threads = 0
         self._idle = 0
+        self._parked_threads = 0  # threads inside park(), holding no place
         self._max_threads = max_threads or 4 * concurrency + 8
         self._thread_name = thread_name
         self._stopped = False
@@ -154,7 +155,11 @@ class Dispatcher:
         """Wait ``seconds`` without holding a place; False when stopped meanwhile."""
         with self._lock:
             self._free += 1
-            self._wake()
+            self._parked_threads += 1
+            if self._resuming:
+                self._permit.notify()  # a parked task ready to go on takes the place first
+            else:
+                self._wake()
             until = self.clock.now() + seconds
             while not self._stopped and (now := self.clock.now()) < until:
                 self._parked.wait(until - now)
@@ -162,6 +167,7 @@ class Dispatcher:
             while self._free <= 0:
                 self._permit.wait()
             self._resuming -= 1
+            self._parked_threads -= 1
             self._free -= 1
             return not self._stopped
 
@@ -196,8 +202,11 @@ class Dispatcher:
         """Someone should look at the queues: an idle thread, else a new one if a place is free."""
         if not (self._loose or self._heap):
             return
+        running = self.concurrency - self._free
         if self._idle:
             self._work.notify()
+        elif self._threads - running - self._parked_threads > 0:
+            pass  # a thread just started or just finished a task: it looks at the queues next
         elif self._threads < self._max_threads and self._free > self._resuming:
             self._threads += 1
             self.peak_threads = max(self.peak_threads, self._threads)
