@@ -24,6 +24,7 @@ from sgwatch.core.model import Baseline
 from sgwatch.emulator import AccessKey, Emulator, EmulatorControl, Estate
 from sgwatch.emulator.estate import PortRangeList, PrefixList, SecurityGroup
 from sgwatch.errors import AuthError
+from sgwatch.sources import ecs_calls
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.live import LiveSettings, scan
 from sgwatch.sources.raw import RawScan
@@ -145,6 +146,26 @@ def test_malformed_body_is_an_error_for_that_group(make_emulator: EmulatorFactor
     assert [(e.security_group_id, e.code) for e in raw.errors] == [(victim, "MalformedResponse")]
     assert victim not in rules_by_group(raw) and len(rules_by_group(raw)) == 11
     assert emu.calls["DescribeSecurityGroupAttribute"] == 12  # a malformed 200 is not retried
+
+
+def test_a_wrong_shaped_rule_list_is_malformed_not_a_crash(
+    make_emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the SDK's models refused when they mapped a body, the plain-JSON path refuses too.
+    emu = make_emulator(synthetic_groups=4, synthetic_regions=1)
+    victim = sorted(emu.estate.regions("default")["cn-hangzhou"].groups)[1]
+    real = ecs_calls.call
+
+    def bent(client: Any, action: Any, query: Any, runtime: Any) -> Any:
+        body = real(client, action, query, runtime)
+        if query.get("SecurityGroupId") == victim:
+            body["Permissions"] = {"Permission": "tcp 22 from anywhere"}
+        return body
+
+    monkeypatch.setattr(ecs_calls, "call", bent)
+    raw = scan(settings_for(emu))
+    assert [(e.security_group_id, e.code) for e in raw.errors] == [(victim, "MalformedResponse")]
+    assert victim not in rules_by_group(raw) and len(rules_by_group(raw)) == 3
 
 
 def test_malformed_listing_fails_the_region(make_emulator: EmulatorFactory) -> None:

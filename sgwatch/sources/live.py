@@ -36,7 +36,6 @@ from alibabacloud_credentials.provider import (
     StaticAKCredentialsProvider,
     StaticSTSCredentialsProvider,
 )
-from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
@@ -47,7 +46,7 @@ from sgwatch import logs
 from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
-from sgwatch.sources import identifiers, interfaces, paging
+from sgwatch.sources import ecs_calls, identifiers, interfaces, paging
 from sgwatch.sources.dispatch import Dispatcher
 from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live_settings import (
@@ -226,9 +225,7 @@ class _Scanner:
                 account,
                 "",
                 "DescribeRegions",
-                lambda rt: client.describe_regions_with_options(
-                    ecs_models.DescribeRegionsRequest(accept_language="en-US"), rt
-                ),
+                functools.partial(ecs_calls.call, client, "DescribeRegions", {"AcceptLanguage": "en-US"}),
             )
         except _ApiFailure as failure:
             self._error(account.name, "", failure.code, f"DescribeRegions failed: {failure.message}")
@@ -253,15 +250,13 @@ class _Scanner:
         listing: _Listing,
     ) -> None:
         client = self._client(account, region)
-        request = ecs_models.DescribeSecurityGroupsRequest(
-            region_id=region, max_results=LIST_PAGE_SIZE, next_token=token
-        )
+        query: ecs_calls.Query = {"RegionId": region, "MaxResults": LIST_PAGE_SIZE, "NextToken": token}
         try:
             body = self._call(
                 account,
                 region,
                 "DescribeSecurityGroups",
-                lambda rt: client.describe_security_groups_with_options(request, rt),
+                functools.partial(ecs_calls.call, client, "DescribeSecurityGroups", query),
             )
         except _ApiFailure as failure:
             self._region_failed(account, region, failure.code, f"DescribeSecurityGroups failed: {failure.message}")
@@ -309,18 +304,11 @@ class _Scanner:
         token: str | None = None
         try:
             while True:
-                request = ecs_models.DescribeSecurityGroupAttributeRequest(
-                    region_id=region,
-                    security_group_id=gid,
-                    direction="all",
-                    max_results=RULE_PAGE_SIZE,
-                    next_token=token,
-                )
                 body = self._call(
                     account,
                     region,
                     "DescribeSecurityGroupAttribute",
-                    functools.partial(_read_attribute, client, request),
+                    functools.partial(_read_attribute, client, region, gid, token),
                 )
                 if body.get("SecurityGroupId") != gid:
                     shown = identifiers.shown(body.get("SecurityGroupId"))
@@ -381,11 +369,11 @@ class _Scanner:
         added = {"RegionId": region}
         invoke: Callable[[RuntimeOptions], Any]
         if action == "DescribePrefixListAttributes":
-            pl_request = ecs_models.DescribePrefixListAttributesRequest(region_id=region, prefix_list_id=list_id)
-            invoke = functools.partial(client.describe_prefix_list_attributes_with_options, pl_request)
+            query: ecs_calls.Query = {"RegionId": region, "PrefixListId": list_id}
+            invoke = functools.partial(ecs_calls.call, client, "DescribePrefixListAttributes", query)
         else:
-            prl_request = ecs_models.DescribePortRangeListEntriesRequest(region_id=region, port_range_list_id=list_id)
-            invoke = functools.partial(client.describe_port_range_list_entries_with_options, prl_request)
+            query = {"RegionId": region, "PortRangeListId": list_id}
+            invoke = functools.partial(ecs_calls.call, client, "DescribePortRangeListEntries", query)
             added["PortRangeListId"] = list_id
         try:
             body = self._call(account, region, action, invoke, fatal_auth=False)
@@ -466,7 +454,8 @@ class _Scanner:
         *,
         fatal_auth: bool = True,
     ) -> dict[str, Any]:
-        """One call with retries. ``fatal_auth=False``: a permission refusal is this call's failure
+        """One call with retries; ``invoke`` sends it and returns the parsed JSON body
+        (:func:`ecs_calls.call`). ``fatal_auth=False``: a permission refusal is this call's failure
         (an incomplete scan), not the end of the scan, for calls a RAM policy may not grant yet."""
         s = self.settings
         pair = (account.name, region)
@@ -537,16 +526,15 @@ class _Scanner:
                 failures += 1
                 wait = self._backoff(failures)
             except (AttributeError, TypeError, ValueError, KeyError):
-                # the SDK could not map a wrong-shaped 200 body onto its model
+                # the SDK could not read a 200 body (not JSON, or not what its reader expects)
                 self._count(action, "error")
                 raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape") from None
             else:
-                body = response.body
-                if body is None:
+                if not isinstance(response, dict):
                     self._count(action, "error")
                     raise _ApiFailure("MalformedResponse", f"{action} returned 200 without a usable body")
-                raw: dict[str, Any] = body.to_map()
-                if classify(raw) != action:
+                raw: dict[str, Any] = response
+                if classify(raw) != action or ecs_calls.shape_problem(action, raw):
                     self._count(action, "error")
                     raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape")
                 said = raw.get("RegionId")
@@ -793,18 +781,25 @@ def _credential_client(
     return CredentialClient()
 
 
-def _read_attribute(client: EcsClient, request: Any, runtime: RuntimeOptions) -> Any:
-    return client.describe_security_group_attribute_with_options(request, runtime)
+def _read_attribute(client: EcsClient, region: str, gid: str, token: str | None, runtime: RuntimeOptions) -> Any:
+    query: ecs_calls.Query = {
+        "RegionId": region,
+        "SecurityGroupId": gid,
+        "Direction": "all",
+        "MaxResults": RULE_PAGE_SIZE,
+        "NextToken": token,
+    }
+    return ecs_calls.call(client, "DescribeSecurityGroupAttribute", query, runtime)
 
 
 def _list_interfaces(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
-    request = ecs_models.DescribeNetworkInterfacesRequest(region_id=region, max_results=ENI_PAGE_SIZE, next_token=token)
-    return client.describe_network_interfaces_with_options(request, runtime)
+    query: ecs_calls.Query = {"RegionId": region, "MaxResults": ENI_PAGE_SIZE, "NextToken": token}
+    return ecs_calls.call(client, "DescribeNetworkInterfaces", query, runtime)
 
 
 def _list_instances(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
-    request = ecs_models.DescribeInstancesRequest(region_id=region, max_results=INSTANCE_PAGE_SIZE, next_token=token)
-    return client.describe_instances_with_options(request, runtime)
+    query: ecs_calls.Query = {"RegionId": region, "MaxResults": INSTANCE_PAGE_SIZE, "NextToken": token}
+    return ecs_calls.call(client, "DescribeInstances", query, runtime)
 
 
 def _pair_of(args: tuple[Any, ...]) -> Hashable | None:
