@@ -165,6 +165,7 @@ def test_a_wrong_shaped_rule_list_is_malformed_not_a_crash(
     monkeypatch.setattr(ecs_calls, "call", bent)
     raw = scan(settings_for(emu))
     assert [(e.security_group_id, e.code) for e in raw.errors] == [(victim, "MalformedResponse")]
+    assert "(Permissions.Permission is not a list)" in raw.errors[0].message
     assert victim not in rules_by_group(raw) and len(rules_by_group(raw)) == 3
 
 

@@ -534,9 +534,10 @@ class _Scanner:
                     self._count(action, "error")
                     raise _ApiFailure("MalformedResponse", f"{action} returned 200 without a usable body")
                 raw: dict[str, Any] = response
-                if classify(raw) != action or ecs_calls.shape_problem(action, raw):
+                problem = "not its answer" if classify(raw) != action else ecs_calls.shape_problem(action, raw)
+                if problem:
                     self._count(action, "error")
-                    raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape")
+                    raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape ({problem})")
                 said = raw.get("RegionId")
                 if region and said not in (None, "") and said != region:
                     # an answer is about the region asked, whatever its body says
