@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sgwatch.core.model import Baseline
 from sgwatch.emulator import AccessKey, Emulator, EmulatorControl, Estate
 from sgwatch.emulator.estate import PortRangeList, PrefixList, SecurityGroup
 from sgwatch.errors import AuthError
+from sgwatch.sources import ecs_calls
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.live import LiveSettings, scan
 from sgwatch.sources.raw import RawScan
@@ -146,6 +148,27 @@ def test_malformed_body_is_an_error_for_that_group(make_emulator: EmulatorFactor
     assert emu.calls["DescribeSecurityGroupAttribute"] == 12  # a malformed 200 is not retried
 
 
+def test_a_wrong_shaped_rule_list_is_malformed_not_a_crash(
+    make_emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the SDK's models refused when they mapped a body, the plain-JSON path refuses too.
+    emu = make_emulator(synthetic_groups=4, synthetic_regions=1)
+    victim = sorted(emu.estate.regions("default")["cn-hangzhou"].groups)[1]
+    real = ecs_calls.call
+
+    def bent(client: Any, action: Any, query: Any, runtime: Any) -> Any:
+        body = real(client, action, query, runtime)
+        if query.get("SecurityGroupId") == victim:
+            body["Permissions"] = {"Permission": "tcp 22 from anywhere"}
+        return body
+
+    monkeypatch.setattr(ecs_calls, "call", bent)
+    raw = scan(settings_for(emu))
+    assert [(e.security_group_id, e.code) for e in raw.errors] == [(victim, "MalformedResponse")]
+    assert "(Permissions.Permission is not a list)" in raw.errors[0].message
+    assert victim not in rules_by_group(raw) and len(rules_by_group(raw)) == 3
+
+
 def test_malformed_listing_fails_the_region(make_emulator: EmulatorFactory) -> None:
     emu = make_emulator(synthetic_groups=5, synthetic_regions=1, malformed_rate=1.0)
     raw = scan(settings_for(emu))
@@ -266,6 +289,17 @@ def test_rate_limit_per_region_is_respected(make_emulator: EmulatorFactory) -> N
         assert len(times) == 19 + 2 + len(prefix_lists_named(emu, region))  # 2: one page each of ENIs, instances
         rate = (len(times) - 1) / (times[-1] - times[0])
         assert rate < 25 * 1.5  # loosely: spacing is 40 ms, never a burst of 8 at once
+
+
+def test_regions_take_turns_instead_of_waiting_for_each_other(make_emulator: EmulatorFactory) -> None:
+    # One worker, three regions: while one region's next slot is not due, the others' calls go.
+    # (A worker that slept for its region's slot made the regions' calls come in long runs.)
+    emu = make_emulator(synthetic_groups=36, synthetic_regions=3)
+    raw = scan(settings_for(emu, requests_per_second=40, concurrency=1))
+    assert not raw.errors
+    regions = [c.region for c in sorted(emu.log, key=lambda c: c.t)]
+    runs = sum(a == b for a, b in pairwise(regions))
+    assert runs <= len(regions) // 4, regions
 
 
 def test_concurrency_is_bounded(make_emulator: EmulatorFactory) -> None:

@@ -2,8 +2,9 @@
 
 The SDK methods called in the code (``client.describe_security_group_attribute_with_options(...)``,
 ``..._async``) and the request models it builds (``DescribeSecurityGroupAttributeRequest``) map to
-RAM actions (``ecs:DescribeSecurityGroupAttribute``). The emulator is left out: it answers those
-APIs, it does not call them.
+RAM actions (``ecs:DescribeSecurityGroupAttribute``), and so do the actions named to the
+plain-JSON path (``ecs_calls.call(client, "DescribeSecurityGroupAttribute", ...)``). The emulator
+is left out: it answers those APIs, it does not call them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ EXPECTED = {
 # a leading dot, so private helpers such as `self._describe_regions` do not count.
 SDK_CALL = re.compile(r"\.(describe_[a-z0-9_]+?)(?:_with_options)?(?:_async)?\s*\(")
 REQUEST_MODEL = re.compile(r"\b(Describe[A-Z][A-Za-z0-9]*)Request\b")
+# `ecs_calls.call(client, "DescribeX", ...)` and `functools.partial(ecs_calls.call, client, "DescribeX", ...)`
+PLAIN_CALL = re.compile(r"\becs_calls\.call\b[(,]\s*client,\s*\"(Describe[A-Za-z0-9]+)\"")
 
 
 def action_of(method: str) -> str:
@@ -49,6 +52,7 @@ def called_actions() -> set[str]:
         text = path.read_text(encoding="utf-8")
         actions |= {"ecs:" + action_of(m) for m in SDK_CALL.findall(text)}
         actions |= {"ecs:" + m for m in REQUEST_MODEL.findall(text)}
+        actions |= {"ecs:" + m for m in PLAIN_CALL.findall(text)}
     return actions
 
 
@@ -77,6 +81,11 @@ def test_action_names() -> None:
         "DescribeSecurityGroupAttribute",
         "DescribeRegions",
     ]
+    plain = (
+        'ecs_calls.call(client, "DescribeInstances", query, runtime)\n'
+        'functools.partial(ecs_calls.call, client, "DescribeRegions", {"AcceptLanguage": "en-US"})\n'
+    )
+    assert PLAIN_CALL.findall(plain) == ["DescribeInstances", "DescribeRegions"]
 
 
 def test_policy_is_read_only_and_minimal() -> None:

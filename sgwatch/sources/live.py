@@ -21,8 +21,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -37,7 +36,6 @@ from alibabacloud_credentials.provider import (
     StaticAKCredentialsProvider,
     StaticSTSCredentialsProvider,
 )
-from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
@@ -48,7 +46,8 @@ from sgwatch import logs
 from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
-from sgwatch.sources import identifiers, interfaces, paging
+from sgwatch.sources import ecs_calls, identifiers, interfaces, paging
+from sgwatch.sources.dispatch import Dispatcher
 from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live_settings import (
     AccessKeyCredentials,
@@ -57,7 +56,7 @@ from sgwatch.sources.live_settings import (
     LiveSettings,
     RamRoleArnCredentials,
 )
-from sgwatch.sources.ratelimit import DeadlinePassed, RateLimiters
+from sgwatch.sources.ratelimit import DeadlinePassed
 from sgwatch.sources.raw import Action, RawResponse, RawScan, classify
 
 log = structlog.get_logger()
@@ -148,12 +147,12 @@ class _Scanner:
         self.started = time.monotonic()
         self.deadline = self.started + settings.deadline_seconds
         self.raw = RawScan(account_uids={a.name: a.uid for a in settings.accounts if a.uid})
-        self.limiters = RateLimiters(settings.requests_per_second)
+        # which task runs when: each (account, region) at its own pace, never waiting for another's
+        self._dispatch = Dispatcher(settings.concurrency, settings.requests_per_second, deadline=self.deadline)
+        self.limiters = self._dispatch.limiters
         self.rng = random.Random()
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._outstanding = 0
-        self._stop = threading.Event()  # set on auth failure; wakes every backoff sleep
+        self._stop = threading.Event()  # set on auth failure (with the dispatcher's stop, which wakes the parked)
         self.auth_error: AuthError | None = None
         self._clients: dict[tuple[str, str], EcsClient] = {}
         self._credentials: dict[str, CredentialClient] = {}
@@ -162,17 +161,12 @@ class _Scanner:
         self._secrets = self._collect_secrets()
         self.groups_total = 0
         self.groups_done = 0
-        self._executor: ThreadPoolExecutor | None = None
 
     # -- orchestration ------------------------------------------------------------------------
     def run(self) -> RawScan:
-        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="sgwatch-scan") as executor:
-            self._executor = executor
-            for account in self.settings.accounts:
-                self._submit(self._start_account, account)
-            with self._idle:
-                while self._outstanding:
-                    self._idle.wait()
+        for account in self.settings.accounts:
+            self._submit(self._start_account, account)
+        self._dispatch.run()
         self.raw.stats.duration_seconds = time.monotonic() - self.started
         if self.auth_error is not None:
             raise self.auth_error
@@ -183,10 +177,9 @@ class _Scanner:
         return self.raw
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        assert self._executor is not None
-        with self._lock:
-            self._outstanding += 1
-        self._executor.submit(self._run_task, fn, *args)
+        """Queue ``fn(*args)``. A task whose arguments start (account, region) is queued under
+        that pair and handed out when the pair's next call slot is due."""
+        self._dispatch.submit(_pair_of(args), functools.partial(self._run_task, fn, *args))
 
     def _run_task(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -199,11 +192,6 @@ class _Scanner:
             account = args[0].name if args and isinstance(args[0], AccountSettings) else "?"
             region = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
             self._error(account, region, "InternalError", f"unexpected {type(exc).__name__} in the scanner")
-        finally:
-            with self._idle:
-                self._outstanding -= 1
-                if not self._outstanding:
-                    self._idle.notify_all()
 
     # -- tasks --------------------------------------------------------------------------------
     def _start_account(self, account: AccountSettings) -> None:
@@ -237,9 +225,7 @@ class _Scanner:
                 account,
                 "",
                 "DescribeRegions",
-                lambda rt: client.describe_regions_with_options(
-                    ecs_models.DescribeRegionsRequest(accept_language="en-US"), rt
-                ),
+                functools.partial(ecs_calls.call, client, "DescribeRegions", {"AcceptLanguage": "en-US"}),
             )
         except _ApiFailure as failure:
             self._error(account.name, "", failure.code, f"DescribeRegions failed: {failure.message}")
@@ -264,15 +250,13 @@ class _Scanner:
         listing: _Listing,
     ) -> None:
         client = self._client(account, region)
-        request = ecs_models.DescribeSecurityGroupsRequest(
-            region_id=region, max_results=LIST_PAGE_SIZE, next_token=token
-        )
+        query: ecs_calls.Query = {"RegionId": region, "MaxResults": LIST_PAGE_SIZE, "NextToken": token}
         try:
             body = self._call(
                 account,
                 region,
                 "DescribeSecurityGroups",
-                lambda rt: client.describe_security_groups_with_options(request, rt),
+                functools.partial(ecs_calls.call, client, "DescribeSecurityGroups", query),
             )
         except _ApiFailure as failure:
             self._region_failed(account, region, failure.code, f"DescribeSecurityGroups failed: {failure.message}")
@@ -320,18 +304,11 @@ class _Scanner:
         token: str | None = None
         try:
             while True:
-                request = ecs_models.DescribeSecurityGroupAttributeRequest(
-                    region_id=region,
-                    security_group_id=gid,
-                    direction="all",
-                    max_results=RULE_PAGE_SIZE,
-                    next_token=token,
-                )
                 body = self._call(
                     account,
                     region,
                     "DescribeSecurityGroupAttribute",
-                    functools.partial(_read_attribute, client, request),
+                    functools.partial(_read_attribute, client, region, gid, token),
                 )
                 if body.get("SecurityGroupId") != gid:
                     shown = identifiers.shown(body.get("SecurityGroupId"))
@@ -392,11 +369,11 @@ class _Scanner:
         added = {"RegionId": region}
         invoke: Callable[[RuntimeOptions], Any]
         if action == "DescribePrefixListAttributes":
-            pl_request = ecs_models.DescribePrefixListAttributesRequest(region_id=region, prefix_list_id=list_id)
-            invoke = functools.partial(client.describe_prefix_list_attributes_with_options, pl_request)
+            query: ecs_calls.Query = {"RegionId": region, "PrefixListId": list_id}
+            invoke = functools.partial(ecs_calls.call, client, "DescribePrefixListAttributes", query)
         else:
-            prl_request = ecs_models.DescribePortRangeListEntriesRequest(region_id=region, port_range_list_id=list_id)
-            invoke = functools.partial(client.describe_port_range_list_entries_with_options, prl_request)
+            query = {"RegionId": region, "PortRangeListId": list_id}
+            invoke = functools.partial(ecs_calls.call, client, "DescribePortRangeListEntries", query)
             added["PortRangeListId"] = list_id
         try:
             body = self._call(account, region, action, invoke, fatal_auth=False)
@@ -477,17 +454,19 @@ class _Scanner:
         *,
         fatal_auth: bool = True,
     ) -> dict[str, Any]:
-        """One call with retries. ``fatal_auth=False``: a permission refusal is this call's failure
+        """One call with retries; ``invoke`` sends it and returns the parsed JSON body
+        (:func:`ecs_calls.call`). ``fatal_auth=False``: a permission refusal is this call's failure
         (an incomplete scan), not the end of the scan, for calls a RAM policy may not grant yet."""
         s = self.settings
-        limiter = self.limiters.get((account.name, region))
+        pair = (account.name, region)
         failures = 0
         throttles = 0
         while True:
             if self._stop.is_set():
                 raise _Aborted
             try:
-                self._sleep(limiter.reserve(self.deadline))
+                if not self._dispatch.slot(pair, self.deadline):
+                    raise _Aborted
             except DeadlinePassed:
                 raise _DeadlineExceeded from None
             remaining_ms = int((self.deadline - time.monotonic()) * 1000)
@@ -513,7 +492,7 @@ class _Scanner:
                         wait = retry_after / 1000
                         # the cloud said when this region's quota refills: hold back every caller
                         # of the region until then, not only this one
-                        limiter.penalize(wait)
+                        self._dispatch.penalize(pair, wait)
                     else:
                         wait = self._backoff(throttles)
                 elif _is_auth(code):
@@ -547,18 +526,18 @@ class _Scanner:
                 failures += 1
                 wait = self._backoff(failures)
             except (AttributeError, TypeError, ValueError, KeyError):
-                # the SDK could not map a wrong-shaped 200 body onto its model
+                # the SDK could not read a 200 body (not JSON, or not what its reader expects)
                 self._count(action, "error")
                 raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape") from None
             else:
-                body = response.body
-                if body is None:
+                if not isinstance(response, dict):
                     self._count(action, "error")
                     raise _ApiFailure("MalformedResponse", f"{action} returned 200 without a usable body")
-                raw: dict[str, Any] = body.to_map()
-                if classify(raw) != action:
+                raw: dict[str, Any] = response
+                problem = "not its answer" if classify(raw) != action else ecs_calls.shape_problem(action, raw)
+                if problem:
                     self._count(action, "error")
-                    raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape")
+                    raise _ApiFailure("MalformedResponse", f"{action} returned a body of the wrong shape ({problem})")
                 said = raw.get("RegionId")
                 if region and said not in (None, "") and said != region:
                     # an answer is about the region asked, whatever its body says
@@ -599,7 +578,8 @@ class _Scanner:
             return step / 2 + self.rng.uniform(0, step / 2)
 
     def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and self._stop.wait(seconds):
+        # parked, not asleep in a worker's place: other pairs' calls go on meanwhile
+        if seconds > 0 and not self._dispatch.park(seconds):
             raise _Aborted
 
     # -- auth: stop everything with one line ---------------------------------------------------
@@ -648,6 +628,7 @@ class _Scanner:
                 # The caller prints or logs the error itself; one line, not two.
                 log.debug("scan stopped: authentication failed", error=str(error))
         self._stop.set()
+        self._dispatch.stop()
         raise _Aborted
 
     def _key_hint(self, account: AccountSettings) -> str:
@@ -801,18 +782,33 @@ def _credential_client(
     return CredentialClient()
 
 
-def _read_attribute(client: EcsClient, request: Any, runtime: RuntimeOptions) -> Any:
-    return client.describe_security_group_attribute_with_options(request, runtime)
+def _read_attribute(client: EcsClient, region: str, gid: str, token: str | None, runtime: RuntimeOptions) -> Any:
+    query: ecs_calls.Query = {
+        "RegionId": region,
+        "SecurityGroupId": gid,
+        "Direction": "all",
+        "MaxResults": RULE_PAGE_SIZE,
+        "NextToken": token,
+    }
+    return ecs_calls.call(client, "DescribeSecurityGroupAttribute", query, runtime)
 
 
 def _list_interfaces(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
-    request = ecs_models.DescribeNetworkInterfacesRequest(region_id=region, max_results=ENI_PAGE_SIZE, next_token=token)
-    return client.describe_network_interfaces_with_options(request, runtime)
+    query: ecs_calls.Query = {"RegionId": region, "MaxResults": ENI_PAGE_SIZE, "NextToken": token}
+    return ecs_calls.call(client, "DescribeNetworkInterfaces", query, runtime)
 
 
 def _list_instances(client: EcsClient, region: str, token: str | None, runtime: RuntimeOptions) -> Any:
-    request = ecs_models.DescribeInstancesRequest(region_id=region, max_results=INSTANCE_PAGE_SIZE, next_token=token)
-    return client.describe_instances_with_options(request, runtime)
+    query: ecs_calls.Query = {"RegionId": region, "MaxResults": INSTANCE_PAGE_SIZE, "NextToken": token}
+    return ecs_calls.call(client, "DescribeInstances", query, runtime)
+
+
+def _pair_of(args: tuple[Any, ...]) -> Hashable | None:
+    """The (account, region) a task's calls go to, by the tasks' convention of starting their
+    arguments with them; None for a task that names no region (it runs as soon as a place is free)."""
+    if len(args) > 1 and isinstance(args[0], AccountSettings) and isinstance(args[1], str):
+        return (args[0].name, args[1])
+    return None
 
 
 def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> RawScan:

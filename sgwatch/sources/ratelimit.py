@@ -26,6 +26,11 @@ class RateLimiter:
         self._next = 0.0  # earliest time the next slot may start
         self.granted = 0
 
+    @property
+    def next_slot(self) -> float:
+        """The earliest time the next slot may start (in the past when one is free now)."""
+        return self._next
+
     def reserve(self, deadline: float = float("inf")) -> float:
         """Reserve the next slot and return how long the caller must wait for it."""
         with self._lock:
