@@ -30,6 +30,7 @@ from sgwatch.core.model import Baseline, Snapshot
 from sgwatch.emulator import AccessKey, Emulator, EmulatorControl, Estate
 from sgwatch.emulator.members import eni_entry, instance_entry
 from sgwatch.errors import InputError
+from sgwatch.render import json as json_render
 from sgwatch.render import markdown, table
 from sgwatch.sources import snapshot as snapshot_source
 from sgwatch.sources.live import scan
@@ -212,7 +213,7 @@ def test_a_refused_interface_listing_leaves_membership_unknown_and_the_report_co
     assert unknown.complete and known.complete
     assert [f.to_dict() for f in unknown.findings] == [f.to_dict() for f in known.findings]  # judged as today
     assert unknown.worst() == known.worst() and unknown.findings
-    document = json.loads(json.dumps(unknown.to_dict()))
+    document = json.loads(json_render.render(unknown))
     jsonschema.validate(document, SCHEMA)
     assert document["complete"] is True
     assert document["membership"][0] == {
@@ -224,7 +225,7 @@ def test_a_refused_interface_listing_leaves_membership_unknown_and_the_report_co
         "message": why.message,
         "permissions": ["ecs:DescribeNetworkInterfaces"],
     }
-    assert [m["known"] for m in json.loads(json.dumps(known.to_dict()))["membership"]] == [True, True]
+    assert [m["known"] for m in json.loads(json_render.render(known))["membership"]] == [True, True]
     terminal = table.render(unknown, width=400)
     assert (
         "membership unknown in default/cn-hangzhou, default/cn-shanghai (Forbidden.RAM): groups judged on paper; "

@@ -21,7 +21,7 @@ from alibabacloud_tea_openapi import utils_models as open_api_util_models
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.runtime import RuntimeOptions
 
-from sgwatch.sources.raw import Action
+from sgwatch.sources.raw import ENTRIES, Action
 
 API_VERSION = "2014-05-26"  # the version alibabacloud_ecs20140526 speaks
 
@@ -43,22 +43,11 @@ _PARAMS: dict[Action, open_api_util_models.Params] = {
     for action in get_args(Action)
 }
 
-# Where each answer keeps its entries: (object, list in it); None: the list is the body's own field.
-_ENTRIES: dict[Action, tuple[str | None, str]] = {
-    "DescribeRegions": ("Regions", "Region"),
-    "DescribeSecurityGroups": ("SecurityGroups", "SecurityGroup"),
-    "DescribeSecurityGroupAttribute": ("Permissions", "Permission"),
-    "DescribePrefixListAttributes": ("Entries", "Entry"),
-    "DescribePortRangeListEntries": (None, "Entries"),
-    "DescribeNetworkInterfaces": ("NetworkInterfaceSets", "NetworkInterfaceSet"),
-    "DescribeInstances": ("Instances", "Instance"),
-}
-
 
 def shape_problem(action: Action, body: dict[str, Any]) -> str | None:
     """What is wrong with the shape of ``action``'s entries in ``body``, or None: the container
     an object, its list a list, each entry an object (absent ones are an empty listing)."""
-    outer, inner = _ENTRIES[action]
+    outer, inner = ENTRIES[action]
     holder: Any = body
     if outer is not None:
         holder = body.get(outer)

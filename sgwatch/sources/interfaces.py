@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sgwatch.core.membership import Interface, Membership, MembershipUnknown
+from sgwatch.sources.raw import ENTRIES, Action
 
 ENI_PAGE_SIZE = 500  # DescribeNetworkInterfaces: MaxResults 10..500 (below 10 it answers 10 a page)
 INSTANCE_PAGE_SIZE = 100  # DescribeInstances: MaxResults 10..100
@@ -58,20 +59,21 @@ def _inner(body: Mapping[str, Any], outer: str, inner: str, where: str) -> list[
 
 
 # Where each listing keeps its entries, and the id every entry must have.
-_LISTINGS: dict[str, tuple[str, str, str, str]] = {
-    "DescribeNetworkInterfaces": (
-        "NetworkInterfaceSets",
-        "NetworkInterfaceSet",
-        "NetworkInterfaceId",
-        "network interface",
-    ),
-    "DescribeInstances": ("Instances", "Instance", "InstanceId", "instance"),
+_LISTINGS: dict[Action, tuple[str, str]] = {  # the id field of an entry, and what an entry is
+    "DescribeNetworkInterfaces": ("NetworkInterfaceId", "network interface"),
+    "DescribeInstances": ("InstanceId", "instance"),
 }
 
 
-def _entries(action: str, body: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any], str]]:
+def _where(action: Action) -> tuple[str, str]:
+    outer, inner = ENTRIES[action]
+    assert outer is not None  # both listings keep their entries in an object
+    return outer, inner
+
+
+def _entries(action: Action, body: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any], str]]:
     """(where, entry, id) for each entry of a listing page; InterfaceError names a bad one."""
-    outer, inner, id_field, what = _LISTINGS[action]
+    (outer, inner), (id_field, what) = _where(action), _LISTINGS[action]
     for n, entry in enumerate(_inner(body, outer, inner, outer)):
         where = f"{outer}.{inner}[{n}]"
         if not isinstance(entry, Mapping):
@@ -81,11 +83,11 @@ def _entries(action: str, body: Mapping[str, Any]) -> Iterable[tuple[str, Mappin
         yield where, entry, key
 
 
-def entry_count(action: str, body: Mapping[str, Any]) -> int:
+def entry_count(action: Action, body: Mapping[str, Any]) -> int:
     """How many entries a listing page holds, for the paging rule; a bad shape counts 0 (the
     parser of the kept pages names it)."""
     try:
-        return len(_inner(body, *_LISTINGS[action][:2], ""))
+        return len(_inner(body, *_where(action), ""))
     except InterfaceError:
         return 0
 

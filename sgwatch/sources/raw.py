@@ -68,6 +68,19 @@ class RawScan:
     account_uids: dict[str, str] = field(default_factory=dict)
 
 
+# Where each answer keeps its entries: (object, list in it); None: the list is the body's own
+# field. The one table of it: the call path's shape check, the listing parsers and the pager read it.
+ENTRIES: dict[Action, tuple[str | None, str]] = {
+    "DescribeRegions": ("Regions", "Region"),
+    "DescribeSecurityGroups": ("SecurityGroups", "SecurityGroup"),
+    "DescribeSecurityGroupAttribute": ("Permissions", "Permission"),
+    "DescribePrefixListAttributes": ("Entries", "Entry"),
+    "DescribePortRangeListEntries": (None, "Entries"),
+    "DescribeNetworkInterfaces": ("NetworkInterfaceSets", "NetworkInterfaceSet"),
+    "DescribeInstances": ("Instances", "Instance"),
+}
+
+
 def classify(body: dict[str, Any]) -> Action | None:
     """Tell which API produced a response body, from its shape."""
     if "Permissions" in body and "SecurityGroupId" in body:
