@@ -35,9 +35,11 @@ from sgwatch.listen import parse_listen
 from sgwatch.sources import identifiers
 from sgwatch.sources.live_settings import (
     ENDPOINT_ENV,
+    Accounts,
     AccountSettings,
     Endpoint,
     LiveSettings,
+    OrganizationSettings,
     RegionId,
     ScanTuning,
     unique_accounts,
@@ -150,7 +152,10 @@ class Config(_Strict):
     """Everything sgwatch reads from its config file (``sgwatch config schema`` prints the schema)."""
 
     baseline: Path | None = Field(default=None, description="baseline YAML file or folder")
-    accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
+    accounts: Accounts = Field(
+        default_factory=lambda: [AccountSettings()],
+        description="the accounts to scan, or {discover: resource_directory, role_name: ...} for every member",
+    )
     regions: list[RegionId] = Field(default_factory=list, description="regions to scan; empty: every region")
     endpoint: Endpoint | None = Field(default=None, description="ECS endpoint URL for every region (tests, VPC)")
     scan: ScanTuning = Field(default_factory=ScanTuning)
@@ -174,12 +179,19 @@ class Config(_Strict):
 
     @field_validator("accounts")
     @classmethod
-    def _unique_accounts(cls, v: list[AccountSettings]) -> list[AccountSettings]:
+    def _unique_accounts(
+        cls, v: list[AccountSettings] | OrganizationSettings
+    ) -> list[AccountSettings] | OrganizationSettings:
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one account, or {discover: resource_directory, role_name: ...}")
         unique_accounts(v)
         return v
 
     def account_uids(self) -> dict[str, str]:
-        """Account name -> UID, for the accounts whose ``uid:`` the config gives."""
+        """Account name -> UID, for the accounts whose ``uid:`` the config gives (a discovered
+        account's name is its UID)."""
+        if isinstance(self.accounts, OrganizationSettings):
+            return {}
         return {a.name: a.uid for a in self.accounts if a.uid}
 
     def live(self, regions: Sequence[str] = (), endpoint: str | None = None) -> LiveSettings:
@@ -188,8 +200,11 @@ class Config(_Strict):
             if (bad := identifiers.problem("region", region)) is not None:
                 raise InputError(f"--region: {bad}")
         try:
+            org = self.accounts if isinstance(self.accounts, OrganizationSettings) else None
+            listed = self.accounts if isinstance(self.accounts, list) else [AccountSettings()]
             return LiveSettings(
-                accounts=self.accounts,
+                accounts=listed,
+                organization=org,
                 regions=list(regions) or self.regions,
                 endpoint=endpoint or self.endpoint,
                 **self.scan.model_dump(),
