@@ -382,8 +382,14 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
     loaded = load(RunOptions(config_path, {"baseline": baseline_path} if baseline_path else {}))
     logs.register_secret(*config.secrets(loaded.config))
     built = build(loaded.config)
+    org = built.live.organization
+    accounts = (
+        f"every account of the resource directory (role {org.role_name})"
+        if org
+        else f"{len(built.live.accounts)} account(s)"
+    )
     _write(
-        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s), "
+        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {accounts}, "
         f"{len(built.channels)} notification channel(s)\n",
         None,
     )

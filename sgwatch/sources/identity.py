@@ -70,7 +70,10 @@ class RoleRefused(CredentialException):  # type: ignore[misc]
                 "let the role's trust policy trust the sgwatch identity (deploy/member-role-trust-policy.json) "
                 "and grant that identity sts:AssumeRole on the role (deploy/management-account-policy.json)"
             )
-        super().__init__(f"AssumeRole {role_arn} refused with {code}: {fix}")
+        super().__init__(f"AssumeRole {role_arn} refused with {code}: {fix}", code)
+
+    def __str__(self) -> str:
+        return str(self.message)
 
 
 def _timeout_ms(tuning: ScanTuning | None) -> tuple[int, int]:

@@ -15,7 +15,6 @@ scan stops with one line.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -224,7 +223,8 @@ class Directory:
             for entry in entries:
                 member = _member(entry)
                 members.setdefault(member.uid, member)
-            if not entries or len(entries) < PAGE_SIZE or number >= math.ceil(total / PAGE_SIZE):
+            # the server may cap the page below PAGE_SIZE: the count says when the listing is whole
+            if not entries or len(members) >= total:
                 break
         if len(members) < total:
             # a short listing would look like departed members: it is a failed read
