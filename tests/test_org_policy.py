@@ -20,7 +20,7 @@ DEPLOY = ROOT / "deploy"
 PRODUCT = {Path(identity.__file__): "sts", Path(organization.__file__): "resourcemanager"}
 # STS answers GetCallerIdentity to any caller: RAM has no permission for it
 NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
-SDK_CALL = re.compile(r"\.([a-z][a-z0-9_]*?)_with_options(?:_async)?\s*\(")
+SDK_CALL = re.compile(r"\.([a-z][a-z0-9_]*?)_with_options(?:_async)?\b")
 
 
 def called() -> set[str]:

@@ -49,7 +49,7 @@ STS_ENDPOINT = "sts.aliyuncs.com"
 MAX_RENEW_MARGIN_SECONDS = 15 * 60
 # ... and at most this share of the credentials' lifetime, so that short sessions are kept a while.
 RENEW_SHARE = 0.25
-ASSUME_ATTEMPTS = 3  # throttling, 5xx and connection failures; a refusal is never retried
+ATTEMPTS = 3  # of an STS or Resource Directory call: throttling, 5xx, connection failures; never a refusal
 # STS's answers when the role itself cannot be assumed: that account's problem, not the scan's.
 _ROLE_REFUSALS = ("NoPermission", "EntityNotExist.Role", "InvalidParameter.RoleArn", "InvalidParameter.ExternalId")
 _CACHE_SIZE = 4096
@@ -76,8 +76,45 @@ class RoleRefused(CredentialException):  # type: ignore[misc]
         return str(self.message)
 
 
-def _timeout_ms(tuning: ScanTuning | None) -> tuple[int, int]:
-    return (tuning.connect_timeout_ms, tuning.read_timeout_ms) if tuning else (5_000, 10_000)
+def timeouts_ms(tuning: ScanTuning | None) -> tuple[int, int]:
+    """(connect, read) timeouts of a call outside the scan's own: the scan's, else their defaults."""
+    t = tuning or ScanTuning()
+    return t.connect_timeout_ms, t.read_timeout_ms
+
+
+class CallFailed(Exception):
+    """An STS or Resource Directory call that did not answer: ``code`` is the API's, or ours."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def call(invoke: Callable[[RuntimeOptions], Any], tuning: ScanTuning | None = None) -> Any:
+    """One SDK call outside the scan (STS, Resource Directory), tried ``ATTEMPTS`` times on
+    throttling, 5xx and connection failures, never on a refusal. Raises :class:`CallFailed`."""
+    connect, read = timeouts_ms(tuning)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return invoke(RuntimeOptions(connect_timeout=connect, read_timeout=read))
+        except AlibabaCloudException as exc:
+            code = str(exc.code or "UnknownError")
+            retry = (exc.status_code or 0) >= 500 or code.startswith("Throttling")
+            if not retry or attempt == ATTEMPTS:
+                raise CallFailed(code, f"refused with {code}" if not retry else f"failed with {code}") from None
+        except UnretryableException as exc:
+            inner = exc.inner_exception
+            if isinstance(inner, CredentialException):  # the caller's own credentials (an assumed role)
+                detail = logs.scrub(str(inner).splitlines()[0] if str(inner) else type(inner).__name__)[:300]
+                raise CallFailed("CredentialsUnavailable", f"could not obtain credentials: {detail}") from None
+            if attempt == ATTEMPTS:
+                raise CallFailed("ConnectionError", f"could not reach the endpoint ({type(inner).__name__})") from None
+        except (AttributeError, TypeError, ValueError, KeyError):
+            # the SDK could not map a wrong-shaped 200 body onto its model
+            raise CallFailed("MalformedResponse", "answered a body of the wrong shape") from None
+        time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def sts_endpoint(url_or_host: str | None, region: str | None = None) -> tuple[str, str]:
@@ -90,7 +127,7 @@ def sts_endpoint(url_or_host: str | None, region: str | None = None) -> tuple[st
 
 
 def sts_client(source: CredentialClient, endpoint: tuple[str, str], tuning: ScanTuning | None = None) -> StsClient:
-    connect, read = _timeout_ms(tuning)
+    connect, read = timeouts_ms(tuning)
     config = open_api_models.Config(credential=source, connect_timeout=connect, read_timeout=read)
     config.endpoint, config.protocol = endpoint
     return StsClient(config)
@@ -117,7 +154,7 @@ class AssumedRole(ICredentialsProvider):  # type: ignore[misc]
         self.role_arn = creds.role_arn
         self._creds = creds
         self._client = sts_client(source, sts_endpoint(creds.sts_endpoint, creds.sts_region), tuning)
-        self._timeouts = _timeout_ms(tuning)
+        self._tuning = tuning
         self._clock = clock
         self._lock = threading.Lock()
         self._held: _Held | None = None
@@ -155,28 +192,14 @@ class AssumedRole(ICredentialsProvider):  # type: ignore[misc]
             duration_seconds=c.duration_seconds,
             external_id=c.external_id.get_secret_value() if c.external_id else None,
         )
-        connect, read = self._timeouts
-        for attempt in range(1, ASSUME_ATTEMPTS + 1):
-            try:
-                body = self._client.assume_role_with_options(
-                    request, RuntimeOptions(connect_timeout=connect, read_timeout=read)
-                ).body
-            except AlibabaCloudException as exc:
-                code = str(exc.code or "")
-                if code in _ROLE_REFUSALS or code.startswith("EntityNotExist"):
-                    raise RoleRefused(c.role_arn, code) from None
-                retry = (exc.status_code or 0) >= 500 or code.startswith("Throttling")
-                if not retry or attempt == ASSUME_ATTEMPTS:
-                    # the source identity itself refused, or STS kept failing: every account's problem
-                    raise CredentialException(f"AssumeRole {c.role_arn} failed with {code or 'an error'}") from None
-            except UnretryableException as exc:
-                if attempt == ASSUME_ATTEMPTS:
-                    kind = type(exc.inner_exception).__name__
-                    raise CredentialException(f"AssumeRole {c.role_arn}: could not reach STS ({kind})") from None
-            else:
-                return self._held_from(body, now)
-            time.sleep(0.2 * attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        try:
+            response = call(lambda rt: self._client.assume_role_with_options(request, rt), self._tuning)
+        except CallFailed as failed:
+            if failed.code in _ROLE_REFUSALS or failed.code.startswith("EntityNotExist"):
+                raise RoleRefused(c.role_arn, failed.code) from None
+            # the source identity itself refused, or STS kept failing: every account's problem
+            raise CredentialException(f"AssumeRole {c.role_arn}: {failed.message}") from None
+        return self._held_from(response.body, now)
 
     def _held_from(self, body: Any, now: float) -> _Held:
         got = getattr(body, "credentials", None)
@@ -285,19 +308,11 @@ def caller_uid(
     client = sts_client(
         credential_client(creds, tuning), sts_endpoint(sts_endpoint_url or role_endpoint, region), tuning
     )
-    connect, read = _timeout_ms(tuning)
     try:
-        body = client.get_caller_identity_with_options(RuntimeOptions(connect_timeout=connect, read_timeout=read)).body
-    except AlibabaCloudException as exc:
-        raise AuthError(
-            f"{where}sts:GetCallerIdentity refused with {exc.code}: check this account's credentials"
-        ) from None
-    except UnretryableException as exc:
-        inner = exc.inner_exception
-        if isinstance(inner, CredentialException):
-            detail = logs.scrub(str(inner).splitlines()[0] if str(inner) else type(inner).__name__)[:200]
-            raise AuthError(f"{where}could not obtain credentials: {detail}") from None
-        raise AuthError(f"{where}could not reach STS ({type(inner).__name__}) for GetCallerIdentity") from None
+        body = call(client.get_caller_identity_with_options, tuning).body
+    except CallFailed as failed:
+        fix = "" if failed.code == "CredentialsUnavailable" else ": check this account's credentials"
+        raise AuthError(f"{where}sts:GetCallerIdentity {failed.message}{fix}") from None
     uid = str(getattr(body, "account_id", "") or "")
     if not uid.isdigit() or not 5 <= len(uid) <= 20:
         raise AuthError(f"{where}sts:GetCallerIdentity answered without a usable AccountId")
@@ -306,10 +321,13 @@ def caller_uid(
 
 __all__ = [
     "AssumedRole",
+    "CallFailed",
     "RoleRefused",
     "assumed_role",
+    "call",
     "caller_uid",
     "credential_client",
     "sts_client",
     "sts_endpoint",
+    "timeouts_ms",
 ]

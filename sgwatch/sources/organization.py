@@ -27,9 +27,6 @@ import structlog
 from alibabacloud_resourcemanager20200331 import models as rm_models
 from alibabacloud_resourcemanager20200331.client import Client as ResourceManagerClient
 from alibabacloud_tea_openapi import models as open_api_models
-from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
-from darabonba.exceptions import UnretryableException
-from darabonba.runtime import RuntimeOptions
 
 from sgwatch.core.model import ScanError
 from sgwatch.errors import EXIT_INCOMPLETE, AuthError, SgwatchError
@@ -160,9 +157,7 @@ class Directory:
     # -- ListAccounts ----------------------------------------------------------------------------
     def _rm_client(self) -> ResourceManagerClient:
         if self._client is None:
-            connect, read = (
-                (self._tuning.connect_timeout_ms, self._tuning.read_timeout_ms) if self._tuning else (5_000, 10_000)
-            )
+            connect, read = identity.timeouts_ms(self._tuning)
             config = open_api_models.Config(
                 credential=identity.credential_client(self.org.credentials, self._tuning),
                 connect_timeout=connect,
@@ -175,36 +170,16 @@ class Directory:
 
     def _page(self, number: int) -> dict[str, Any]:
         client = self._rm_client()
-        connect, read = (
-            (self._tuning.connect_timeout_ms, self._tuning.read_timeout_ms) if self._tuning else (5_000, 10_000)
-        )
         request = rm_models.ListAccountsRequest(page_number=number, page_size=PAGE_SIZE)
-        for attempt in range(1, identity.ASSUME_ATTEMPTS + 1):
-            try:
-                response = client.list_accounts_with_options(
-                    request, RuntimeOptions(connect_timeout=connect, read_timeout=read)
-                )
-            except AlibabaCloudException as exc:
-                code = str(exc.code or "UnknownError")
-                if code.startswith(_IDENTITY_REFUSED) or code.startswith(_REFUSED):
-                    raise _Unreadable(code, f"refused with {code}") from None
-                retry = (exc.status_code or 0) >= 500 or code.startswith("Throttling")
-                if not retry or attempt == identity.ASSUME_ATTEMPTS:
-                    raise _Unreadable(code, f"failed with {code}") from None
-            except UnretryableException as exc:
-                if attempt == identity.ASSUME_ATTEMPTS:
-                    kind = type(exc.inner_exception).__name__
-                    raise _Unreadable("ConnectionError", f"could not reach Resource Directory ({kind})") from None
-            except (AttributeError, TypeError, ValueError, KeyError):
-                raise _Unreadable("MalformedResponse", "an answer of the wrong shape") from None
-            else:
-                body = response.body
-                if body is None:
-                    raise _Unreadable("MalformedResponse", "an answer without a body")
-                raw: dict[str, Any] = body.to_map()
-                return raw
-            time.sleep(0.2 * attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        try:
+            response = identity.call(lambda rt: client.list_accounts_with_options(request, rt), self._tuning)
+        except identity.CallFailed as failed:
+            raise _Unreadable(failed.code, failed.message) from None
+        body = response.body
+        if body is None:
+            raise _Unreadable("MalformedResponse", "an answer without a body")
+        raw: dict[str, Any] = body.to_map()
+        return raw
 
     def _list(self) -> tuple[list[Member], int]:
         members: dict[str, Member] = {}
