@@ -237,6 +237,49 @@ def test_an_expired_token_is_refused_and_renewed_before_expiry() -> None:
         emu.stop()
 
 
+def test_a_failed_renewal_keeps_the_session_until_it_ends() -> None:
+    now = [2_000_000.0]
+    emu = Emulator(synthetic_groups=0, keys={MGMT_ID: MGMT_SECRET})
+    emu.sts.clock = lambda: now[0]
+    arn = emu.sts.add_role(Role(account="1000000000000008", name=ROLE))
+    emu.start()
+    try:
+        creds = RamRoleArnCredentials(
+            role_arn=arn, sts_endpoint=emu.url, source=AccessKeyCredentials(id=MGMT_ID, secret=MGMT_SECRET)
+        )
+        role = AssumedRole(creds, credential_client(creds.source), clock=lambda: now[0])
+        first = role.get_credentials()
+        emu.sts.roles[arn.lower()].refuse = "NoPermission"  # the trust is withdrawn
+        now[0] += 3000  # past the renewal point (3600 - 900), before the end
+        assert role.get_credentials().get_access_key_id() == first.get_access_key_id()
+        now[0] += 700  # the session is over: the refusal is the answer now
+        with pytest.raises(identity.RoleRefused) as err:
+            role.get_credentials()
+        assert arn in str(err.value) and "NoPermission" in str(err.value)
+    finally:
+        emu.stop()
+
+
+def test_a_role_of_the_account_list_that_is_refused_fails_that_account_only(org: tuple[Emulator, list[str]]) -> None:
+    emu, uids = org
+    source = {"type": "access_key", "id": MGMT_ID, "secret": MGMT_SECRET}
+    accounts = [
+        {
+            "name": f"a{i}",
+            "credentials": {
+                "type": "ram_role_arn",
+                "role_arn": f"acs:ram::{uid}:role/{ROLE}",
+                "sts_endpoint": emu.url,
+                "source": source,
+            },
+        }
+        for i, uid in enumerate(uids[:2])
+    ]
+    emu.sts.roles[f"acs:ram::{uids[0]}:role/{ROLE}"].refuse = "EntityNotExist.Role"
+    raw = live.scan(LiveSettings.model_validate({"endpoint": emu.url, "regions": REGIONS, "accounts": accounts}))
+    assert {e.account for e in raw.errors} == {"a0"} and {r.account for r in raw.responses} == {"a1"}
+
+
 def test_caller_uid_names_the_account_of_the_credentials(org: tuple[Emulator, list[str]]) -> None:
     emu, uids = org
     assert caller_uid(AccessKeyCredentials(id=MGMT_ID, secret=MGMT_SECRET), sts_endpoint_url=emu.url) == uid_of(

@@ -170,9 +170,7 @@ class AssumedRole(ICredentialsProvider):  # type: ignore[misc]
                 return held.credentials
             try:
                 self._held = self._assume(now)
-            except RoleRefused:
-                raise
-            except CredentialException:
+            except CredentialException:  # a refusal too: the session in hand is still good until it ends
                 if held is not None and now < held.expires - 30:
                     log.warning(
                         "could not renew assumed role credentials; keeping the current ones", role=self.role_arn
