@@ -75,6 +75,12 @@ class Floor:
         return self.discovery_pages * latency + max(by_rate, by_latency)
 
 
+def _say(*lines: str) -> None:
+    # a long run shows its figures as they come
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+
+
 def select_accounts(uids: list[str]) -> list[str]:
     """The members one replica scans: all of them (a shard split goes here)."""
     return uids
@@ -113,7 +119,16 @@ def main() -> int:
     p.add_argument("--latency-ms", type=float, default=20.0)
     p.add_argument("--concurrency", type=int, default=ScanTuning().concurrency)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--runs",
+        default="defaults,off",
+        help="which runs, comma-separated: defaults (the politeness limit at its default), off (no limit)",
+    )
     args = p.parse_args()
+    runs = {"defaults": ScanTuning().requests_per_second, "off": 0.0}
+    chosen = [r.strip() for r in args.runs.split(",") if r.strip()]
+    if unknown := sorted(set(chosen) - runs.keys()):
+        p.error(f"--runs: unknown run(s) {', '.join(unknown)}; choose from defaults, off")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(name, None)
@@ -145,35 +160,36 @@ def main() -> int:
         floor = Floor(minimum, max(pairs), pages)
         latency = args.latency_ms / 1000
 
-        lines = [
+        _say(
             f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
             f"estate: {len(uids)} accounts x {args.regions} regions x {args.groups} groups, "
             f"{args.latency_ms:.0f} ms per call, concurrency {args.concurrency}; minimum {minimum} calls "
             f"({pages} ListAccounts, {len(uids)} AssumeRole, {sum(pairs)} ECS)",
-        ]
+        )
         ok = True
-        for label, rps in (("defaults", ScanTuning().requests_per_second), ("limit off", 0.0)):
+        for label in chosen:
+            rps = runs[label]
+            name = "limit off" if label == "off" else label
             settings = _settings(url, regions, uids, all_uids, concurrency=args.concurrency, requests_per_second=rps)
             wall, calls, errors = _run(control, settings)
             total = sum(calls.values())
             ideal = floor.seconds(latency, args.concurrency, rps)
             discovery = ", ".join(f"{a} {calls.get(a, 0)}" for a in DISCOVERY_ACTIONS)
             ok &= total == minimum and not errors
-            lines.append(
-                f"{label}: {wall:.1f} s (floor {ideal:.1f} s, ratio {wall / ideal:.2f}); calls {total} "
+            _say(
+                f"{name}: {wall:.1f} s (floor {ideal:.1f} s, ratio {wall / ideal:.2f}); calls {total} "
                 f"(minimum {minimum}) {'OK' if total == minimum else 'EXTRA CALLS'}; {discovery}; errors {errors}"
             )
             again_wall, again, again_errors = _run(control, settings)
             kept = sum(again.get(a, 0) for a in DISCOVERY_ACTIONS)
             ok &= kept == 0 and not again_errors
-            lines.append(
-                f"{label}, next scan: {again_wall:.1f} s, calls {sum(again.values())} "
+            _say(
+                f"{name}, next scan: {again_wall:.1f} s, calls {sum(again.values())} "
                 f"(discovery and AssumeRole {kept}: kept by the process)"
             )
     finally:
         server.terminate()
         server.wait(timeout=10)
-    sys.stdout.write("\n".join(lines) + "\n")
     return 0 if ok else 1
 
 
