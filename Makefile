@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-deps lint typecheck test demo bench bench-scan bench-baseline soak fuzz clean
+.PHONY: install system-deps lint typecheck test demo bench bench-scan bench-org bench-baseline soak fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: install
 
 bench-scan: install
 	$(BIN)/python benchmarks/bench_scan.py
+
+bench-org: install
+	$(BIN)/python benchmarks/bench_org.py
 
 bench-baseline: install
 	$(BIN)/python benchmarks/bench_baseline_memory.py

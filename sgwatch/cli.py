@@ -438,8 +438,14 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
     built = build(loaded.config)
     sharding = loaded.config.sharding
     of_shard = f" in shard {sharding.shard} of {sharding.total_shards}" if sharding.total_shards > 1 else ""
+    org = built.live.organization
+    accounts = (
+        f"every account of the resource directory (role {org.role_name})"
+        if org
+        else f"{len(built.live.accounts)} account(s)"
+    )
     _write(
-        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {len(built.live.accounts)} account(s){of_shard}, "
+        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {accounts}{of_shard}, "
         f"{len(built.channels)} notification channel(s)"
         + (f", change events on {built.events_listen}" if built.events_listen else "")
         + "\n",

@@ -36,9 +36,11 @@ from sgwatch.sharding import Shard
 from sgwatch.sources import identifiers
 from sgwatch.sources.live_settings import (
     ENDPOINT_ENV,
+    Accounts,
     AccountSettings,
     Endpoint,
     LiveSettings,
+    OrganizationSettings,
     RegionId,
     ScanTuning,
     unique_accounts,
@@ -169,7 +171,10 @@ class Config(_Strict):
     """Everything sgwatch reads from its config file (``sgwatch config schema`` prints the schema)."""
 
     baseline: Path | None = Field(default=None, description="baseline YAML file or folder")
-    accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
+    accounts: Accounts = Field(
+        default_factory=lambda: [AccountSettings()],
+        description="the accounts to scan, or {discover: resource_directory, role_name: ...} for every member",
+    )
     regions: list[RegionId] = Field(default_factory=list, description="regions to scan; empty: every region")
     endpoint: Endpoint | None = Field(default=None, description="ECS endpoint URL for every region (tests, VPC)")
     scan: ScanTuning = Field(default_factory=ScanTuning)
@@ -194,14 +199,18 @@ class Config(_Strict):
 
     @field_validator("accounts")
     @classmethod
-    def _unique_accounts(cls, v: list[AccountSettings]) -> list[AccountSettings]:
+    def _unique_accounts(
+        cls, v: list[AccountSettings] | OrganizationSettings
+    ) -> list[AccountSettings] | OrganizationSettings:
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one account, or {discover: resource_directory, role_name: ...}")
         unique_accounts(v)
         return v
 
     @model_validator(mode="after")
     def _shard_owns_accounts(self) -> Config:
         shard = self.sharding.to_shard()
-        if shard.sharded and not shard.select(self.accounts):
+        if shard.sharded and isinstance(self.accounts, list) and not shard.select(self.accounts):
             raise ValueError(
                 f"shard {shard.index} of {shard.total} owns none of the {len(self.accounts)} configured accounts: "
                 "use fewer shards than accounts, or give the accounts their uid"
@@ -209,11 +218,16 @@ class Config(_Strict):
         return self
 
     def shard_accounts(self) -> list[AccountSettings]:
-        """The configured accounts this replica scans (all of them unsharded)."""
+        """The listed accounts this replica scans (all of them unsharded; none for discovery)."""
+        if not isinstance(self.accounts, list):
+            return []
         return self.sharding.to_shard().select(self.accounts)
 
     def account_uids(self) -> dict[str, str]:
-        """Account name -> UID, for the accounts whose ``uid:`` the config gives."""
+        """Account name -> UID, for the accounts whose ``uid:`` the config gives (a discovered
+        account's name is its UID)."""
+        if isinstance(self.accounts, OrganizationSettings):
+            return {}
         return {a.name: a.uid for a in self.accounts if a.uid}
 
     def live(self, regions: Sequence[str] = (), endpoint: str | None = None) -> LiveSettings:
@@ -222,8 +236,14 @@ class Config(_Strict):
             if (bad := identifiers.problem("region", region)) is not None:
                 raise InputError(f"--region: {bad}")
         try:
+            org = self.accounts if isinstance(self.accounts, OrganizationSettings) else None
+            listed = self.accounts if isinstance(self.accounts, list) else [AccountSettings()]
             return LiveSettings(
-                accounts=self.shard_accounts(),
+                accounts=self.shard_accounts() if org is None else listed,
+                organization=org,
+                # discovered accounts are split at discovery (live.scan), listed ones here
+                shard=self.sharding.shard,
+                total_shards=self.sharding.total_shards,
                 regions=list(regions) or self.regions,
                 endpoint=endpoint or self.endpoint,
                 **self.scan.model_dump(),

@@ -280,6 +280,8 @@ class Daemon:
         try:
             log.info("scan started")
             raw, snap = self.scanner(loaded.config)
+            if not isinstance(loaded.config.accounts, list):
+                self.learned_uids = dict(raw.account_uids)
             self.telemetry.add_stats(raw.stats)
             with gc_paused():
                 report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
@@ -503,7 +505,11 @@ class Daemon:
 
     def _event_accounts(self) -> dict[str, str]:
         """Each configured account's UID: the config's, else one learned at run time, else "" (unknown)."""
-        return {a.name: a.uid or self.learned_uids.get(a.name, "") for a in self.loaded.config.accounts}
+        cfg = self.loaded.config
+        if not isinstance(cfg.accounts, list):
+            # discovered accounts: named by their UID; this replica's are those its scans read
+            return dict(self.learned_uids)
+        return {a.name: a.uid or self.learned_uids.get(a.name, "") for a in cfg.shard_accounts()}
 
     def _log_events(self, events: Sequence[Accepted]) -> None:
         """The handler until a targeted re-read is plugged in: the next full scan reads the change."""

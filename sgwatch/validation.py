@@ -21,9 +21,13 @@ Loc = tuple[int | str, ...]
 MAX_ERRORS = 50
 
 
+# A union picked by the input's shape (a list or a mapping) tags its members so: no key the user wrote.
+SHAPE_TAG = "shape:"
+
+
 def _clean(loc: Sequence[int | str]) -> Loc:
     # pydantic names validators it wraps ("function-after[...]"): not a key the user wrote.
-    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", SHAPE_TAG))))
 
 
 def dotted(loc: Sequence[int | str]) -> str:
@@ -133,4 +137,4 @@ def check_url(url: str) -> SplitResult:
     return parts
 
 
-__all__ = ["MAX_ERRORS", "Loc", "check_url", "describe", "dotted", "known_keys", "suggest"]
+__all__ = ["MAX_ERRORS", "SHAPE_TAG", "Loc", "check_url", "describe", "dotted", "known_keys", "suggest"]

@@ -7,7 +7,9 @@ import contextlib
 import sys
 from pathlib import Path
 
+from sgwatch.emulator.resourcedirectory import enrol, organization_estate
 from sgwatch.emulator.server import AccessKey, Emulator, Faults
+from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
 
 def _key(spec: str) -> tuple[str, AccessKey]:
@@ -53,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="with --synthetic, give most groups members (ENIs of instances; default: yes)",
     )
+    p.add_argument(
+        "--organization",
+        type=int,
+        metavar="N",
+        default=0,
+        help="N member accounts of a resource directory, each with --synthetic groups of its own, "
+        "read through the role --role-name; the first --key's account is the management account",
+    )
+    p.add_argument("--role-name", default="sgwatch-reader")
+    p.add_argument("--sts-max-lifetime", type=float, default=None, help="seconds every assumed session lasts at most")
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--throttle-rate", type=float, default=0.0)
     p.add_argument("--retry-after-ms", type=int, default=None, help="send x-acs-retry-after with throttles")
@@ -76,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         malformed_shape=args.malformed_shape,
         lowercase=args.lowercase,
     )
+    estate, uids = (
+        organization_estate(args.organization, args.synthetic, args.regions, seed=args.seed, members=args.members)
+        if args.organization
+        else (None, [])
+    )
     emulator = Emulator(
+        estate,
         snapshot=args.snapshot,
         synthetic_groups=args.synthetic,
         synthetic_regions=args.regions,
@@ -92,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         synthetic_members=args.members,
         faults=faults,
     )
+    if uids:
+        emulator.directory.management = args.key[0][1].account if args.key else DEFAULT_ACCOUNT
+        enrol(emulator.directory, emulator.sts, uids, args.role_name)
+    emulator.sts.max_lifetime = args.sts_max_lifetime
     sys.stderr.write(
         f"ECS emulator on http://{args.host}:{args.port} ({emulator.estate.group_count()} groups); Ctrl-C stops\n"
     )

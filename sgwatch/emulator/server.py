@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from sgwatch.emulator import resourcedirectory, sts
 from sgwatch.emulator.estate import (
     REGION_NAMES,
     Estate,
@@ -41,6 +42,7 @@ from sgwatch.emulator.estate import (
     random_id,
 )
 from sgwatch.emulator.members import MemberError, Members
+from sgwatch.emulator.resourcedirectory import DirectoryError, ResourceDirectory
 from sgwatch.emulator.signature import expected_signature, parse_authorization, signature_matches
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
@@ -55,6 +57,12 @@ ACTIONS = (
 )
 API_VERSION = "2014-05-26"
 _REGION_RE = re.compile(r"^[a-z]{2,}-[a-z0-9-]+$")
+# Each product served at the same address, by the API version the SDK sends: (RAM prefix, actions).
+PRODUCTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    API_VERSION: ("ecs", ACTIONS),
+    sts.API_VERSION: ("sts", sts.ACTIONS),
+    resourcedirectory.API_VERSION: ("resourcemanager", resourcedirectory.ACTIONS),
+}
 
 
 @dataclass
@@ -64,6 +72,7 @@ class AccessKey:
     # None lets the key call every action; a set models a RAM policy granting only those
     actions: frozenset[str] | None = None
     security_token: str | None = None  # when set, the key is an STS key and needs this token
+    expires_at: float | None = None  # time.time() past which an STS key is refused
 
     def __repr__(self) -> str:  # never let a secret reach a log line or a test failure
         return f"AccessKey(account={self.account!r}, actions={self.actions!r})"
@@ -182,6 +191,8 @@ class Emulator:
             self.faults.update(fault_fields)
         self.extra_regions = tuple(extra_regions)
         self._lock = threading.Lock()
+        self.directory = ResourceDirectory()
+        self.sts = sts.Sts(add_key=self._add_key, management=lambda: self.directory.management)
         self._seen: Counter[str] = Counter()
         self._request_seq = 0
         self.calls: Counter[str] = Counter()  # action -> API calls received (any outcome)
@@ -298,7 +309,8 @@ class Emulator:
             if self.faults.latency_ms > 0:
                 time.sleep(self.faults.latency_ms / 1000)
             account = self._authenticate(method, path, raw_query, headers, body, action)
-            result = self._dispatch(account, action, params)
+            other = self._other_product(account, action, headers, params)
+            result = other if other is not None else self._dispatch(account, action, params)
             result.setdefault("RequestId", request_id)
             if self.faults.answer_region and "RegionId" in result:
                 result["RegionId"] = self.faults.answer_region
@@ -361,16 +373,22 @@ class Emulator:
             raise ApiError(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
         if key.security_token is not None and headers.get("x-acs-security-token") != key.security_token:
             raise ApiError(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+        if key.expires_at is not None and self.sts.clock() >= key.expires_at:
+            raise ApiError(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
         payload_hash = headers.get("x-acs-content-sha256", "")
         if payload_hash != hashlib.sha256(body).hexdigest():
             raise ApiError(400, "SignatureDoesNotMatch", "The request payload hash does not match.")
         expected = expected_signature(key.secret, method, path, raw_query, headers, auth.signed_headers, payload_hash)
         if "x-acs-action" not in auth.signed_headers or not signature_matches(expected, auth.signature):
             raise ApiError(400, "SignatureDoesNotMatch", "The request signature does not conform to Aliyun standards.")
-        if action not in ACTIONS:
-            raise ApiError(404, "InvalidAction.NotFound", f"Specified api is not found: {action!r}.")
-        if headers.get("x-acs-version") != API_VERSION:
+        product, actions = PRODUCTS.get(headers.get("x-acs-version", ""), ("", ()))
+        if not product:
             raise ApiError(400, "InvalidVersion", "Specified parameter Version is not valid.")
+        if action not in actions:
+            raise ApiError(404, "InvalidAction.NotFound", f"Specified api is not found: {action!r}.")
+        if product == "ecs" and key.security_token is None and key.account in self.directory.member_accounts():
+            # a member account is read through the role sgwatch assumes in it, never a key of its own
+            raise ApiError(403, "Forbidden.RAM", "A member account is read through an assumed role (STS token).")
         if key.actions is not None and action not in key.actions:
             raise ApiError(
                 403,
@@ -378,13 +396,30 @@ class Emulator:
                 "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
                 extra={
                     "AccessDeniedDetail": {
-                        "AuthAction": f"ecs:{action}",
+                        "AuthAction": f"{product}:{action}",
                         "PolicyType": "AccountLevelIdentityBasedPolicy",
                         "NoPermissionType": "ImplicitDeny",
                     }
                 },
             )
         return key.account
+
+    def _add_key(self, key_id: str, key: AccessKey) -> None:
+        with self._lock:
+            self.keys[key_id] = key
+
+    def _other_product(self, account: str, action: str, headers: Mapping[str, str], params: Mapping[str, str]) -> Any:
+        """STS's and Resource Directory's answers; None for an ECS action."""
+        try:
+            if action in sts.ACTIONS:
+                auth = parse_authorization(headers.get("authorization", ""))
+                assert auth is not None  # _authenticate checked it
+                return self.sts.handle(action, self.keys[auth.access_key_id], auth.access_key_id, params)
+            if action in resourcedirectory.ACTIONS:
+                return self.directory.handle(account, params)
+        except (sts.StsError, DirectoryError) as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        return None
 
     def _dispatch(self, account: str, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         region = params.get("RegionId", "")

@@ -28,14 +28,6 @@ from typing import Any, NoReturn
 import structlog
 from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_credentials.exceptions import CredentialException
-from alibabacloud_credentials.http import HttpOptions
-from alibabacloud_credentials.models import Config as CredentialConfig
-from alibabacloud_credentials.provider import (
-    DefaultCredentialsProvider,
-    RamRoleArnCredentialsProvider,
-    StaticAKCredentialsProvider,
-    StaticSTSCredentialsProvider,
-)
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
@@ -46,7 +38,8 @@ from sgwatch import logs
 from sgwatch.core.membership import MembershipUnknown
 from sgwatch.core.model import ScanError
 from sgwatch.errors import AuthError
-from sgwatch.sources import ecs_calls, identifiers, interfaces, paging
+from sgwatch.sharding import Shard
+from sgwatch.sources import ecs_calls, identifiers, identity, interfaces, organization, paging
 from sgwatch.sources.dispatch import Dispatcher
 from sgwatch.sources.interfaces import ENI_PAGE_SIZE, INSTANCE_PAGE_SIZE
 from sgwatch.sources.live_settings import (
@@ -200,6 +193,10 @@ class _Scanner:
         credential = self._credential(account)
         try:
             model = credential.get_credential()
+        except identity.RoleRefused as refused:
+            # this account's role, not the identity that assumes it: the other accounts go on
+            self._account_failed(account, refused.code, str(refused))
+            return
         except Exception as exc:
             self._fail_credentials(account, exc)
         with self._lock:
@@ -692,6 +689,11 @@ class _Scanner:
         with self._lock:
             self.raw.errors.append(error)
 
+    def _account_failed(self, account: AccountSettings, code: str, message: str) -> None:
+        # one error per region the scan would have read, so each stays "unread", never "emptied"
+        for region in dict.fromkeys(account.regions or self.settings.regions or [""]):
+            self._error(account.name, region, code, message)
+
     def _region_failed(self, account: AccountSettings, region: str, code: str, message: str) -> None:
         self._error(account.name, region, code, message)
 
@@ -734,52 +736,8 @@ class _Scanner:
 def _credential_client(
     creds: DefaultChainCredentials | AccessKeyCredentials | RamRoleArnCredentials, settings: LiveSettings
 ) -> CredentialClient:
-    if isinstance(creds, AccessKeyCredentials):
-        if creds.security_token is not None:
-            return CredentialClient(
-                CredentialConfig(
-                    type="sts",
-                    access_key_id=creds.id,
-                    access_key_secret=creds.secret.get_secret_value(),
-                    security_token=creds.security_token.get_secret_value(),
-                )
-            )
-        return CredentialClient(
-            CredentialConfig(
-                type="access_key", access_key_id=creds.id, access_key_secret=creds.secret.get_secret_value()
-            )
-        )
-    if isinstance(creds, RamRoleArnCredentials):
-        source = creds.source
-        if isinstance(source, AccessKeyCredentials):
-            provider: Any = (
-                StaticSTSCredentialsProvider(
-                    access_key_id=source.id,
-                    access_key_secret=source.secret.get_secret_value(),
-                    security_token=source.security_token.get_secret_value(),
-                )
-                if source.security_token is not None
-                else StaticAKCredentialsProvider(
-                    access_key_id=source.id, access_key_secret=source.secret.get_secret_value()
-                )
-            )
-        else:
-            provider = DefaultCredentialsProvider()
-        return CredentialClient(
-            provider=RamRoleArnCredentialsProvider(
-                credentials_provider=provider,
-                role_arn=creds.role_arn,
-                role_session_name=creds.session_name,
-                duration_seconds=creds.duration_seconds,
-                external_id=creds.external_id.get_secret_value() if creds.external_id else None,
-                sts_region_id=creds.sts_region,
-                sts_endpoint=creds.sts_endpoint,
-                http_options=HttpOptions(
-                    connect_timeout=settings.connect_timeout_ms, read_timeout=settings.read_timeout_ms
-                ),
-            )
-        )
-    return CredentialClient()
+    # an assumed role's credentials are the process's, kept across scans (sgwatch.sources.identity)
+    return identity.credential_client(creds, settings)
 
 
 def _read_attribute(client: EcsClient, region: str, gid: str, token: str | None, runtime: RuntimeOptions) -> Any:
@@ -817,6 +775,16 @@ def scan(settings: LiveSettings, progress: ProgressCallback | None = None) -> Ra
     ``progress(done, total)`` counts security groups read against groups listed so far (the
     total grows while listings page in); it is called from worker threads.
 
+    With ``settings.organization`` the accounts are the Resource Directory's members
+    (:func:`sgwatch.sources.organization.discover`); what the discovery could not read is a
+    scan error like any other.
+
     Raises :class:`~sgwatch.errors.AuthError` when credentials or permissions are refused.
     """
-    return _Scanner(settings, progress).run()
+    if settings.organization is None:
+        return _Scanner(settings, progress).run()
+    found = organization.discover(settings)
+    mine = Shard(settings.shard, settings.total_shards).select(found.accounts)
+    raw = _Scanner(settings.model_copy(update={"accounts": mine}), progress).run()
+    raw.errors = sorted([*raw.errors, *found.errors], key=lambda e: (e.account, e.region, e.security_group_id, e.code))
+    return raw

@@ -8,7 +8,17 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from sgwatch import validation
 from sgwatch.errors import InputError
@@ -112,8 +122,71 @@ class AccountSettings(BaseModel):
         return _normalise_credentials(value)
 
 
-def unique_accounts(accounts: list[AccountSettings]) -> None:
+# A member account's UID (its numeric account id), as Resource Directory and RAM ARNs spell it.
+AccountUid = Annotated[str, Field(pattern=r"^[0-9]{5,20}$")]
+DEFAULT_SESSION_NAME = "sgwatch"
+DEFAULT_DISCOVERY_INTERVAL = 3600.0
+
+
+class OrganizationSettings(BaseModel):
+    """Every member account of a Resource Directory, each read through a RAM role assumed in it.
+
+    ``credentials`` is the identity that lists the members and assumes the role (the management
+    account's, or a delegated administrator's): an AccessKey, the default chain (RRSA on ACK), or a
+    role of its own. Each member account is scanned under its AccountId as its name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    discover: Literal["resource_directory"]
+    # RAM's rule for a role name: letters, digits, '.' and '-', at most 64
+    role_name: str = Field(pattern=r"^[A-Za-z0-9.-]{1,64}$")
+    credentials: Annotated[DefaultChainCredentials | AccessKeyCredentials, Field(discriminator="type")] = Field(
+        default_factory=DefaultChainCredentials
+    )
+    regions: list[RegionId] = Field(default_factory=list)  # overrides LiveSettings.regions
+    # STS's rule for RoleSessionName; ActionTrail shows it on every call the scan makes
+    session_name: str = Field(default=DEFAULT_SESSION_NAME, pattern=r"^[A-Za-z0-9.@_-]{2,64}$")
+    duration_seconds: int = Field(default=3600, ge=900, le=43200)
+    external_id: SecretStr | None = None
+    include: list[AccountUid] = Field(default_factory=list)  # only these (empty: every member)
+    exclude: list[AccountUid] = Field(default_factory=list)
+    discovery_interval: float = Field(default=DEFAULT_DISCOVERY_INTERVAL, ge=60, le=7 * 86_400)
+    sts_endpoint: Endpoint | None = None  # URL; else sts.aliyuncs.com
+    resource_directory_endpoint: Endpoint | None = None  # URL; else resourcemanager.aliyuncs.com
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _normalise_credentials(value)
+
+    @field_validator("session_name")
+    @classmethod
+    def _says_sgwatch(cls, value: str) -> str:
+        # a member account's ActionTrail must say who read it
+        if "sgwatch" not in value.lower():
+            raise ValueError("must contain 'sgwatch' so member accounts' ActionTrail shows who read them")
+        return value
+
+    def role_arn(self, uid: str) -> str:
+        return f"acs:ram::{uid}:role/{self.role_name}"
+
+
+def _accounts_shape(value: Any) -> str:
+    return f"{validation.SHAPE_TAG}{'directory' if isinstance(value, dict | OrganizationSettings) else 'list'}"
+
+
+# ``accounts:`` is a list of accounts, or a mapping that says how to discover them.
+Accounts = Annotated[
+    Annotated[list[AccountSettings], Tag(f"{validation.SHAPE_TAG}list")]
+    | Annotated[OrganizationSettings, Tag(f"{validation.SHAPE_TAG}directory")],
+    Discriminator(_accounts_shape),
+]
+
+
+def unique_accounts(accounts: list[AccountSettings] | OrganizationSettings) -> None:
     """Each account's name names its snapshot folder and metric label: two would collide."""
+    if isinstance(accounts, OrganizationSettings):
+        return
     names = [a.name for a in accounts]
     if twice := sorted({n for n in names if names.count(n) > 1}):
         raise ValueError(f"account name(s) {', '.join(map(repr, twice))} used twice; names must be unique")
@@ -136,6 +209,11 @@ class ScanTuning(BaseModel):
 
 class LiveSettings(ScanTuning):
     accounts: list[AccountSettings] = Field(default_factory=lambda: [AccountSettings()], min_length=1)
+    # when set, the accounts scanned are its members (sgwatch.sources.organization), not ``accounts``
+    organization: OrganizationSettings | None = None
+    # this replica's part of the discovered accounts (sgwatch.sharding); listed ones come split
+    shard: int = Field(default=0, ge=0)
+    total_shards: int = Field(default=1, ge=1)
     regions: list[RegionId] = Field(default_factory=list)  # empty: every region DescribeRegions names
     endpoint: Endpoint | None = None  # URL; the scheme picks http/https. Else env SGWATCH_ECS_ENDPOINT
 
