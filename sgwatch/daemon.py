@@ -203,6 +203,9 @@ class Daemon:
         self._alert_db: Any = None  # the notifier's own connection to the state file, opened once
         self._sent_before: Counter[tuple[str, str]] = Counter()  # by notifiers a reload replaced
         self.notifier = self._notifier(built.channels)
+        # The pull path's sink: the coordinator points it at the events intake (the push path's handling).
+        self.trail_sink: Any = None
+        self.trail_poller = self._trail_poller(cfg)
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self, cfg: config_file.Config, first: bool) -> None:
@@ -213,6 +216,14 @@ class Daemon:
             self.scheduler.add_job(self.watch, IntervalTrigger(seconds=WATCH_SECONDS), id="watch", name="watch")
             if self.notifier is not None:
                 self.scheduler.add_job(self.deliver, IntervalTrigger(seconds=DELIVER_SECONDS), id="deliver")
+            if self.trail_poller is not None:
+                self.scheduler.add_job(
+                    self.poll_actiontrail,
+                    IntervalTrigger(seconds=self.trail_poller.interval),
+                    id="actiontrail",
+                    name="actiontrail",
+                    next_run_time=self.clock(),
+                )
         else:
             self.scheduler.reschedule_job("scan", trigger=trigger)
         self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(cfg.interval)))
@@ -352,6 +363,24 @@ class Daemon:
             )
         except StateWriteError as exc:
             log.error("scan history not written", error=str(exc))
+
+    # -- the ActionTrail pull path -----------------------------------------------------------------
+    def _trail_poller(self, cfg: config_file.Config) -> Any:
+        """The LookupEvents poller when ``events.actiontrail`` is on (turning it on takes a restart)."""
+        if not cfg.events.actiontrail:
+            return None
+        from sgwatch.events.poller import Poller, log_sink
+
+        def sink(account: str, events: Any) -> None:
+            (self.trail_sink or log_sink)(account, events)
+
+        return Poller(lambda: self.loaded.config.live(), self.state, sink, self.clock)
+
+    def poll_actiontrail(self) -> None:
+        """One poll of every (account, region); a failed one keeps its cursor for the next."""
+        if self._stopping.is_set() or self.trail_poller is None or not self.loaded.config.events.actiontrail:
+            return
+        self.trail_poller.poll()
 
     # -- notifications -------------------------------------------------------------------------
     def _notifier(self, channels: list[Any]) -> Any:
