@@ -285,3 +285,31 @@ def test_ram_denial_names_the_actiontrail_action(make_emulator: EmulatorFactory)
         lookup(sdk(emulator))
     assert caught.value.code == "Forbidden.RAM"
     assert caught.value.access_denied_detail["AuthAction"] == "actiontrail:LookupEvents"
+
+
+def test_the_emulator_cli_takes_the_delay() -> None:
+    import subprocess
+    import sys
+
+    from tests.test_daemon_e2e import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sgwatch.emulator", "--port", str(port), "--actiontrail-delay-seconds", "600"],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        control = EmulatorControl(f"http://127.0.0.1:{port}")
+        for _ in range(200):
+            try:
+                faults = control.faults()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("emulator CLI did not come up")
+        assert faults["actiontrail_delay_seconds"] == 600
+        assert faults["actiontrail_qps"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
