@@ -14,12 +14,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from apscheduler.events import (
@@ -47,6 +47,10 @@ from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
 from sgwatch.sources.live_settings import LiveSettings
 from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError
+
+if TYPE_CHECKING:
+    from sgwatch.events.model import ChangeEvent
+    from sgwatch.events.poller import Poller, Sink
 
 log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
@@ -204,8 +208,10 @@ class Daemon:
         self._sent_before: Counter[tuple[str, str]] = Counter()  # by notifiers a reload replaced
         self.notifier = self._notifier(built.channels)
         # The pull path's sink: the coordinator points it at the events intake (the push path's handling).
-        self.trail_sink: Any = None
+        self.trail_sink: Sink | None = None
         self.trail_poller = self._trail_poller(cfg)
+        self._trail_idle = threading.Event()  # no poll in flight: the state file may close
+        self._trail_idle.set()
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self, cfg: config_file.Config, first: bool) -> None:
@@ -365,13 +371,13 @@ class Daemon:
             log.error("scan history not written", error=str(exc))
 
     # -- the ActionTrail pull path -----------------------------------------------------------------
-    def _trail_poller(self, cfg: config_file.Config) -> Any:
+    def _trail_poller(self, cfg: config_file.Config) -> Poller | None:
         """The LookupEvents poller when ``events.actiontrail`` is on (turning it on takes a restart)."""
         if not cfg.events.actiontrail:
             return None
         from sgwatch.events.poller import Poller, log_sink
 
-        def sink(account: str, events: Any) -> None:
+        def sink(account: str, events: Sequence[ChangeEvent]) -> None:
             (self.trail_sink or log_sink)(account, events)
 
         return Poller(lambda: self.loaded.config.live(), self.state, sink, self.clock)
@@ -380,7 +386,11 @@ class Daemon:
         """One poll of every (account, region); a failed one keeps its cursor for the next."""
         if self._stopping.is_set() or self.trail_poller is None or not self.loaded.config.events.actiontrail:
             return
-        self.trail_poller.poll()
+        self._trail_idle.clear()
+        try:
+            self.trail_poller.poll()
+        finally:
+            self._trail_idle.set()
 
     # -- notifications -------------------------------------------------------------------------
     def _notifier(self, channels: list[Any]) -> Any:
@@ -522,7 +532,10 @@ class Daemon:
             baseline_groups=len(self.loaded.baseline.groups),
         )
         self.scheduler.start()  # blocks until a signal shuts the scheduler down
-        finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS)
+        grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS) and self._trail_idle.wait(
+            max(0.0, grace_ends - time.monotonic())
+        )
         self.server.stop()
         if not finished:
             # The scan's threads are still in SDK calls; nothing of this scan has been written.

@@ -201,3 +201,43 @@ def test_without_configured_regions_it_polls_the_regions_scans_read(
     assert poller.regions(live, live.accounts[0]) == ["cn-beijing"]
     poller.poll()
     assert state.trail_cursor("default", "cn-beijing") is not None
+
+
+def test_the_daemon_polls_into_the_sink_it_is_given(make_emulator: EmulatorFactory, tmp_path: Path) -> None:
+    from sgwatch.daemon import Daemon, RunOptions
+    from tests.livefixtures import AK_ID, AK_SECRET
+    from tests.test_daemon_e2e import DEMO
+
+    emulator = make_emulator()
+    clock = Clock(T0)
+    emulator.actiontrail.clock = clock
+    overrides = {
+        "baseline": str(DEMO / "baseline"),
+        "state": str(tmp_path / "state.sqlite"),
+        "listen": "127.0.0.1:0",
+        "endpoint": emulator.url,
+        "regions": [R],
+        "accounts": [{"name": "default", "credentials": {"type": "access_key", "id": AK_ID, "secret": AK_SECRET}}],
+        "events": {"actiontrail": True},
+    }
+    daemon = Daemon(RunOptions(config_path=None, overrides=overrides), clock=clock)
+    sink = Sink()
+    daemon.trail_sink = sink  # where the events intake plugs in
+    try:
+        daemon.poll_actiontrail()
+        clock.tick(30)
+        EmulatorControl(emulator.url).as_identity("carol").add_group(R, "sg-c")
+        daemon.poll_actiontrail()
+        assert sink.taken == [("default", "CreateSecurityGroup", "sg-c")]
+        assert daemon.scheduler.get_job("actiontrail") is None  # scheduled by run(), with the scan
+        daemon._schedule(daemon.loaded.config, first=True)
+        job = daemon.scheduler.get_job("actiontrail")
+        assert job is not None and job.trigger.interval.total_seconds() == 60
+    finally:
+        daemon.state.close()
+
+    off = Daemon(RunOptions(config_path=None, overrides={**overrides, "events": {}}), clock=clock)
+    assert off.trail_poller is None
+    off.poll_actiontrail()  # nothing to do, nothing called
+    off.state.close()
+    assert emulator.calls["LookupEvents"] == 2
