@@ -241,3 +241,27 @@ def test_the_daemon_polls_into_the_sink_it_is_given(make_emulator: EmulatorFacto
     off.poll_actiontrail()  # nothing to do, nothing called
     off.state.close()
     assert emulator.calls["LookupEvents"] == 2
+
+
+def test_the_log_sink_shows_the_callers_text_inert() -> None:
+    from structlog.testing import capture_logs
+
+    from sgwatch.events.poller import log_sink
+    from sgwatch.events.record import parse_record
+
+    record = {
+        "eventId": "e-1",
+        "eventName": "AuthorizeSecurityGroup",
+        "eventTime": "2026-12-01T12:00:00Z",
+        "acsRegion": R,
+        "sourceIpAddress": "203.0.113.9\u202e",
+        "userIdentity": {"type": "ram-user", "userName": "ev\x1b[2Jil"},
+        "requestParameters": {"RegionId": R, "SecurityGroupId": "sg-a"},
+    }
+    event = parse_record(record)
+    assert isinstance(event, ChangeEvent)
+    with capture_logs() as logs:
+        log_sink("default", [event])
+    (line,) = logs
+    assert line["changed_by"] == "ev\\x1b[2Jil" and line["source_ip"] == "203.0.113.9\\u202e"
+    assert line["security_group_ids"] == ["sg-a"] and line["event_id"] == "e-1"

@@ -26,6 +26,7 @@ import structlog
 
 from sgwatch import timestamps
 from sgwatch.events.model import ChangeEvent
+from sgwatch.render import inert
 from sgwatch.sources.actiontrail import QPS, Lookup, LookupFailed, TrailClient
 from sgwatch.sources.live_settings import AccountSettings, LiveSettings
 from sgwatch.sources.ratelimit import RateLimiters
@@ -55,8 +56,9 @@ def log_sink(account: str, events: Sequence[ChangeEvent]) -> None:
             event_name=event.event_name,
             event_time=timestamps.iso(event.event_time),
             security_group_ids=list(event.targets.security_group_ids),
-            changed_by=event.principal.name,
-            source_ip=event.source_ip,
+            # the caller's name and address are the record's text: shown inert on a terminal
+            changed_by=inert.visible(event.principal.name),
+            source_ip=inert.visible(event.source_ip),
         )
 
 
