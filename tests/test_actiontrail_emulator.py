@@ -313,3 +313,18 @@ def test_the_emulator_cli_takes_the_delay() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_records_account_is_the_accounts_uid(emulator: Emulator) -> None:
+    control = EmulatorControl(emulator.url)
+    control.add_group(R, "sg-a", account="123456789012")
+    control.add_group(R, "sg-b", account="prod")
+    control.add_group(R, "sg-c")
+    emulator.actiontrail.uids["default"] = "5550001112223334"
+    control.add_group(R, "sg-d")
+    numbered, named, default, configured = control.trail_events()
+    assert numbered["userIdentity"]["accountId"] == numbered["recipientAccountId"] == "123456789012"
+    assert named["recipientAccountId"].isdigit() and len(named["recipientAccountId"]) == 16
+    assert named["recipientAccountId"] != default["recipientAccountId"]
+    assert configured["recipientAccountId"] == "5550001112223334"
+    assert [r["eventName"] for r in control.trail_events(account="prod")] == ["CreateSecurityGroup"]

@@ -296,10 +296,16 @@ def _member_change(
     return None
 
 
-def _uid(name: str) -> str:
-    """A stable 16-digit account UID for an emulator account name."""
-    digest = int(hashlib.sha256(f"uid:{name}".encode()).hexdigest(), 16)
-    return str(1_000_000_000_000_000 + digest % 9_000_000_000_000_000)
+def _uid(account: str) -> str:
+    """An account's UID: its name when that is one, else a stable 16-digit number.
+
+    The same rule as the emulator's STS (GetCallerIdentity, on the organisation branch): once both
+    are merged this should call ``sgwatch.emulator.sts.uid_of``, so a record's accountId is the UID
+    that STS names for the account.
+    """
+    if account.isdigit() and 5 <= len(account) <= 20:
+        return account
+    return str(int(hashlib.sha256(account.encode()).hexdigest(), 16))[:16]
 
 
 class ActionTrail:
