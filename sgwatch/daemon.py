@@ -388,7 +388,7 @@ class Daemon:
             return
         self._trail_idle.clear()
         try:
-            self.trail_poller.poll()
+            self.trail_poller.poll(self._stopping.is_set)
         finally:
             self._trail_idle.set()
 

@@ -265,3 +265,20 @@ def test_the_log_sink_shows_the_callers_text_inert() -> None:
     (line,) = logs
     assert line["changed_by"] == "ev\\x1b[2Jil" and line["source_ip"] == "203.0.113.9\\u202e"
     assert line["security_group_ids"] == ["sg-a"] and line["event_id"] == "e-1"
+
+
+def test_a_poll_ends_between_regions_when_the_daemon_stops(make_emulator: EmulatorFactory, tmp_path: Path) -> None:
+    emulator = make_emulator()
+    clock = Clock(T0)
+    state = State(tmp_path / "s.sqlite")
+    live = settings_for(emulator, regions=[R, "cn-shanghai"])
+    poller = Poller(lambda: live, state, Sink(), clock)
+    asked: list[bool] = []
+
+    def stopping() -> bool:
+        asked.append(True)
+        return len(asked) > 1  # the signal arrives while the first region is read
+
+    poller.poll(stopping)
+    assert emulator.calls["LookupEvents"] == 1
+    assert state.trail_cursor("default", R) is not None and state.trail_cursor("default", "cn-shanghai") is None

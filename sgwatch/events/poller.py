@@ -117,12 +117,15 @@ class Poller:
             return list(dict.fromkeys(named))
         return sorted(region for name, region in self.state.regions_read() if name == account.name and region)
 
-    def poll(self) -> PollSummary:
+    def poll(self, stopping: Callable[[], bool] = lambda: False) -> PollSummary:
+        """One read of every (account, region); ``stopping()`` true ends it between two of them."""
         live = self.settings()
         trail = self._trail(live)
         summary = PollSummary()
         for account in live.accounts:
             for region in self.regions(live, account):
+                if stopping():
+                    return summary
                 try:
                     self._poll_one(trail, account, region, summary)
                 except LookupFailed as exc:
