@@ -166,8 +166,20 @@ Lookup = Callable[[str, str, datetime, datetime], list[ChangeEvent]]
 
 
 def actiontrail_lookup(cfg: config.Config, endpoint: str | None) -> Lookup:
-    """The ActionTrail LookupEvents client for ``report --actiontrail``."""
-    raise SgwatchError("--actiontrail: this sgwatch has no ActionTrail client (sgwatch.sources.actiontrail)")
+    """The ActionTrail LookupEvents client for ``report --actiontrail``: each configured account's
+    events read with its own credentials (a discovered account's name is its UID)."""
+    from sgwatch.sources.actiontrail import TrailClient
+
+    settings = cfg.live(endpoint=endpoint)
+    client = TrailClient(settings)
+    accounts = {a.name: a for a in settings.accounts}
+
+    def lookup(account: str, region: str, start: datetime, end: datetime) -> list[ChangeEvent]:
+        if account not in accounts:
+            raise SgwatchError(f"no configured account is named {account!r}")
+        return client.lookup_events(accounts[account], region, start, end).events
+
+    return lookup
 
 
 def _snapshot_time(folder: Path) -> datetime:
@@ -180,7 +192,7 @@ def attribute_from_actiontrail(report: Report, lookup: Lookup, read_at: datetime
     """``changed_by`` from the events LookupEvents has for the findings' accounts and regions.
 
     A lookup that fails leaves that region's findings unattributed (null), said on stderr."""
-    span = attribution.lookup_window(read_at, now)
+    span = attribution.actiontrail_window(read_at, now)
     if span is None:
         click.echo("sgwatch: warning: --actiontrail: the state is older than ActionTrail keeps events", err=True)
         return

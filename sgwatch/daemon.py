@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from apscheduler.events import (
@@ -50,6 +50,10 @@ from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
 from sgwatch.sources.live_settings import LiveSettings
 from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError
+
+if TYPE_CHECKING:
+    from sgwatch.events.model import ChangeEvent
+    from sgwatch.events.poller import Poller
 
 log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
@@ -243,6 +247,9 @@ class Daemon:
             lambda events: self.event_handler(events), self._event_accounts, counts=self.telemetry.events
         )
         self.events_server = self._events_server(cfg, built)
+        self.trail_poller = self._trail_poller(cfg)
+        self._trail_idle = threading.Event()  # no poll in flight: the state file may close
+        self._trail_idle.set()
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self, cfg: config_file.Config, first: bool) -> None:
@@ -253,6 +260,14 @@ class Daemon:
             self.scheduler.add_job(self.watch, IntervalTrigger(seconds=WATCH_SECONDS), id="watch", name="watch")
             if self.notifier is not None:
                 self.scheduler.add_job(self.deliver, IntervalTrigger(seconds=DELIVER_SECONDS), id="deliver")
+            if self.trail_poller is not None:
+                self.scheduler.add_job(
+                    self.poll_actiontrail,
+                    IntervalTrigger(seconds=self.trail_poller.interval),
+                    id="actiontrail",
+                    name="actiontrail",
+                    next_run_time=self.clock(),
+                )
         else:
             self.scheduler.reschedule_job("scan", trigger=trigger)
         self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(cfg.interval)))
@@ -398,6 +413,29 @@ class Daemon:
         except StateWriteError as exc:
             log.error("scan history not written", error=str(exc))
 
+    # -- the ActionTrail pull path -----------------------------------------------------------------
+    def _trail_poller(self, cfg: config_file.Config) -> Poller | None:
+        """The LookupEvents poller when ``events.actiontrail`` is on (turning it on takes a restart)."""
+        if not cfg.events.actiontrail:
+            return None
+        from sgwatch.events.poller import Poller
+
+        def sink(account: str, events: Sequence[ChangeEvent]) -> None:
+            # the push path's door: dedup against what EventBridge delivered, counts, the handler
+            self.intake.take_events(account, events, via="pull")
+
+        return Poller(lambda: self.loaded.config.live(), self.state, sink, self.clock)
+
+    def poll_actiontrail(self) -> None:
+        """One poll of every (account, region); a failed one keeps its cursor for the next."""
+        if self._stopping.is_set() or self.trail_poller is None or not self.loaded.config.events.actiontrail:
+            return
+        self._trail_idle.clear()
+        try:
+            self.trail_poller.poll(self._stopping.is_set)
+        finally:
+            self._trail_idle.set()
+
     # -- notifications -------------------------------------------------------------------------
     def _notifier(self, channels: list[Any]) -> Any:
         if not channels:
@@ -513,17 +551,10 @@ class Daemon:
 
     def _log_events(self, events: Sequence[Accepted]) -> None:
         """The handler until a targeted re-read is plugged in: the next full scan reads the change."""
+        from sgwatch.events.poller import log_taken
+
         for accepted in events:
-            e = accepted.event
-            log.info(
-                "change event",
-                event_id=e.event_id,
-                event_name=e.event_name,
-                account=accepted.account,
-                region=e.region,
-                security_group_ids=list(e.targets.security_group_ids),
-                via=accepted.via,
-            )
+            log_taken(accepted.account, accepted.event, accepted.via)
 
     # -- probes ----------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -573,7 +604,10 @@ class Daemon:
         self.scheduler.start()  # blocks until a signal shuts the scheduler down
         if self.events_server is not None:
             self.events_server.stop()  # first: no event is taken while the daemon stops
-        finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS)
+        grace_ends = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS) and self._trail_idle.wait(
+            max(0.0, grace_ends - time.monotonic())
+        )
         self.server.stop()
         if not finished:
             # The scan's threads are still in SDK calls; nothing of this scan has been written.

@@ -87,6 +87,19 @@ CREATE TABLE IF NOT EXISTS change_event_targets (
     PRIMARY KEY (account, region, resource_id, event_id)
 );
 CREATE INDEX IF NOT EXISTS change_event_targets_event ON change_event_targets (event_id);
+CREATE TABLE IF NOT EXISTS trail_cursors (  -- added within schema 1: older sgwatch ignores it
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    event_time TEXT NOT NULL,          -- the latest ActionTrail event time taken (or when polling began)
+    PRIMARY KEY (account, region)
+);
+CREATE TABLE IF NOT EXISTS trail_seen (     -- the events taken near the cursor, so none is taken twice
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_time TEXT NOT NULL,
+    PRIMARY KEY (account, region, event_id)
+);
 """
 # Change events are kept this long (ActionTrail's own retention) and at most this many: a
 # finding found minutes after its event is still attributed, and a flood cannot grow the file.
@@ -143,6 +156,19 @@ class ScanRecord:
     duration: float
     result: str  # complete, incomplete, failed
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TrailCursor:
+    """Where the ActionTrail pull path of one (account, region) stands.
+
+    ``time``: the latest event time taken (whole seconds, as ActionTrail gives them), or when
+    polling began; ``seen``: the ids of the events taken at or after ``time - overlap`` (the window
+    the next poll reads again), so an event at the cursor's second is neither lost nor taken twice.
+    """
+
+    time: datetime
+    seen: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +392,37 @@ class State:
         if row is None:
             return None
         return parse_iso(row[0]) + timedelta(seconds=row[1])
+
+    # -- the ActionTrail pull path's cursor ------------------------------------------------------
+    def trail_cursor(self, account: str, region: str) -> TrailCursor | None:
+        with self._lock:
+            row = self.db.execute(
+                "SELECT event_time FROM trail_cursors WHERE account=? AND region=?", (account, region)
+            ).fetchone()
+            ids = self.db.execute(
+                "SELECT event_id FROM trail_seen WHERE account=? AND region=?", (account, region)
+            ).fetchall()
+        return None if row is None else TrailCursor(parse_iso(row[0]), frozenset(i for (i,) in ids))
+
+    def advance_trail_cursor(
+        self, account: str, region: str, time: datetime, seen: Iterable[tuple[str, datetime]], keep_from: datetime
+    ) -> None:
+        """Move the cursor to ``time`` (never back) and remember ``seen`` (id, event time); forget
+        the ids of events before ``keep_from``, which no later poll reads again. One transaction."""
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO trail_cursors VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET
+                   event_time=MAX(trail_cursors.event_time, excluded.event_time)""",
+                (account, region, iso(time, seconds=True)),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO trail_seen VALUES (?, ?, ?, ?)",
+                [(account, region, event_id, iso(when, seconds=True)) for event_id, when in seen],
+            )
+            db.execute(
+                "DELETE FROM trail_seen WHERE account=? AND region=? AND event_time < ?",
+                (account, region, iso(keep_from, seconds=True)),
+            )
 
     # -- change events -----------------------------------------------------------------------
     def record_events(self, account: str, events: Iterable[ChangeEvent], now: datetime) -> int:

@@ -441,12 +441,12 @@ def test_membership_calls_that_do_not_expose_it_name_nobody() -> None:
     assert f.changed_by is None
 
 
-def test_lookup_window_is_bounded_by_the_state_and_by_actiontrail() -> None:
+def test_actiontrail_window_is_bounded_by_the_state_and_by_actiontrail() -> None:
     now = SCAN
-    assert attribution.lookup_window(now, now) == (now - attribution.WINDOW, now)
+    assert attribution.actiontrail_window(now, now) == (now - attribution.WINDOW, now)
     read = now - timedelta(days=3)
-    assert attribution.lookup_window(read, now) == (now - attribution.WINDOW, read + attribution.CLOCK_SKEW)
-    assert attribution.lookup_window(now - timedelta(days=91), now) is None
+    assert attribution.actiontrail_window(read, now) == (now - attribution.WINDOW, read + attribution.CLOCK_SKEW)
+    assert attribution.actiontrail_window(now - timedelta(days=91), now) is None
 
 
 # --- the state keeps events ------------------------------------------------------------------------

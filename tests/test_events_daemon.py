@@ -64,14 +64,14 @@ def test_sgwatch_run_takes_a_pushed_event_once_and_refuses_a_wrong_token(tmp_pat
         assert value(m, "sgwatch_events_http_requests_total", code="202") == 2
         assert value(m, "sgwatch_events_http_requests_total", code="401") == 1
         assert value(m, "sgwatch_events_http_requests_total", code="400") == 1
-        wait_for(lambda: '"change event"' in daemon.log.read_text(), what="the handler's log line")
+        wait_for(lambda: '"change event taken"' in daemon.log.read_text(), what="the handler's log line")
     finally:
         code, took = daemon.stop()
     assert code == 0 and took < 10
     lines = [json.loads(line) for line in daemon.lines()]
     (started,) = [line for line in lines if line["event"] == "sgwatch started"]
     assert started["events_port"] == events_port
-    handled = [line for line in lines if line["event"] == "change event"]
+    handled = [line for line in lines if line["event"] == "change event taken"]
     assert [(h["event_id"], h["account"], h["security_group_ids"]) for h in handled] == [
         ("e2e-1", "default", ["sg-web"])
     ]

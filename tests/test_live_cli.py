@@ -27,7 +27,7 @@ def emulator() -> Iterator[Emulator]:
 
 
 def sgwatch(*args: str | Path, secret: str = AK_SECRET) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SGWATCH_") and "proxy" not in k.lower()}
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update(
         ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID,
         ALIBABA_CLOUD_ACCESS_KEY_SECRET=secret,

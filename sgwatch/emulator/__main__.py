@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed-rate", type=float, default=0.0)
     p.add_argument("--malformed-shape", choices=("null", "object", "scalar"), default="null")
     p.add_argument("--lowercase", action="store_true", help="lowercase Policy/IpProtocol, Priority as int")
+    p.add_argument(
+        "--actiontrail-delay-seconds",
+        type=float,
+        default=0.0,
+        help="seconds before a change's ActionTrail event is visible to LookupEvents (the cloud's: about 600)",
+    )
     return p
 
 
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         malformed_rate=args.malformed_rate,
         malformed_shape=args.malformed_shape,
         lowercase=args.lowercase,
+        actiontrail_delay_seconds=args.actiontrail_delay_seconds,
     )
     estate, uids = (
         organization_estate(args.organization, args.synthetic, args.regions, seed=args.seed, members=args.members)

@@ -16,6 +16,12 @@ Membership: ``GET|PUT|DELETE interfaces/{region}/{eni}`` (a NetworkInterfaceSet 
 ``PUT|DELETE interfaces/{region}/{eni}/groups/{sg}`` (join, leave), ``PUT|DELETE
 interfaces/{region}/{eni}/eip`` (associate ``{"PublicIpAddress": ..., "PrivateIpAddress"?: ...}``,
 release) and ``GET|PUT|DELETE instances/{region}/{id}`` (an Instance entry of DescribeInstances).
+
+ActionTrail: every change above records the event of the API call it stands for
+(``sgwatch.emulator.actiontrail``), made by the identity the query names (``user``,
+``identity_type``, ``source_ip``, ``user_agent``, ``access_key_id``; :meth:`EmulatorControl.as_identity`);
+``GET|DELETE actiontrail/events`` reads (visible to LookupEvents or not yet) or forgets them.
+The faults ``actiontrail_delay_seconds`` and ``actiontrail_qps`` set LookupEvents' delay and limit.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
 
@@ -34,15 +41,36 @@ class ControlError(RuntimeError):
 
 
 class EmulatorControl:
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, identity: Mapping[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.identity = dict(identity or {})
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def _call(self, method: str, path: str, body: Any = None, account: str = DEFAULT_ACCOUNT) -> Any:
+    def as_identity(
+        self,
+        user: str = "",
+        *,
+        source_ip: str = "",
+        user_agent: str = "",
+        identity_type: str = "",
+        access_key_id: str = "",
+    ) -> EmulatorControl:
+        """A client whose changes ActionTrail records as made by this identity (unnamed parts: test defaults)."""
+        named = {
+            "user": user,
+            "source_ip": source_ip,
+            "user_agent": user_agent,
+            "identity_type": identity_type,
+            "access_key_id": access_key_id,
+        }
+        return EmulatorControl(self.base_url, self.timeout, {k: v for k, v in named.items() if v})
+
+    def _call(self, method: str, path: str, body: Any = None, account: str = DEFAULT_ACCOUNT, **extra: str) -> Any:
         url = f"{self.base_url}/_emulator/{path}"
-        if account != DEFAULT_ACCOUNT:
-            url += f"?account={quote(account)}"
+        query = {**({"account": account} if account != DEFAULT_ACCOUNT else {}), **self.identity, **extra}
+        if query:
+            url += "?" + urlencode(query)
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
         if data is not None:
@@ -67,6 +95,16 @@ class EmulatorControl:
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._call("PUT", "faults", changes)
         return result
+
+    def trail_events(self, account: str | None = None) -> list[dict[str, Any]]:
+        """The ActionTrail records of the changes made so far (oldest first), as LookupEvents and
+        EventBridge (a CloudEvent's ``data``) carry them; ``account``: only that account's."""
+        only = {"of_account": account} if account is not None else {}
+        result: list[dict[str, Any]] = self._call("GET", "actiontrail/events", **only)
+        return result
+
+    def clear_trail_events(self) -> None:
+        self._call("DELETE", "actiontrail/events")
 
     def add_group(
         self, region: str, group_id: str, listing: dict[str, Any] | None = None, account: str = DEFAULT_ACCOUNT

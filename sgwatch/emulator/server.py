@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sgwatch.emulator import resourcedirectory, sts
+from sgwatch.emulator import actiontrail, resourcedirectory, sts
 from sgwatch.emulator.estate import (
     REGION_NAMES,
     Estate,
@@ -62,6 +62,7 @@ PRODUCTS: dict[str, tuple[str, tuple[str, ...]]] = {
     API_VERSION: ("ecs", ACTIONS),
     sts.API_VERSION: ("sts", sts.ACTIONS),
     resourcedirectory.API_VERSION: ("resourcemanager", resourcedirectory.ACTIONS),
+    actiontrail.API_VERSION: (actiontrail.RAM_PREFIX, actiontrail.ACTIONS),
 }
 
 
@@ -94,6 +95,10 @@ class Faults:
     # what a malformed 200 carries: "null" (the SDK yields body None), "object" (a JSON object
     # without the documented keys) or "scalar" (a bare string, which the SDK fails to map)
     malformed_shape: str = "null"
+    # ActionTrail: seconds from a change to its event being visible to LookupEvents (the cloud's is
+    # about 600), and LookupEvents calls per second per account before Throttling.User (the cloud's 2)
+    actiontrail_delay_seconds: float = 0.0
+    actiontrail_qps: float = 2.0
 
     def update(self, changes: Mapping[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -190,6 +195,7 @@ class Emulator:
         if fault_fields:
             self.faults.update(fault_fields)
         self.extra_regions = tuple(extra_regions)
+        self.actiontrail = actiontrail.ActionTrail(seed)  # records the control API's changes
         self._lock = threading.Lock()
         self.directory = ResourceDirectory()
         self.sts = sts.Sts(add_key=self._add_key, management=lambda: self.directory.management)
@@ -434,6 +440,8 @@ class Emulator:
             raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.", headers=hdrs)
         if self._roll("5xx", account, action, params, self.faults.error_5xx_rate):
             raise ApiError(500, "InternalError", "The request processing has failed due to some unknown error.")
+        if action in actiontrail.ACTIONS:
+            return self._lookup_events(account, params)
         with self.estate.lock:
             if action == "DescribeRegions":
                 return self._describe_regions(account)
@@ -450,6 +458,14 @@ class Emulator:
             return self._describe_attribute(account, params)
 
     # -- the APIs -----------------------------------------------------------------------------
+    def _lookup_events(self, account: str, params: Mapping[str, str]) -> dict[str, Any]:
+        if self.actiontrail.throttle(account, self.faults.actiontrail_qps):
+            raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.")
+        try:
+            return self.actiontrail.lookup(account, params, self.faults.actiontrail_delay_seconds)
+        except actiontrail.TrailError as err:
+            raise ApiError(err.status, err.code, err.message) from None
+
     def _known_regions(self, account: str) -> list[str]:
         names = set(self.estate.regions(account)) | set(self.extra_regions) | set(self.faults.failing_regions)
         return sorted(names)
@@ -606,6 +622,19 @@ class Emulator:
     def handle_control(self, method: str, path: str, query: Mapping[str, str], body: Any) -> tuple[int, Any]:
         account = query.get("account", DEFAULT_ACCOUNT)
         parts = [unquote(p) for p in path.strip("/").split("/")[1:]]  # drop "_emulator"
+        if parts == ["actiontrail", "events"] and method == "GET":
+            return 200, self.actiontrail.records(query.get("of_account"))
+        if parts == ["actiontrail", "events"] and method == "DELETE":
+            self.actiontrail.clear()
+            return 200, {"ok": True}
+        # the event this change stands for, worked out from the estate before the route changes it
+        change = actiontrail.describe_change(self.estate, account, method, parts, body)
+        status, payload = self._control_route(method, path, account, parts, body)
+        if change is not None and status == 200:
+            self.actiontrail.record(account, change, actiontrail.Identity.from_query(query))
+        return status, payload
+
+    def _control_route(self, method: str, path: str, account: str, parts: list[str], body: Any) -> tuple[int, Any]:
         if parts == ["stats"] and method == "GET":
             return 200, self.stats()
         if parts == ["stats"] and method == "DELETE":

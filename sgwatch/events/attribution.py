@@ -371,7 +371,9 @@ def _fact_part(fact: ExposedInterface) -> Part:
     return named, lambda e: _membership_effect(e, fact)
 
 
-def lookup_window(read_at: datetime, now: datetime, window: timedelta = WINDOW) -> tuple[datetime, datetime] | None:
+def actiontrail_window(
+    read_at: datetime, now: datetime, window: timedelta = WINDOW
+) -> tuple[datetime, datetime] | None:
     """The LookupEvents span for the findings of a state read at ``read_at``: its events happened
     before it (within ``CLOCK_SKEW``), and ActionTrail serves only the last ``window`` before
     ``now``. None when nothing of it is left (a snapshot older than that)."""

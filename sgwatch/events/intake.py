@@ -128,7 +128,7 @@ class Intake:
         arrived, arrived_at = self._monotonic(), self._wall()
         accounts = dict(self.accounts())
         fresh: list[Accepted] = []
-        ignored = rejected = duplicate = 0
+        ignored = rejected = 0
         problem = ""
         for i, item in enumerate(items):
             if isinstance(item, Ignored) or _other_service(item.record):
@@ -150,6 +150,16 @@ class Intake:
                 self._unknown_account(parsed, via)
                 continue
             fresh.append(Accepted(parsed, account, via, arrived, arrived_at))
+        return self._hand_on(fresh, arrived, ignored=ignored, rejected=rejected, problem=problem)
+
+    def take_events(self, account: str, events: Sequence[ChangeEvent], *, via: Via) -> Taken:
+        """Take events a path has parsed already for the configured ``account`` (the pull path,
+        which reads each account's events with its credentials, so knows whose they are)."""
+        arrived, arrived_at = self._monotonic(), self._wall()
+        fresh = [Accepted(e, account, via, arrived, arrived_at) for e in events]
+        return self._hand_on(fresh, arrived, ignored=0, rejected=0, problem="")
+
+    def _hand_on(self, fresh: list[Accepted], arrived: float, *, ignored: int, rejected: int, problem: str) -> Taken:
         accepted, duplicate = self._claim(fresh, arrived)
         if accepted:
             try:
