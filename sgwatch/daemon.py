@@ -32,8 +32,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import ValidationError
 
-from sgwatch import baseline as baseline_file
 from sgwatch import config as config_file
+from sgwatch import desired as desired_state
 from sgwatch import logs, timestamps, validation
 from sgwatch.bulk import gc_paused
 from sgwatch.core import reach
@@ -90,7 +90,7 @@ def load(options: RunOptions) -> Loaded:
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
     with gc_paused():
-        desired = baseline_file.load(cfg.baseline, cfg.limits.max_input_bytes)
+        desired = desired_state.from_config(cfg)
     return Loaded(cfg, desired, _watched(options, cfg))
 
 
@@ -143,7 +143,7 @@ def check_state_path(path: Path) -> None:
 def _watched(options: RunOptions, cfg: config_file.Config) -> dict[Path, float]:
     """The config file and every baseline file, with their modification times."""
     try:
-        files = baseline_file.files_of(cfg.baseline) if cfg.baseline else []
+        files = desired_state.files(cfg.baselines())
     except SgwatchError:
         files = []  # the folder is gone or empty: that is a change, and reload will say what is wrong
     paths = [*files, *([options.config_path] if options.config_path else [])]

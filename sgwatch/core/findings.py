@@ -143,6 +143,9 @@ class Finding:
     message: str
     fields: tuple[str, ...] = ()
     lists: tuple[ListRef, ...] = ()
+    # The Terraform resource that manages what changed (the rule's, else its group's): None when
+    # the baseline is not a Terraform state or no state names it.
+    terraform_address: str | None = None
 
     @property
     def interfaces(self) -> tuple[str, ...] | None:
@@ -179,6 +182,7 @@ class Finding:
             "message": self.message,
             "remedy": self.remedy(),
             "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
+            "terraform_address": self.terraform_address,
         }
 
     def remedy(self) -> list[str]:

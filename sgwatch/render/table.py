@@ -107,10 +107,16 @@ def _findings_table(findings: list[Finding], width: int) -> Table:
             str(n),
             mark(f.severity),
             Text.assemble(rich_text(f.region), "\n", rich_text(f.security_group_id)),
-            rich_text(f.message),
+            _message(f),
             Text("\n".join(f.checks)),
         )
     return table
+
+
+def _message(f: Finding) -> Text:
+    if not f.terraform_address:
+        return rich_text(f.message)
+    return Text.assemble(rich_text(f.message), "\n", Text("terraform: ", style="dim"), rich_text(f.terraform_address))
 
 
 def _rule_text(rule: Rule | None) -> Text:
