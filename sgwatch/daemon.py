@@ -434,7 +434,7 @@ class Daemon:
         log.info(
             "reloaded",
             reason=why,
-            groups=len(fresh.baseline.groups),
+            groups=desired_state.group_count(fresh.baseline),
             interval=new.interval,
             channels=[c.name for c in built.channels],
         )
@@ -465,7 +465,7 @@ class Daemon:
         with self.telemetry.lock:
             last_result, last_success = self.telemetry.last_result, self.telemetry.last_success
         return attempted and not self._stopping.is_set(), {
-            "baseline_groups": len(self.loaded.baseline.groups),
+            "baseline_groups": desired_state.group_count(self.loaded.baseline),
             "first_scan_attempted": attempted,
             "last_scan": last_result,
             "last_successful_scan": timestamps.iso(datetime.fromtimestamp(last_success, UTC)) if last_success else None,
@@ -490,7 +490,7 @@ class Daemon:
             listen=f"{self.loaded.config.listen}",
             port=self.server.port,
             interval=self.loaded.config.interval,
-            baseline_groups=len(self.loaded.baseline.groups),
+            baseline_groups=desired_state.group_count(self.loaded.baseline),
         )
         self.scheduler.start()  # blocks until a signal shuts the scheduler down
         finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS)

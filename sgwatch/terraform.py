@@ -27,6 +27,7 @@ from sgwatch.core.managed import GroupAttributes, ManagedGroup
 from sgwatch.core.model import AcceptedExposure, Rule, RuleKey
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
+from sgwatch.render.inert import visible
 from sgwatch.sources import ecs_rules, identifiers
 
 STATE_VERSION = 4
@@ -55,7 +56,7 @@ _PEER_FIELDS: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("cidr_ip", f"{side}CidrIp"),
         ("ipv6_cidr_ip", f"Ipv6{side}CidrIp"),
         ("source_security_group_id", f"{side}GroupId"),
-        # source_group_owner_id since 1.2xx (Read sets it); source_group_owner_account before, and
+        # source_group_owner_id since 1.289.0 (Read sets it); source_group_owner_account before, and
         # kept as input: either names the referenced group's owner.
         ("source_group_owner_id", f"{side}GroupOwnerAccount"),
         ("source_group_owner_account", f"{side}GroupOwnerAccount"),
@@ -71,7 +72,7 @@ _RULE_FIELDS: tuple[tuple[str, str], ...] = (
     ("priority", "Priority"),
     ("nic_type", "NicType"),
     ("description", "Description"),
-    ("security_group_rule_id", "SecurityGroupRuleId"),  # since 1.247.0
+    ("security_group_rule_id", "SecurityGroupRuleId"),  # since 1.248.0
 )
 
 
@@ -131,7 +132,7 @@ def _v4_resources(doc: Mapping[str, Any], where: str) -> Iterator[Resource]:
         kind, name, module = res.get("type"), res.get("name"), res.get("module")
         if not isinstance(kind, str) or not isinstance(name, str):
             raise InputError(f"{where}: resources.{n}: a resource without a type and name")
-        base = f"{module}.{kind}.{name}" if module else f"{kind}.{name}"
+        base = _printable(f"{module}.{kind}.{name}" if module else f"{kind}.{name}", where)
         instances = res.get("instances", [])
         if not isinstance(instances, list):
             raise InputError(f"{where}: {base}: instances: expected a list")
@@ -141,7 +142,7 @@ def _v4_resources(doc: Mapping[str, Any], where: str) -> Iterator[Resource]:
             if instance.get("deposed"):
                 continue  # a deposed object is on its way out (create_before_destroy): not the desired state
             yield Resource(
-                base + _index(instance.get("index_key")),
+                _printable(base + _index(instance.get("index_key")), where),
                 kind,
                 _provider(res.get("provider", "")),
                 _schema_version(instance.get("schema_version", 0), where, base),
@@ -166,7 +167,7 @@ def _show_resources(doc: Mapping[str, Any], where: str) -> Iterator[Resource]:
         for res in resources:
             if not isinstance(res, dict) or not isinstance(res.get("address"), str):
                 raise InputError(f"{where}: a resource without an address")
-            address = res["address"]
+            address = _printable(res["address"], where)
             if res.get("mode") != "managed":
                 continue
             yield Resource(
@@ -176,6 +177,13 @@ def _show_resources(doc: Mapping[str, Any], where: str) -> Iterator[Resource]:
                 _schema_version(res.get("schema_version", 0), where, address),
                 _attributes(res.get("values"), where, address),
             )
+
+
+def _printable(address: str, where: str) -> str:
+    """An address, which findings and messages show: one line of visible characters."""
+    if not address.isprintable():
+        raise InputError(f"{where}: resource {visible(address)}: its address holds control characters")
+    return address
 
 
 def _schema_version(value: object, where: str, address: str) -> int:

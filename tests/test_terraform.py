@@ -249,6 +249,10 @@ def _set(address: str, name: str, value: object) -> Callable[[dict[str, Any]], N
             "no alicloud_security_group or alicloud_security_group_rule resources",
         ),
         (lambda d: d.__setitem__("resources", {}), "resources: expected a list"),
+        (
+            lambda d: d["resources"][7].__setitem__("module", "module.w\neb"),
+            "resource module.w\\x0aeb.alicloud_security_group.this: its address holds control characters",
+        ),
     ],
 )
 def test_bad_state_is_one_line_naming_file_and_resource(
