@@ -560,3 +560,16 @@ def test_the_daemon_reports_terraform_drift(tmp_path: Path) -> None:
         assert "unmanaged-group" in life.data["checks"]
     finally:
         daemon.state.close()
+
+
+def test_a_managed_prefix_list_whose_entries_moved_is_list_changed(tmp_path: Path) -> None:
+    snap = snapshot_copy(tmp_path)
+    edit(
+        snap / "cn-hangzhou" / "pl-bp1office0000000001.json",
+        lambda d: d["Entries"]["Entry"].append({"Cidr": "0.0.0.0/0", "Description": "oops"}),
+    )
+    _, report = report_json(tmp_path)
+    (finding,) = report["findings"]
+    assert (finding["kind"], finding["security_group_id"]) == ("group_changed", WEB)
+    assert "list-changed" in finding["checks"] and finding["severity"] == "high"  # ssh from the world
+    assert finding["terraform_address"] == "module.web.alicloud_security_group.this"
