@@ -47,6 +47,9 @@ bench-org: install
 bench-baseline: install
 	$(BIN)/python benchmarks/bench_baseline_memory.py
 
+bench-terraform: install
+	$(BIN)/python benchmarks/bench_terraform.py
+
 soak: install
 	$(BIN)/python benchmarks/soak.py
 

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sgwatch import __version__, baseline, config, logs
+from sgwatch import __version__, baseline, config, desired, logs
 from sgwatch.bulk import gc_paused
 from sgwatch.core import engine
 from sgwatch.core.checks import CATALOGUE, CIS_BENCHMARK, CIS_RECOMMENDATIONS, RANK, SEVERITIES
@@ -233,10 +233,13 @@ _endpoint_opt = click.option(
 @cli.command()
 @click.option(
     "--baseline",
-    "baseline_path",
+    "baseline_paths",
     type=click.Path(path_type=Path),
-    default=None,
-    help="Baseline YAML file or folder (or `baseline:` in the config).",
+    multiple=True,
+    help="Baseline YAML file or folder, or a Terraform state; repeat for several (or `baseline:` in the config).",
+)
+@click.option(
+    "--managed-only", is_flag=True, default=False, help="With Terraform states: leave out groups no state manages."
 )
 @click.option(
     "--snapshot",
@@ -270,7 +273,8 @@ _endpoint_opt = click.option(
 @_endpoint_opt
 @_config_opt
 def report(
-    baseline_path: Path | None,
+    baseline_paths: tuple[Path, ...],
+    managed_only: bool,
     snapshot_dir: Path | None,
     fmt: str,
     output: Path | None,
@@ -282,17 +286,19 @@ def report(
 ) -> None:
     """Compare the live state (or a snapshot) with the baseline and report drift."""
     cfg = _load_config(config_path)
-    path = baseline_path or cfg.baseline
-    if path is None:
+    if baseline_paths:
+        cfg = cfg.model_copy(update={"baseline": list(baseline_paths)})
+    if cfg.baseline is None:
         raise click.UsageError("give --baseline PATH (or `baseline:` in the config)")
+    path = cfg.baselines()[0].path
     with gc_paused(freeze=True):  # the process ends after the report
-        desired = baseline.load(path, cfg.limits.max_input_bytes)
+        desired_state = desired.from_config(cfg, regions=regions, managed_only=managed_only)
         live = (
             snapshot_source.load(snapshot_dir, cfg.limits.max_input_bytes, cfg.account_uids())
             if snapshot_dir
             else _live_snapshot(regions, endpoint, cfg)
         )
-        result = engine.assess(desired, live, cfg.checks.to_settings(), utcnow())
+        result = engine.assess(desired_state, live, cfg.checks.to_settings(), utcnow())
     if actiontrail:
         read_at = _snapshot_time(snapshot_dir) if snapshot_dir else result.generated_at
         attribute_from_actiontrail(result, actiontrail_lookup(cfg, endpoint), read_at, utcnow())
@@ -387,7 +393,14 @@ def checks(fmt: str) -> None:
 @cli.command()
 @_config_opt
 @click.option(
-    "--baseline", "baseline_path", type=click.Path(path_type=Path), default=None, help="Baseline file or folder."
+    "--baseline",
+    "baseline_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Baseline file or folder, or a Terraform state; repeat for several.",
+)
+@click.option(
+    "--managed-only", is_flag=True, default=False, help="With Terraform states: leave out groups no state manages."
 )
 @_region_opt
 @_endpoint_opt
@@ -408,7 +421,8 @@ def checks(fmt: str) -> None:
 )
 def run(
     config_path: Path | None,
-    baseline_path: Path | None,
+    baseline_paths: tuple[Path, ...],
+    managed_only: bool,
     regions: tuple[str, ...],
     endpoint: str | None,
     interval: float | None,
@@ -423,7 +437,8 @@ def run(
 
     sharding = {k: v for k, v in (("shard", shard), ("total_shards", total_shards)) if v is not None}
     flags = {
-        "baseline": baseline_path,
+        "baseline": list(baseline_paths) or None,
+        "managed_only": managed_only or None,
         "regions": list(regions) or None,
         "endpoint": endpoint,
         "interval": interval,
@@ -440,12 +455,12 @@ def run(
 
 @cli.command()
 @_config_opt
-@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path), default=None)
-def validate(config_path: Path | None, baseline_path: Path | None) -> None:
+@click.option("--baseline", "baseline_paths", type=click.Path(path_type=Path), multiple=True)
+def validate(config_path: Path | None, baseline_paths: tuple[Path, ...]) -> None:
     """Check the config and the baseline: build all that `run` and `report` build; exit 0 or 2."""
     from sgwatch.daemon import RunOptions, build, load
 
-    loaded = load(RunOptions(config_path, {"baseline": baseline_path} if baseline_path else {}))
+    loaded = load(RunOptions(config_path, {"baseline": list(baseline_paths)} if baseline_paths else {}))
     logs.register_secret(*config.secrets(loaded.config))
     built = build(loaded.config)
     sharding = loaded.config.sharding
@@ -457,7 +472,7 @@ def validate(config_path: Path | None, baseline_path: Path | None) -> None:
         else f"{len(built.live.accounts)} account(s)"
     )
     _write(
-        f"ok: {len(loaded.baseline.groups)} groups in the baseline, {accounts}{of_shard}, "
+        f"ok: {desired.group_count(loaded.baseline)} groups in the baseline, {accounts}{of_shard}, "
         f"{len(built.channels)} notification channel(s)"
         + (f", change events on {built.events_listen}" if built.events_listen else "")
         + "\n",

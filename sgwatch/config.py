@@ -167,10 +167,27 @@ class EventsConfig(_Strict):
         return self.listen is not None or self.actiontrail
 
 
+class BaselineSource(_Strict):
+    """One baseline: a YAML file or folder, or a Terraform state (told apart by content)."""
+
+    path: Path = Field(description="baseline YAML file or folder, or a Terraform state file")
+    account: str | None = Field(
+        default=None, description="the account a Terraform state's groups are in (default: wherever they are found)"
+    )
+    accepted: Path | None = Field(
+        default=None, description="a Terraform state's accepted exposures (default: beside it, <state>.accepted.yaml)"
+    )
+
+
 class Config(_Strict):
     """Everything sgwatch reads from its config file (``sgwatch config schema`` prints the schema)."""
 
-    baseline: Path | None = Field(default=None, description="baseline YAML file or folder")
+    baseline: Path | list[Path | BaselineSource] | None = Field(
+        default=None, description="baseline YAML file or folder, Terraform state, or a list of them"
+    )
+    managed_only: bool = Field(
+        default=False, description="with Terraform states: report only the groups a state manages"
+    )
     accounts: Accounts = Field(
         default_factory=lambda: [AccountSettings()],
         description="the accounts to scan, or {discover: resource_directory, role_name: ...} for every member",
@@ -222,6 +239,26 @@ class Config(_Strict):
         if not isinstance(self.accounts, list):
             return []
         return self.sharding.to_shard().select(self.accounts)
+
+    @model_validator(mode="after")
+    def _pinned_accounts(self) -> Config:
+        if not isinstance(self.accounts, list):
+            return self  # discovered accounts are named by their UID, known only at discovery
+        names = {a.name for a in self.accounts}
+        for source in self.baselines():
+            if source.account is not None and source.account not in names:
+                raise ValueError(
+                    f"baseline {source.path}: account {source.account!r} is not one of accounts: "
+                    f"({', '.join(sorted(names))})"
+                )
+        return self
+
+    def baselines(self) -> list[BaselineSource]:
+        """Every baseline the config names, in order."""
+        if self.baseline is None:
+            return []
+        given = self.baseline if isinstance(self.baseline, list) else [self.baseline]
+        return [b if isinstance(b, BaselineSource) else BaselineSource(path=b) for b in given]
 
     def account_uids(self) -> dict[str, str]:
         """Account name -> UID, for the accounts whose ``uid:`` the config gives (a discovered
@@ -379,8 +416,10 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
             raise InputError(f"{path}: expected a mapping of settings at the top level")
         data = _expand(doc or {}, path)
         for key in ("baseline", "state"):  # paths in a config file are relative to it
-            if data.get(key) and not Path(str(data[key])).is_absolute():
-                data[key] = str(path.parent / str(data[key]))
+            if data.get(key) and isinstance(data[key], str) and not Path(data[key]).is_absolute():
+                data[key] = str(path.parent / data[key])
+        if isinstance(data.get("baseline"), list):
+            data["baseline"] = [_relative_source(entry, path.parent) for entry in data["baseline"]]
     environ = os.environ if environ is None else environ
     env = env_overrides(environ, model)
     data = _merge(data, _split_lists(env, model))
@@ -393,6 +432,18 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None, model: typ
             return line_of(text, where, loc) if text and origin(loc) == where else None
 
         raise InputError("\n".join(validation.describe(exc, origin, lines_of, model=model))) from None
+
+
+def _relative_source(entry: Any, folder: Path) -> Any:
+    """A baseline list entry with its paths taken relative to the config file's folder."""
+    if isinstance(entry, str) and not Path(entry).is_absolute():
+        return str(folder / entry)
+    if isinstance(entry, dict):
+        return {
+            k: str(folder / v) if k in ("path", "accepted") and isinstance(v, str) and not Path(v).is_absolute() else v
+            for k, v in entry.items()
+        }
+    return entry
 
 
 _SECRET_KEYS = ("secret", "token", "password", "url", "webhook", "key", "authorization")

@@ -32,8 +32,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import ValidationError
 
-from sgwatch import baseline as baseline_file
 from sgwatch import config as config_file
+from sgwatch import desired as desired_state
 from sgwatch import logs, timestamps, validation
 from sgwatch.bulk import gc_paused
 from sgwatch.core import reach
@@ -109,7 +109,7 @@ def load(options: RunOptions) -> Loaded:
     if cfg.baseline is None:
         raise SgwatchError("no baseline: give --baseline PATH or `baseline:` in the config")
     with gc_paused():
-        desired = baseline_file.load(cfg.baseline, cfg.limits.max_input_bytes)
+        desired = desired_state.from_config(cfg)
     return Loaded(cfg, desired, _watched(options, cfg))
 
 
@@ -179,7 +179,7 @@ def check_state_path(path: Path) -> None:
 def _watched(options: RunOptions, cfg: config_file.Config) -> dict[Path, float]:
     """The config file and every baseline file, with their modification times."""
     try:
-        files = baseline_file.files_of(cfg.baseline) if cfg.baseline else []
+        files = desired_state.files(cfg.baselines())
     except SgwatchError:
         files = []  # the folder is gone or empty: that is a change, and reload will say what is wrong
     paths = [*files, *([options.config_path] if options.config_path else [])]
@@ -519,7 +519,7 @@ class Daemon:
         log.info(
             "reloaded",
             reason=why,
-            groups=len(fresh.baseline.groups),
+            groups=desired_state.group_count(fresh.baseline),
             interval=new.interval,
             channels=[c.name for c in built.channels],
         )
@@ -571,7 +571,7 @@ class Daemon:
         with self.telemetry.lock:
             last_result, last_success = self.telemetry.last_result, self.telemetry.last_success
         return attempted and not self._stopping.is_set(), {
-            "baseline_groups": len(self.loaded.baseline.groups),
+            "baseline_groups": desired_state.group_count(self.loaded.baseline),
             "first_scan_attempted": attempted,
             "last_scan": last_result,
             "last_successful_scan": timestamps.iso(datetime.fromtimestamp(last_success, UTC)) if last_success else None,
@@ -599,7 +599,7 @@ class Daemon:
             port=self.server.port,
             events_port=self.events_server.port if self.events_server is not None else None,
             interval=self.loaded.config.interval,
-            baseline_groups=len(self.loaded.baseline.groups),
+            baseline_groups=desired_state.group_count(self.loaded.baseline),
         )
         self.scheduler.start()  # blocks until a signal shuts the scheduler down
         if self.events_server is not None:

@@ -1,7 +1,7 @@
 """Every YAML example in the docs is loaded by the loader of what it shows.
 
 A block is a baseline file, a config file (or part of one: its top-level keys are config keys),
-a Prometheus rule file, or one Kubernetes object (validated against the manifests' Kubernetes
+a Terraform state's accepted exposures, a Prometheus rule file, or one Kubernetes object (validated against the manifests' Kubernetes
 version); a block that is none of these fails, so a new example cannot go untested.
 """
 
@@ -40,6 +40,8 @@ def kind(doc: Any) -> str:
         return "unknown"
     if "security_groups" in doc:
         return "baseline"
+    if set(doc) == {"accepted_exposures"}:
+        return "terraform-accepted"
     if set(doc) == {"groups"} and all(isinstance(g, dict) and "rules" in g for g in doc["groups"]):
         return "prometheus-rules"
     if set(doc) <= set(config.Config.model_fields):
@@ -71,6 +73,13 @@ def test_a_documented_yaml_example_loads(tmp_path: Path, monkeypatch: pytest.Mon
         # Built as `run` builds it (channels, checks, scan settings): the state goes to tmp_path.
         built = build(cfg.model_copy(update={"state": tmp_path / "state.sqlite"}))
         assert len(built.channels) == len(cfg.notifications)
+    elif what == "terraform-accepted":  # beside a state: the fixture's, whose groups its keys name
+        from sgwatch import terraform
+
+        path = tmp_path / "state.accepted.yaml"
+        path.write_text(text, encoding="utf-8")
+        groups = terraform.read_state(ROOT / "tests" / "fixtures" / "terraform" / "state.json").groups
+        assert terraform.read_accepted(path, groups)
     elif what == "prometheus-rules":
         from tests.test_prometheus_rules import promtool
 

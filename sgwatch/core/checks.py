@@ -126,6 +126,21 @@ CATALOGUE: tuple[Check, ...] = (
         "A new rule whose peers are private addresses, groups or prefix lists of private entries",
     ),
     Check("group-removed", "low", "drift", None, "A security group in the baseline no longer exists"),
+    Check(
+        "unmanaged-group",
+        "medium",
+        "drift",
+        9,
+        "A security group exists that no Terraform state given as the baseline manages",
+    ),
+    Check(
+        "unmanaged-rule",
+        "low",
+        "drift",
+        None,
+        "A rule in a Terraform-managed group that the state does not know (added by hand; its exposure adds its "
+        "own check and severity)",
+    ),
     Check("group-attribute-changed", "low", "drift", None, "The group's type or VPC changed"),
     Check("description-changed", "info", "drift", None, "Only a rule's description changed"),
     # Posture: risk in the live state, whatever the baseline says.

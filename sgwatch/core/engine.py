@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
-from sgwatch.core import addresses, exposure, membership, posture
+from sgwatch.core import addresses, exposure, managed, membership, posture
 from sgwatch.core.checks import RANK, CheckSettings, Severity, worst
 from sgwatch.core.compare import NO_REGION_LISTS, Graded, RegionLists, group_exposures
 from sgwatch.core.diff import Change, ListRef, diff_group
@@ -137,9 +137,14 @@ def _latent(exposures: Sequence[Exposure]) -> str:
 
 
 def _finding(
-    change: Change, check: str | None, exposures: list[Exposure], settings: CheckSettings, message: str
+    change: Change,
+    check: str | None,
+    exposures: list[Exposure],
+    settings: CheckSettings,
+    message: str,
+    also: str | None = None,
 ) -> Finding:
-    checks = [check] if check and settings.enabled(check) else []
+    checks = [c for c in (also, check) if c and settings.enabled(c)]
     severities: list[Severity] = [settings.severity(c) for c in checks]
     for e in exposures:
         if e.check and e.severity:
@@ -171,8 +176,12 @@ def assess_group(
     lists: RegionLists = NO_REGION_LISTS,
     unresolved: set[tuple[str, str]] | None = None,
     sets: RegionSets | None = None,
+    terraform: bool = False,
 ) -> tuple[list[Finding], list[Exposure]]:
     """Findings and live exposures of one group (live None: removed; base None: added).
+
+    ``terraform``: the desired state is a Terraform state, which should know the group (if
+    ``base`` is None: ``unmanaged-group``) and every rule of it (one it lacks: ``unmanaged-rule``).
 
     ``lists``: the lists of the group's account and region; those its live rules name but
     ``lists.live`` lacks are added to ``unresolved``. ``sets``: the region's group sets, when
@@ -197,7 +206,7 @@ def assess_group(
         news = [g.exposure for g in new]
         tail = f"; {len(news)} new internet exposure(s)" if news else "; no internet exposure"
         managed = " (managed by a cloud service)" if live.managed else ""
-        added = "managed-group" if live.managed else "new-group"
+        added = "managed-group" if live.managed else ("unmanaged-group" if terraform else "new-group")
         message = f"{live.id} group added{managed}{tail}{_latent(news)}"
         return [_finding(change, added, news, settings, message)], exposures
     changes = diff_group(base, live, same_rules)
@@ -209,7 +218,8 @@ def assess_group(
         check: str | None = _base_check(change, live, base, lists.live)
         if caused and check == "no-exposure-change":
             check = None  # the exposure's own checks say it all
-        findings.append(_finding(change, check, caused, settings, _message(change, caused)))
+        also = "unmanaged-rule" if terraform and change.kind == "rule_added" else None
+        findings.append(_finding(change, check, caused, settings, _message(change, caused), also))
     return findings, exposures
 
 
@@ -267,7 +277,10 @@ def _region_sets(
 def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime) -> Report:
     """The whole estate: every drift finding, every live exposure, every posture result."""
     today = now.date()
-    errors = list(live.errors)
+    placed = managed.place(baseline, baseline.terraform, live) if baseline.terraform is not None else None
+    if placed is not None:
+        baseline = placed.baseline
+    errors = list(live.errors) + (placed.errors if placed else [])
     unreadable_regions = {(e.account, e.region) for e in errors if not e.security_group_id}
     unreadable_groups = {(e.account, e.region, e.security_group_id) for e in errors if e.security_group_id}
     report = Report(generated_at=now, groups=0, errors=errors)
@@ -300,6 +313,9 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
                 continue
             if key[2] in listing:
                 continue  # listed but unread: the parser has recorded the error
+        unmanaged = bgroup is None and placed is not None and placed.covers(account)
+        if unmanaged and placed is not None and placed.managed_only:
+            continue
         report.groups += 1
         accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
         unresolved: set[tuple[str, str]] = set()
@@ -311,7 +327,10 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
             lists_of.get((account, region), NO_REGION_LISTS),
             unresolved,
             sets_of.get((account, region)),
+            unmanaged or (placed is not None and key in placed.managed),
         )
+        if placed is not None:
+            placed.name(findings)
         errors.extend(
             ScanError(
                 account,
@@ -327,6 +346,12 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
         if lgroup is not None:
             report.posture.extend(posture.check_group(lgroup, exposures, settings))
         report.posture.extend(posture.expired(key, baseline.accepted.get(key, ()), today, settings))
+    if placed is not None:
+        for gone in placed.removed:
+            report.groups += 1
+            findings, _ = assess_group(None, gone, (), settings)
+            placed.name(findings)
+            report.findings.extend(findings)
     expected = {(g.account, g.region) for g in baseline.groups.values()}
     if live.scope is not None:
         expected &= live.scope

@@ -146,6 +146,9 @@ class Finding:
     # The call that made the change (sgwatch.events.attribution); None when no event fits. Not
     # part of the id: the same drift is one finding whoever is named for it.
     changed_by: ChangedBy | None = None
+    # The Terraform resource that manages what changed (the rule's, else its group's): None when
+    # the baseline is not a Terraform state or no state names it.
+    terraform_address: str | None = None
 
     @property
     def interfaces(self) -> tuple[str, ...] | None:
@@ -182,6 +185,7 @@ class Finding:
             "message": self.message,
             "cis": [{"id": r.id, "title": r.title} for r in self.cis()],
             "changed_by": None if self.changed_by is None else self.changed_by.to_dict(),
+            "terraform_address": self.terraform_address,
         }
 
     def cis(self) -> list[CisRecommendation]:

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from sgwatch.core.membership import Membership
+
+if TYPE_CHECKING:
+    from sgwatch.core.managed import Managed
 
 Direction = Literal["ingress", "egress"]
 Policy = Literal["accept", "drop"]
@@ -209,3 +212,5 @@ class Baseline:
     prefix_lists: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
     # (account, region, port-range-list id) -> the port ranges the team expects; likewise.
     port_lists: dict[tuple[str, str, str], tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    # Groups a Terraform state manages, placed on each scan by id (sgwatch.core.managed).
+    terraform: Managed | None = None

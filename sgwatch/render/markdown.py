@@ -33,6 +33,8 @@ def _what_to_do(n: int, f: Finding) -> list[str]:
         items.append(f"changed {markdown_cell(attribution.detail(f.changed_by))}")
     if f.live is not None or f.baseline is not None:
         items += [f"before: {_rule(f.baseline)}", f"after: {_rule(f.live)}"]
+    if f.terraform_address:
+        items.append(f"terraform: {_code(f.terraform_address)}")
     if f.new_exposures:
         items.append("opens: " + "; ".join(_code(e.describe()) for e in f.new_exposures))
     if cis := f.cis():
@@ -66,6 +68,8 @@ def render(report: Report) -> str:
         lines += ["| | severity | kind | group | change | checks |", "|---|---|---|---|---|---|"]
         for f in report.findings[:MAX_ROWS]:
             group = f"{_code(f.region)} {_code(f.security_group_id)}"
+            if f.terraform_address:
+                group += f"<br>{_code(f.terraform_address)}"
             by = f"<br>{markdown_cell(attribution.who(f.changed_by))}" if f.changed_by is not None else ""
             lines.append(
                 f"| {_ICON[f.severity]} | {f.severity} | {f.kind} | {group} | {markdown_cell(f.message)}{by} | "

@@ -116,6 +116,8 @@ def _findings_table(findings: list[Finding], width: int) -> Table:
 
 def _change(f: Finding) -> Text:
     text = rich_text(f.message)
+    if f.terraform_address:
+        text.append_text(Text.assemble("\n", Text("terraform: ", style="dim"), rich_text(f.terraform_address)))
     if f.changed_by is not None:
         text.append("\n")
         text.append_text(rich_text(attribution.who(f.changed_by)))  # names and addresses are the caller's text
