@@ -2,13 +2,16 @@
 
     .venv/bin/python benchmarks/bench_org.py [--accounts 200] [--regions 2] [--groups 50]
                                              [--latency-ms 20] [--concurrency 8]
+                                             [--total-shards 4 --shard 0]
 
 The emulator serves a Resource Directory of ``--accounts`` members, each with ``--groups`` groups
 in each of ``--regions`` regions and the role sgwatch assumes. sgwatch discovers the members
 (``ListAccounts``), assumes the role in each (``AssumeRole``) and scans them all, first at the
 default politeness limit, then with the limit off. Printed: calls made against the minimum
 (discovery and AssumeRole included), wall time against the floor of each run, and what a second
-scan costs (no discovery, no AssumeRole: both are kept by the process).
+scan costs (no discovery, no AssumeRole: both are kept by the process). With ``--total-shards M``:
+each shard's share of the members, and the scan of shard ``--shard`` alone (every replica lists
+the directory; each assumes the role in and scans only its own members).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from sgwatch import sharding
 from sgwatch.emulator import EmulatorControl, Estate
 from sgwatch.emulator.resourcedirectory import organization_estate
 from sgwatch.sources import organization
@@ -81,12 +85,13 @@ def _say(*lines: str) -> None:
     sys.stdout.flush()
 
 
-def select_accounts(uids: list[str]) -> list[str]:
-    """The members one replica scans: all of them (a shard split goes here)."""
-    return uids
+def select_accounts(uids: list[str], shard: int, total: int) -> list[str]:
+    """The members one replica scans: its shard's (a discovered account is keyed by its UID)."""
+    owner = sharding.assign(uids, total)
+    return [uid for uid in uids if owner[uid] == shard]
 
 
-def _settings(url: str, regions: list[str], uids: list[str], all_uids: list[str], **tuning: Any) -> LiveSettings:
+def _settings(url: str, regions: list[str], shard: tuple[int, int], **tuning: Any) -> LiveSettings:
     org: dict[str, Any] = {
         "discover": "resource_directory",
         "role_name": ROLE,
@@ -95,10 +100,18 @@ def _settings(url: str, regions: list[str], uids: list[str], all_uids: list[str]
         "resource_directory_endpoint": url,
         "session_name": f"sgwatch-bench-{time.monotonic_ns()}",  # a fresh session cache per run
     }
-    if len(uids) < len(all_uids):
-        org["include"] = uids
+    # the replica's own split of what it discovers, as `sgwatch run --shard N --total-shards M` does
+    index, total = shard
     return LiveSettings.model_validate(
-        {"endpoint": url, "regions": regions, "organization": org, "deadline_seconds": 3600, **tuning}
+        {
+            "endpoint": url,
+            "regions": regions,
+            "organization": org,
+            "deadline_seconds": 3600,
+            "shard": index,
+            "total_shards": total,
+            **tuning,
+        }
     )
 
 
@@ -119,12 +132,16 @@ def main() -> int:
     p.add_argument("--latency-ms", type=float, default=20.0)
     p.add_argument("--concurrency", type=int, default=ScanTuning().concurrency)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--total-shards", type=int, default=1, help="split the members across this many replicas")
+    p.add_argument("--shard", type=int, default=0, help="the replica whose scan is measured (0 .. total-1)")
     p.add_argument(
         "--runs",
         default="defaults,off",
         help="which runs, comma-separated: defaults (the politeness limit at its default), off (no limit)",
     )
     args = p.parse_args()
+    if not 0 <= args.shard < args.total_shards:
+        p.error(f"--shard {args.shard}: the shard is 0 .. {args.total_shards - 1}")
     runs = {"defaults": ScanTuning().requests_per_second, "off": 0.0}
     chosen = [r.strip() for r in args.runs.split(",") if r.strip()]
     if unknown := sorted(set(chosen) - runs.keys()):
@@ -152,7 +169,15 @@ def main() -> int:
                 time.sleep(0.1)
         # the same seeded estate as the emulator's
         estate, all_uids = organization_estate(args.accounts, args.groups * args.regions, args.regions, seed=args.seed)
-        uids = select_accounts(all_uids)
+        uids = select_accounts(all_uids, args.shard, args.total_shards)
+        if args.total_shards > 1:
+            shares = [len(select_accounts(all_uids, i, args.total_shards)) for i in range(args.total_shards)]
+            even = len(all_uids) / args.total_shards
+            worst = max(abs(n - even) for n in shares) / even
+            _say(
+                f"shards: {args.total_shards}; accounts per shard {shares} (even {even:g}; "
+                f"furthest {worst:.1%} from even: {'OK' if worst <= 0.2 else 'OVER 20%'}); measuring shard {args.shard}"
+            )
         regions = sorted(estate.regions(all_uids[0]))
         pairs = [n for uid in uids for n in _pair_calls(estate, uid).values()]
         pages = max(1, math.ceil(len(all_uids) / organization.PAGE_SIZE))
@@ -170,7 +195,13 @@ def main() -> int:
         for label in chosen:
             rps = runs[label]
             name = "limit off" if label == "off" else label
-            settings = _settings(url, regions, uids, all_uids, concurrency=args.concurrency, requests_per_second=rps)
+            settings = _settings(
+                url,
+                regions,
+                (args.shard, args.total_shards),
+                concurrency=args.concurrency,
+                requests_per_second=rps,
+            )
             wall, calls, errors = _run(control, settings)
             total = sum(calls.values())
             ideal = floor.seconds(latency, args.concurrency, rps)
