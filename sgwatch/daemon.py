@@ -42,10 +42,12 @@ from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
 from sgwatch.errors import AuthError, InputError, SgwatchError
+from sgwatch.events import reassess
+from sgwatch.events.handler import Batch, EventHandler
 from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
-from sgwatch.sources.live_settings import LiveSettings
+from sgwatch.sources.live_settings import AccountSettings, LiveSettings
 from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError
 
 log = structlog.get_logger("sgwatch.daemon")
@@ -57,6 +59,7 @@ _SCHEDULER_EVENTS = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed", EVENT
 
 Clock = Callable[[], datetime]
 Scanner = Callable[[config_file.Config], Any]  # returns a Snapshot; injected by tests
+UidLearner = Callable[[AccountSettings], str]  # an account's UID (STS GetCallerIdentity); injected
 
 
 def utcnow() -> datetime:
@@ -157,6 +160,11 @@ def _mtime(path: Path) -> float:
         return -1.0
 
 
+def scan_interval(cfg: config_file.Config) -> float:
+    """Seconds between full scans: with change events on, they are the safety net, run seldom."""
+    return float(cfg.events.full_scan_interval) if cfg.events.enabled else float(cfg.interval)
+
+
 def live_snapshot(cfg: config_file.Config) -> Any:
     from sgwatch.sources import live
     from sgwatch.sources.snapshot import parse_scan
@@ -173,16 +181,18 @@ class Daemon:
         *,
         clock: Clock = utcnow,
         scanner: Callable[[config_file.Config], Any] = live_snapshot,
+        uid_learner: UidLearner | None = None,
     ) -> None:
         self.options = options
         self.clock = clock
         self.scanner = scanner
+        self.uid_learner = uid_learner
         self.loaded = load(options)
         cfg = self.loaded.config
         logs.register_secret(*config_file.secrets(cfg))
         built = build(cfg)
         self.state = State(cfg.state)
-        self.telemetry = Telemetry(interval=cfg.interval)
+        self.telemetry = Telemetry(interval=scan_interval(cfg))
         # The state outlives the process: a restart neither resets these to "never" nor hides their age.
         for attr, moment in (
             ("last_success", self.state.last_success()),
@@ -192,7 +202,7 @@ class Daemon:
         self.server = Server(cfg.listen, registry_for(self.telemetry), self.health, self.ready)
         self.scheduler = BlockingScheduler(
             timezone=UTC,
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": max(1, int(cfg.interval))},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": max(1, int(scan_interval(cfg)))},
         )
         self.scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self.scan_attempted = threading.Event()
@@ -203,11 +213,20 @@ class Daemon:
         self._alert_db: Any = None  # the notifier's own connection to the state file, opened once
         self._sent_before: Counter[tuple[str, str]] = Counter()  # by notifiers a reload replaced
         self.notifier = self._notifier(built.channels)
+        # Change events (sgwatch.events): the last full picture, re-judged in part per event.
+        self._judge_lock = threading.Lock()  # one writer of the picture, the state and the alerts
+        self._last: tuple[Any, Report] | None = None  # (Snapshot, Report) of the last recorded scan
+        self._during_scan: list[tuple[Any, Any, frozenset[str]]] | None = None  # re-reads while a scan runs
+        self._deferred: list[Batch] = []  # events before any snapshot: read after the first scan
+        self._learned_uids: dict[str, str] = {}  # account name -> UID learned at start
+        self._rereader: Any = None
+        self.events = EventHandler(self._on_events, self._knows, self._count_rereads)
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self, cfg: config_file.Config, first: bool) -> None:
-        jitter = cfg.jitter if cfg.jitter is not None else min(30.0, cfg.interval / 10)
-        trigger = IntervalTrigger(seconds=cfg.interval, jitter=int(jitter) or None, timezone=UTC)
+        interval = scan_interval(cfg)
+        jitter = cfg.jitter if cfg.jitter is not None else min(30.0, interval / 10)
+        trigger = IntervalTrigger(seconds=interval, jitter=int(jitter) or None, timezone=UTC)
         if first:
             self.scheduler.add_job(self.scan, trigger, id="scan", name="scan", next_run_time=self.clock())
             self.scheduler.add_job(self.watch, IntervalTrigger(seconds=WATCH_SECONDS), id="watch", name="watch")
@@ -215,7 +234,7 @@ class Daemon:
                 self.scheduler.add_job(self.deliver, IntervalTrigger(seconds=DELIVER_SECONDS), id="deliver")
         else:
             self.scheduler.reschedule_job("scan", trigger=trigger)
-        self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(cfg.interval)))
+        self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(interval)))
 
     def _on_event(self, event: JobEvent) -> None:
         kind = _SCHEDULER_EVENTS.get(event.code, "other")
@@ -237,20 +256,32 @@ class Daemon:
         structlog.contextvars.bind_contextvars(scan_id=scan_id)
         started, t0 = self.clock(), time.monotonic()
         loaded = self.loaded
+        with self._judge_lock:
+            self._during_scan = []
         try:
             log.info("scan started")
             raw, snap = self.scanner(loaded.config)
             self.telemetry.add_stats(raw.stats)
-            with gc_paused():
-                report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
-            scope = snap.regions | set(snap.scope or ()) | {(e.account, e.region) for e in snap.errors}
-            self._finish(scan_id, started, time.monotonic() - t0, report, scope)
+            with self._judge_lock:
+                # What events re-read while the scan ran is at least as fresh as what it read.
+                for request, result, also in self._during_scan or ():
+                    snap = reassess.apply(snap, request, result, self._scan_uids(), also).snapshot
+                with gc_paused():
+                    report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
+                scope = snap.regions | set(snap.scope or ()) | {(e.account, e.region) for e in snap.errors}
+                self._finish(scan_id, started, time.monotonic() - t0, report, scope)
+                self._last = (snap, report)
         except (AuthError, SgwatchError) as exc:
             self._failed(scan_id, started, time.monotonic() - t0, str(exc))
         except Exception as exc:  # a bug must not kill the daemon; the next scan tries again
             log.exception("scan crashed")
             self._failed(scan_id, started, time.monotonic() - t0, f"{type(exc).__name__}: {exc}")
         finally:
+            with self._judge_lock:
+                self._during_scan = None
+                deferred, self._deferred = self._deferred, []
+            if deferred:
+                self.events.requeue(deferred)
             self.scan_attempted.set()
             structlog.contextvars.unbind_contextvars("scan_id")
             self._idle.set()
@@ -353,6 +384,136 @@ class Daemon:
         except StateWriteError as exc:
             log.error("scan history not written", error=str(exc))
 
+    # -- change events -------------------------------------------------------------------------
+    def learn_uids(self) -> None:
+        """Each account's UID, once, where the config names none (events name accounts by UID)."""
+        if self.uid_learner is None:
+            return
+        for account in self.loaded.config.live().accounts:
+            if account.uid or account.name in self._learned_uids:
+                continue
+            try:
+                self._learned_uids[account.name] = self.uid_learner(account)
+            except SgwatchError as exc:
+                log.warning(
+                    "account UID not learned: its events are not recognised", account=account.name, error=str(exc)
+                )
+
+    def account_uids(self) -> dict[str, str]:
+        """{UID: account name} of the configured accounts whose UID is known (config, else learned)."""
+        out = {}
+        for account in self.loaded.config.live().accounts:
+            uid = account.uid or self._learned_uids.get(account.name)
+            if uid:
+                out[uid] = account.name
+        return out
+
+    def _scan_uids(self) -> dict[str, str]:
+        # as a full scan reads owners (RawScan.account_uids): the same rules, the same finding ids
+        return {a.name: a.uid for a in self.loaded.config.live().accounts if a.uid}
+
+    def _knows(self, account: str, region: str, group_id: str) -> bool:
+        last = self._last
+        return last is None or (account, region, group_id) in last[0].groups
+
+    def _count_rereads(self, result: str, n: int) -> None:
+        with self.telemetry.lock:
+            self.telemetry.events.rereads[result] += n
+
+    def _reader(self, settings: LiveSettings) -> Any:
+        from sgwatch.sources.reread import Rereader
+
+        if self._rereader is None or self._rereader.settings != settings:
+            self._rereader = Rereader(settings)
+        return self._rereader
+
+    def _on_events(self, batch: Batch) -> None:
+        """Re-read what ``batch`` names, judge again what it touches, record and alert (the worker)."""
+        loaded = self.loaded
+        with self._judge_lock:
+            if self._last is None:  # no picture yet: the scan under way reads it, or the first one will
+                self._deferred.append(batch)
+                return
+            request = reassess.plan(self._last[0], batch)
+        # Outside the lock: a scan may record meanwhile; the answers are applied to what it leaves.
+        result = self._reader(loaded.config.live()).read(request)
+        self.telemetry.add_stats(result.stats)
+        with self._judge_lock:
+            assert self._last is not None
+            snap, full = self._last
+            if self._during_scan is not None:
+                self._during_scan.append((request, result, frozenset(batch.members_of)))
+            applied = reassess.apply(snap, request, result, self._scan_uids(), batch.members_of)
+            now = self.clock()
+            settings = loaded.config.checks.to_settings()
+            with gc_paused():
+                partial = assess(loaded.baseline, applied.snapshot, settings, now, only=applied.judge)
+            desired = loaded.baseline.groups
+            added = len(applied.appeared - desired.keys()) - len(applied.vanished - desired.keys())
+            merged = reassess.merge(full, partial, applied.judge, applied.snapshot, added)
+            before = self.state.open_findings()
+            try:
+                lives = self.state.record(partial, now, groups=applied.judge)
+                exposed_before = self.state.open_exposed()
+                exposed = self._record_exposed(merged, now)
+            except StateWriteError as exc:
+                log.error("re-read not recorded", error=str(exc))
+                self._count_rereads("failed", len(request.groups))
+                return
+            self._last = (applied.snapshot, merged)
+            self._count_rereads("gone", len(applied.vanished))
+            self._count_rereads("ok", len(applied.read) - len(applied.vanished))
+            self._count_rereads("failed", len(applied.failed))
+            if request.interfaces or request.instances:
+                self._count_rereads("failed" if applied.membership_failed else "ok", 1)
+            with self.telemetry.lock:
+                previous = self.telemetry.last
+                self.telemetry.last = ScanSummary.of(
+                    merged,
+                    previous.finished_at if previous else now.timestamp(),
+                    previous.duration if previous else 0.0,
+                    open_findings={fid: life.data for fid, life in lives.items()},
+                    previous=previous,
+                    regions=previous.regions if previous else {},
+                )
+            fresh = {
+                fid: life
+                for fid, life in {**lives, **exposed}.items()
+                if fid not in before and fid not in exposed_before
+            }
+            for fid, life in fresh.items():
+                log.warning(
+                    "drift detected from a change event",
+                    finding=fid,
+                    severity=life.data.get("severity"),
+                    security_group_id=life.data.get("security_group_id"),
+                )
+            log.info(
+                "change events handled",
+                account=batch.account,
+                region=batch.region,
+                events=len(batch.arrivals),
+                reread=len(applied.read),
+                judged=len(applied.judge),
+                failed=len(applied.failed),
+                calls=result.calls,
+            )
+            self._notify({**lives, **exposed}, now)
+            if self.notifier is not None and fresh:
+                self._observe_latency(batch, fresh)
+
+    def _observe_latency(self, batch: Batch, fresh: dict[str, FindingLife]) -> None:
+        """Change to alert, per event that led to a new alert: its time, its arrival, to now."""
+        alerted = {str(life.data.get("security_group_id") or "") for life in fresh.values()}
+        alerted |= {g for life in fresh.values() for g in life.data.get("security_group_ids") or ()}
+        done, now = time.monotonic(), self.clock()
+        for arrival in batch.arrivals:
+            event = arrival.event
+            if event.touches == "group" and not alerted & set(event.targets.security_group_ids):
+                continue
+            self.telemetry.events.change_to_alert.observe(max(0.0, (now - event.event_time).total_seconds()))
+            self.telemetry.events.arrival_to_alert.observe(max(0.0, done - arrival.received))
+
     # -- notifications -------------------------------------------------------------------------
     def _notifier(self, channels: list[Any]) -> Any:
         if not channels:
@@ -417,8 +578,8 @@ class Daemon:
             self._replace_notifier(built.channels)
         # Scan settings, endpoint, accounts, regions and checks are read from the config at each scan.
         self.loaded = fresh
-        if (new.interval, new.jitter) != (old.interval, old.jitter):
-            self.telemetry.interval = new.interval
+        if (scan_interval(new), new.jitter) != (scan_interval(old), old.jitter):
+            self.telemetry.interval = scan_interval(new)
             self._schedule(new, first=False)
         if new.log_level != old.log_level and "log_level" not in self.options.overrides:
             logging.getLogger().setLevel(new.log_level.upper())
@@ -484,6 +645,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._signal)
         self.server.start()
+        self.learn_uids()
+        self.events.start()
         self._schedule(self.loaded.config, first=True)
         log.info(
             "sgwatch started",
@@ -494,6 +657,7 @@ class Daemon:
         )
         self.scheduler.start()  # blocks until a signal shuts the scheduler down
         finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS)
+        self.events.stop(timeout=1.0)
         self.server.stop()
         if not finished:
             # The scan's threads are still in SDK calls; nothing of this scan has been written.

@@ -185,12 +185,14 @@ class State:
         now: datetime,
         scope: Iterable[tuple[str, str]] = (),
         scan: ScanRecord | None = None,
+        groups: Collection[tuple[str, str, str]] | None = None,
     ) -> dict[str, FindingLife]:
         """Fold one scan's findings into their lives; returns the open findings by id.
 
         ``scope``: the (account, region) pairs the scan covered; those it read in full get
         ``now`` as their last read. ``scan``: its history row, written in the same transaction,
-        so a scan is recorded whole or not at all.
+        so a scan is recorded whole or not at all. ``groups``: the report covers only these
+        groups (a targeted re-read): open findings of every other group stay as they are.
         """
         unread = Unread.of(report)
         stamp = iso(now)
@@ -200,7 +202,7 @@ class State:
                 "SELECT id, account, region, security_group_id FROM findings WHERE resolved_at IS NULL"
             ).fetchall()
             for fid, account, region, sg in open_rows:
-                if fid in current:
+                if fid in current or (groups is not None and (account, region, sg) not in groups):
                     continue
                 if unread.covers(account, region, sg):
                     continue  # not seen because not read: still open
