@@ -20,6 +20,7 @@ from sgwatch.core.model import Snapshot
 from sgwatch.daemon import Daemon, RunOptions, scan_interval
 from sgwatch.emulator import Emulator
 from sgwatch.emulator.control import EmulatorControl
+from sgwatch.emulator.server import AccessKey
 from sgwatch.events.model import ChangeEvent
 from sgwatch.events.record import parse_record
 from tests.alertfixtures import Receiver, receiver_fixture  # noqa: F401
@@ -360,3 +361,105 @@ def test_reread_result_snapshot_is_a_new_one(
     submit(daemon, event("AuthorizeSecurityGroup", SecurityGroupId=gid))
     assert old.groups[("default", REGION, gid)].rules == rules
     assert daemon._last[0].groups[("default", REGION, gid)].rules != rules
+
+
+# -- what a re-read leaves alone -----------------------------------------------------------------------
+def test_a_reread_resolves_no_finding_of_a_group_it_did_not_read(
+    tmp_path: Path, estate: Emulator, receiver: Receiver, daemons: list[Daemon]
+) -> None:
+    daemon = make_daemon(tmp_path, estate, receiver)
+    daemons.append(daemon)
+    daemon.scan()
+    open_before = daemon.state.open_findings()
+    others = {fid for fid, life in open_before.items() if life.data["security_group_id"] != GROUP}
+    assert others
+    ctl(estate).add_permission(REGION, GROUP, WORLD_MYSQL)
+    submit(daemon, event("AuthorizeSecurityGroup", SecurityGroupId=GROUP))
+    assert others <= set(daemon.state.open_findings())
+    assert daemon.state.resolved_since(datetime.fromtimestamp(0, UTC)) == []
+
+
+def test_an_event_during_a_full_scan_is_not_undone_by_the_scan(
+    tmp_path: Path, estate: Emulator, receiver: Receiver, daemons: list[Daemon]
+) -> None:
+    """The scan read the group before the change; the event's re-read came after: the scan's
+    stale answer must neither resolve the new finding nor alert it twice."""
+    from sgwatch.daemon import live_snapshot
+
+    daemon = make_daemon(tmp_path, estate, receiver)
+    daemons.append(daemon)
+    daemon.scan()
+
+    def stale_scan(cfg: Any) -> Any:
+        scanned = live_snapshot(cfg)  # reads the group as it was
+        ctl(estate).add_permission(REGION, GROUP, WORLD_MYSQL)
+        submit(daemon, event("AuthorizeSecurityGroup", SecurityGroupId=GROUP))
+        return scanned
+
+    daemon.scanner = stale_scan
+    sent = len(alerted(receiver))
+    daemon.scan()
+    assert daemon._last is not None
+    opened = [f for f in daemon._last[1].findings if f.security_group_id == GROUP and "3306" in f.message]
+    assert len(opened) == 1
+    assert opened[0].id in daemon.state.open_findings()
+    assert daemon.state.resolved_since(datetime.fromtimestamp(0, UTC)) == []
+    new = [a for a in alerted(receiver)[sent:] if a[1] == opened[0].id]
+    assert [a[0] for a in new] == [new[0][0]] and len(new) == 1, alerted(receiver)[sent:]
+
+
+# -- lists and instances ------------------------------------------------------------------------------
+def test_a_prefix_list_event_rereads_the_list_and_judges_the_groups_naming_it(
+    tmp_path: Path, estate: Emulator, receiver: Receiver, daemons: list[Daemon]
+) -> None:
+    daemon = make_daemon(tmp_path, estate, receiver)
+    daemons.append(daemon)
+    daemon.scan()
+    assert daemon._last is not None
+    named = sorted(k for k in daemon._last[0].prefix_lists if k[1] == REGION)
+    assert named, "the demo names a prefix list in cn-hangzhou"
+    pl = named[0][2]
+    control = ctl(estate)
+    body = control.prefix_list(REGION, pl)
+    body["Entries"] = {"Entry": [*body["Entries"]["Entry"], {"Cidr": "0.0.0.0/0", "Description": "everyone"}]}
+    control.put_prefix_list(REGION, pl, body)
+    estate.reset_stats()
+    submit(daemon, event("ModifyPrefixList", PrefixListId=pl))
+    assert estate.stats()["calls"] == {"DescribePrefixListAttributes": 1}
+    assert "0.0.0.0/0" in daemon._last[0].prefix_lists[("default", REGION, pl)]
+
+
+def test_an_instance_event_reads_the_instance_and_its_interfaces(
+    tmp_path: Path, estate: Emulator, receiver: Receiver, daemons: list[Daemon]
+) -> None:
+    daemon = make_daemon(tmp_path, estate, receiver)
+    daemons.append(daemon)
+    daemon.scan()
+    assert daemon._last is not None
+    membership = daemon._last[0].membership[("default", REGION)]
+    host = next(i for i in membership.interfaces if i.instance_id and i.type == "Primary")
+    estate.reset_stats()
+    submit(daemon, event("ModifyInstanceAttribute", InstanceId=host.instance_id))
+    assert estate.stats()["calls"] == {"DescribeNetworkInterfaces": 1, "DescribeInstances": 1}
+    after = daemon._last[0].membership[("default", REGION)]
+    assert {i.id for i in after.interfaces} == {i.id for i in membership.interfaces}
+    assert next(i for i in after.interfaces if i.id == host.id) == host
+
+
+def test_a_refused_reread_fails_alone_and_the_next_one_works(
+    tmp_path: Path,
+    estate: Emulator,
+    receiver: Receiver,
+    daemons: list[Daemon],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    daemon = make_daemon(tmp_path, estate, receiver)
+    daemons.append(daemon)
+    daemon.scan()
+    estate.keys[AK_ID] = AccessKey(secret="not-the-secret-the-daemon-signs-with")  # SignatureDoesNotMatch
+    submit(daemon, event("AuthorizeSecurityGroup", SecurityGroupId=GROUP))
+    assert reread_counts(daemon) == {"failed": 1}
+    estate.keys[AK_ID] = AccessKey(secret=AK_SECRET)
+    submit(daemon, event("AuthorizeSecurityGroup", SecurityGroupId=GROUP))
+    assert reread_counts(daemon) == {"failed": 1, "ok": 1}
+    assert AK_SECRET not in capsys.readouterr().out
