@@ -54,6 +54,7 @@ log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
 WATCH_SECONDS = 5.0
 DELIVER_SECONDS = 15.0
+SUMMARY_SECONDS = 10.0  # the gauges lag change events by at most this
 
 _SCHEDULER_EVENTS = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed", EVENT_JOB_MAX_INSTANCES: "max_instances"}
 
@@ -220,6 +221,11 @@ class Daemon:
         self._deferred: list[Batch] = []  # events before any snapshot: read after the first scan
         self._learned_uids: dict[str, str] = {}  # account name -> UID learned at start
         self._rereader: Any = None
+        # the open findings and exposed interfaces after the last record, kept so that a re-read
+        # of a few groups reads back only theirs
+        self._open: tuple[dict[str, FindingLife], dict[str, FindingLife]] = ({}, {})
+        self._summary_due = False  # re-reads changed the report since the gauges were built
+        self._summarised = 0.0  # monotonic time the gauges were last built from a re-read
         self.events = EventHandler(self._on_events, self._knows, self._count_rereads)
 
     # -- scheduling ----------------------------------------------------------------------------
@@ -232,6 +238,7 @@ class Daemon:
             self.scheduler.add_job(self.watch, IntervalTrigger(seconds=WATCH_SECONDS), id="watch", name="watch")
             if self.notifier is not None:
                 self.scheduler.add_job(self.deliver, IntervalTrigger(seconds=DELIVER_SECONDS), id="deliver")
+            self.scheduler.add_job(self.flush_summary, IntervalTrigger(seconds=SUMMARY_SECONDS), id="events-summary")
         else:
             self.scheduler.reschedule_job("scan", trigger=trigger)
         self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(interval)))
@@ -345,6 +352,7 @@ class Daemon:
             **{f"findings_{k}": v for k, v in report.counts().items() if v},
             errors=len(report.errors),
         )
+        self._open = (lives, exposed)
         self._notify({**lives, **exposed}, now)
 
     def _record_exposed(self, report: Report, now: datetime) -> dict[str, FindingLife]:
@@ -443,7 +451,7 @@ class Daemon:
             snap, full = self._last
             if self._during_scan is not None:
                 self._during_scan.append((request, result, frozenset(batch.members_of)))
-            applied = reassess.apply(snap, request, result, self._scan_uids(), batch.members_of)
+            applied = reassess.apply(snap, request, result, self._scan_uids(), batch.members_of, loaded.baseline.groups)
             now = self.clock()
             settings = loaded.config.checks.to_settings()
             with gc_paused():
@@ -451,11 +459,8 @@ class Daemon:
             desired = loaded.baseline.groups
             added = len(applied.appeared - desired.keys()) - len(applied.vanished - desired.keys())
             merged = reassess.merge(full, partial, applied.judge, applied.snapshot, added)
-            before = self.state.open_findings()
             try:
-                lives = self.state.record(partial, now, groups=applied.judge)
-                exposed_before = self.state.open_exposed()
-                exposed = self._record_exposed(merged, now)
+                lives, exposed, fresh = self._record_judged(applied.judge, partial, merged, now)
             except StateWriteError as exc:
                 log.error("re-read not recorded", error=str(exc))
                 self._count_rereads("failed", len(request.groups))
@@ -466,28 +471,6 @@ class Daemon:
             self._count_rereads("failed", len(applied.failed))
             if request.interfaces or request.instances:
                 self._count_rereads("failed" if applied.membership_failed else "ok", 1)
-            with self.telemetry.lock:
-                previous = self.telemetry.last
-                self.telemetry.last = ScanSummary.of(
-                    merged,
-                    previous.finished_at if previous else now.timestamp(),
-                    previous.duration if previous else 0.0,
-                    open_findings={fid: life.data for fid, life in lives.items()},
-                    previous=previous,
-                    regions=previous.regions if previous else {},
-                )
-            fresh = {
-                fid: life
-                for fid, life in {**lives, **exposed}.items()
-                if fid not in before and fid not in exposed_before
-            }
-            for fid, life in fresh.items():
-                log.warning(
-                    "drift detected from a change event",
-                    finding=fid,
-                    severity=life.data.get("severity"),
-                    security_group_id=life.data.get("security_group_id"),
-                )
             log.info(
                 "change events handled",
                 account=batch.account,
@@ -501,6 +484,82 @@ class Daemon:
             self._notify({**lives, **exposed}, now)
             if self.notifier is not None and fresh:
                 self._observe_latency(batch, fresh)
+            # The gauges cost a pass over the whole report: at most every SUMMARY_SECONDS, the
+            # rest caught up by the summary job.
+            self._summary_due = True
+        if time.monotonic() - self._summarised >= SUMMARY_SECONDS and not self.events.queued():
+            self.flush_summary()
+
+    def _record_judged(
+        self, judged: frozenset[tuple[str, str, str]], partial: Report, merged: Report, now: datetime
+    ) -> tuple[dict[str, FindingLife], dict[str, FindingLife], dict[str, FindingLife]]:
+        """Record the judged groups' findings and exposed interfaces, leaving every other one as it
+        is; returns all open findings, all open exposed interfaces, and what is new among them."""
+        kept_lives, kept_exposed = self._open
+        fresh_lives = self.state.record(partial, now, groups=judged)
+
+        def group_of(life: FindingLife) -> tuple[str, str, str]:
+            return (
+                str(life.data.get("account")),
+                str(life.data.get("region")),
+                str(life.data.get("security_group_id")),
+            )
+
+        lives = {fid: life for fid, life in kept_lives.items() if group_of(life) not in judged}
+        lives.update(fresh_lives)
+        # An interface has one group set: every group of a set holding a judged group is judged,
+        # so the facts naming a judged group are exactly those this partial report speaks for.
+        cfg = self.loaded
+        scoped = Report(
+            now, partial.groups, exposures=partial.exposures, errors=merged.errors, membership=merged.membership
+        )
+        facts = reach.exposed_interfaces(scoped, cfg.config.checks.to_settings(), cfg.baseline.accepted)
+        candidates = {
+            fid
+            for fid, life in kept_exposed.items()
+            if any(
+                (life.data.get("account"), life.data.get("region"), gid) in judged
+                for gid in life.data.get("security_group_ids") or ()
+            )
+        }
+        fresh_exposed = self.state.record_exposed(facts, reach.judged_regions(scoped), now, candidates)
+        exposed = {fid: life for fid, life in kept_exposed.items() if fid not in candidates}
+        exposed.update(fresh_exposed)
+        self._open = (lives, exposed)
+        with self.telemetry.lock:
+            self.telemetry.exposed_interfaces = Counter(str(life.data.get("severity")) for life in exposed.values())
+        fresh = {
+            fid: life
+            for fid, life in {**fresh_lives, **fresh_exposed}.items()
+            if fid not in kept_lives and fid not in kept_exposed
+        }
+        for fid, life in fresh.items():
+            log.warning(
+                "drift detected from a change event" if fid in fresh_lives else "interface exposed from a change event",
+                finding=fid,
+                severity=life.data.get("severity"),
+                security_group_id=life.data.get("security_group_id"),
+            )
+        return lives, exposed, fresh
+
+    def flush_summary(self) -> None:
+        """The gauges after re-reads: the merged report, dated as the scan it builds on."""
+        with self._judge_lock:
+            if not self._summary_due or self._last is None:
+                return
+            self._summary_due = False
+            self._summarised = time.monotonic()
+            merged, lives, now = self._last[1], self._open[0], self.clock()
+        with self.telemetry.lock:
+            previous = self.telemetry.last
+            self.telemetry.last = ScanSummary.of(
+                merged,
+                previous.finished_at if previous else now.timestamp(),
+                previous.duration if previous else 0.0,
+                open_findings={fid: life.data for fid, life in lives.items()},
+                previous=previous,
+                regions=previous.regions if previous else {},
+            )
 
     def _observe_latency(self, batch: Batch, fresh: dict[str, FindingLife]) -> None:
         """Change to alert, per event that led to a new alert: its time, its arrival, to now."""

@@ -185,6 +185,11 @@ class EventHandler:
         if thread is not None:
             thread.join(timeout)
 
+    def queued(self) -> bool:
+        """Whether events wait for the worker (it then defers work that the next batch redoes)."""
+        with self._cond:
+            return bool(self._pending)
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Until nothing is queued or being processed (tests, benchmarks); False on timeout."""
         end = time.monotonic() + timeout

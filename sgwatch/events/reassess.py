@@ -14,13 +14,14 @@ A group whose re-read failed is left exactly as it was: neither judged again nor
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 from sgwatch.core.checks import RANK
 from sgwatch.core.findings import Report
 from sgwatch.core.membership import Interface, Membership
-from sgwatch.core.model import GroupKey, PeerKind, Snapshot
+from sgwatch.core.model import Group, GroupKey, PeerKind, Snapshot
 from sgwatch.events.handler import Batch
 from sgwatch.sources import interfaces
 from sgwatch.sources.raw import RawResponse
@@ -89,10 +90,31 @@ class Applied:
     vanished: frozenset[GroupKey]  # in the snapshot before, confirmed gone now
 
 
+def _seen_by_others(group: Group | None, base: Group | None) -> object:
+    """What of ``group`` the other groups of its sets are judged with (``core.groupsets``: its drop
+    rules and the rules its baseline has, its type, the local sides of its rules): a change
+    that leaves this as it was (a new accept, the common case) changes no other group's result."""
+    if group is None:
+        return None
+    known = {r.key for r in base.rules} if base is not None else set()
+    return (
+        group.type,
+        group.inner_access_policy,
+        tuple(r for r in group.rules if r.policy == "drop" or r.key in known),
+        frozenset(r.key.local for r in group.rules if r.key.local),
+    )
+
+
 def apply(
-    snap: Snapshot, request: Request, result: Result, uids: dict[str, str] | None = None, also: Iterable[str] = ()
+    snap: Snapshot,
+    request: Request,
+    result: Result,
+    uids: dict[str, str] | None = None,
+    also: Iterable[str] = (),
+    baseline: Mapping[GroupKey, Group] | None = None,
 ) -> Applied:
-    """``result`` folded into a copy of ``snap``. ``also``: groups to judge again though not re-read."""
+    """``result`` folded into a copy of ``snap``. ``also``: groups to judge again though not re-read;
+    ``baseline``: the baseline's groups (without it, every set of a re-read group is judged again)."""
     account, region = request.account, request.region
     where = (account, region)
     builder = SnapshotBuilder(uids=uids)
@@ -159,12 +181,22 @@ def apply(
             membership[where] = Membership.known(account, region, [*kept, *fresh.interfaces])
             moved |= {(account, region, gid) for i in (*before, *fresh.interfaces) for gid in i.security_group_ids}
     judge |= moved
-    # Everything sharing a set with what changed: a set's exposure is its groups' rules together.
+    # Every group sharing a set with a group that changed as the others see it, before or after
+    # (one step: a set's exposure is its own groups' rules together, whatever other sets those
+    # groups are in).
+    desired = baseline if baseline is not None else {}
+    changed = [
+        key[2]
+        for key in judge
+        if key in moved
+        or baseline is None
+        or _seen_by_others(snap.groups.get(key), desired.get(key)) != _seen_by_others(groups.get(key), desired.get(key))
+    ]
     for m in (old_members, membership.get(where)):
         if m is not None and m.is_known:
-            for key in list(judge):
-                for gset in m.index.sets_of(key[2]):
-                    judge.update((account, region, gid) for gid in gset)
+            for gid in changed:
+                for gset in m.index.sets_of(gid):
+                    judge.update((account, region, other) for other in gset)
     judge -= {(account, region, gid) for gid in failed}
     updated = replace(
         snap,
@@ -201,8 +233,7 @@ def _members(account: str, region: str, responses: Iterable[RawResponse]) -> Mem
     return interfaces.assemble(account, region, enis, instances)
 
 
-def _key(item: object) -> GroupKey:
-    return (item.account, item.region, item.security_group_id)  # type: ignore[attr-defined]
+_key = attrgetter("account", "region", "security_group_id")
 
 
 def merge(full: Report, partial: Report, judged: Collection[GroupKey], snap: Snapshot, added: int) -> Report:
