@@ -163,12 +163,15 @@ def main() -> int:
     daemon: Daemon | None = None
     try:
         control = EmulatorControl(f"http://127.0.0.1:{port}")
-        for _ in range(200):
+        ready_by = time.monotonic() + 300  # generating 20,000 groups takes a while on a busy machine
+        while True:
             try:
                 control.stats()
                 break
             except OSError:
-                time.sleep(0.05)
+                if time.monotonic() > ready_by:
+                    raise SystemExit("the emulator did not start") from None
+                time.sleep(0.2)
         receiver = Receiver()
         endpoint = f"http://127.0.0.1:{port}"
         account = {"name": "default", "credentials": {"type": "access_key", "id": AK_ID, "secret": AK_SECRET}}
@@ -179,6 +182,8 @@ def main() -> int:
         started = time.perf_counter()
         raw = live.scan(setup)
         snap = parse_scan(raw)
+        if raw.errors or not snap.listed:
+            raise SystemExit(f"the setup scan did not read the estate: {raw.errors[:3]}")
         region = sorted(snap.listed)[0][1]
         baseline.capture(snap, work / "baseline")
         setup_seconds = time.perf_counter() - started

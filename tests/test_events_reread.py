@@ -463,3 +463,29 @@ def test_a_refused_reread_fails_alone_and_the_next_one_works(
     submit(daemon, event("AuthorizeSecurityGroup", SecurityGroupId=GROUP))
     assert reread_counts(daemon) == {"failed": 1, "ok": 1}
     assert AK_SECRET not in capsys.readouterr().out
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+def test_event_metrics_are_served_from_the_start_and_documented() -> None:
+    from prometheus_client import generate_latest
+
+    from sgwatch.metrics import Telemetry, registry_for
+
+    telemetry = Telemetry(interval=60)
+    text = generate_latest(registry_for(telemetry)).decode()
+    for result in ("ok", "gone", "failed", "dropped"):
+        assert f'sgwatch_event_rereads_total{{result="{result}"}} 0.0' in text
+    assert "sgwatch_change_to_alert_seconds_count 0.0" in text
+    assert "sgwatch_event_arrival_to_alert_seconds_count 0.0" in text
+    telemetry.events.rereads["ok"] += 2
+    telemetry.events.change_to_alert.observe(1.5)
+    text = generate_latest(registry_for(telemetry)).decode()
+    assert 'sgwatch_event_rereads_total{result="ok"} 2.0' in text
+    assert 'sgwatch_change_to_alert_seconds_bucket{le="2.0"} 1.0' in text
+    documented = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    for name in (
+        "sgwatch_event_rereads_total",
+        "sgwatch_change_to_alert_seconds",
+        "sgwatch_event_arrival_to_alert_seconds",
+    ):
+        assert f"`{name}`" in documented
