@@ -489,3 +489,41 @@ def test_event_metrics_are_served_from_the_start_and_documented() -> None:
         "sgwatch_event_arrival_to_alert_seconds",
     ):
         assert f"`{name}`" in documented
+
+
+def test_an_eip_on_an_interface_rereads_that_interface_and_its_instance(
+    tmp_path: Path, estate: Emulator, receiver: Receiver, daemons: list[Daemon]
+) -> None:
+    daemon = make_daemon(tmp_path, estate, receiver)
+    daemons.append(daemon)
+    daemon.scan()
+    assert daemon._last is not None
+    membership = daemon._last[0].membership[("default", REGION)]
+    primary = next(i for i in membership.interfaces if i.type == "Primary" and i.instance_id and not i.public_ipv4)
+    ctl(estate).associate_eip(REGION, primary.id, "198.51.100.77")
+    estate.reset_stats()
+    submit(
+        daemon,
+        event("AssociateEipAddress", InstanceId=primary.id, InstanceType="NetworkInterface", AllocationId="eip-1"),
+    )
+    assert estate.stats()["calls"] == {"DescribeNetworkInterfaces": 1, "DescribeInstances": 1}
+    after = daemon._last[0].membership[("default", REGION)]
+    assert "198.51.100.77" in next(i for i in after.interfaces if i.id == primary.id).public_ipv4
+
+
+def test_the_queue_is_bounded_and_counts_what_it_drops() -> None:
+    from sgwatch.events.handler import EventHandler
+
+    dropped: list[tuple[str, int]] = []
+    processed: list[Any] = []
+    handler = EventHandler(processed.append, lambda *_: True, lambda r, n: dropped.append((r, n)), max_targets=3)
+    handler.window = 60.0  # nothing is taken while the test fills the queue
+    events = [event("AuthorizeSecurityGroup", SecurityGroupId=f"sg-known{n:04d}") for n in range(5)]
+    handler.submit("default", events, time.monotonic())
+    assert dropped == [("dropped", 2)]
+    handler.window = 0.0
+    with handler._cond:
+        handler._cond.notify_all()
+    assert handler.wait_idle(5)
+    assert len(processed) == 1 and processed[0].groups == {"sg-known0000", "sg-known0001", "sg-known0002"}
+    handler.stop()
