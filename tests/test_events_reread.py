@@ -527,3 +527,17 @@ def test_the_queue_is_bounded_and_counts_what_it_drops() -> None:
     assert handler.wait_idle(5)
     assert len(processed) == 1 and processed[0].groups == {"sg-known0000", "sg-known0001", "sg-known0002"}
     handler.stop()
+
+
+def test_the_emulator_filters_members_by_id_as_the_api_does() -> None:
+    from sgwatch.emulator.members import MalformedFilter, Members
+
+    members = Members()
+    for n in range(3):
+        members.put_eni({"NetworkInterfaceId": f"eni-{n}", "Type": "Secondary"})
+        members.put_instance({"InstanceId": f"i-{n}"})
+    picked = members.eni_list({"NetworkInterfaceId.1": "eni-0", "NetworkInterfaceId.2": "eni-2"})
+    assert [e["NetworkInterfaceId"] for e in picked] == ["eni-0", "eni-2"]
+    assert [i["InstanceId"] for i in members.instance_list({"InstanceIds": '["i-1"]'})] == ["i-1"]
+    with pytest.raises(MalformedFilter):
+        members.instance_list({"InstanceIds": "i-1"})
