@@ -460,7 +460,7 @@ class Daemon:
             added = len(applied.appeared - desired.keys()) - len(applied.vanished - desired.keys())
             merged = reassess.merge(full, partial, applied.judge, applied.snapshot, added)
             try:
-                lives, exposed, fresh = self._record_judged(applied.judge, partial, merged, now)
+                lives, exposed, fresh, scope = self._record_judged(applied.judge, partial, merged, now)
             except StateWriteError as exc:
                 log.error("re-read not recorded", error=str(exc))
                 self._count_rereads("failed", len(request.groups))
@@ -481,7 +481,7 @@ class Daemon:
                 failed=len(applied.failed),
                 calls=result.calls,
             )
-            self._notify({**lives, **exposed}, now)
+            self._notify({fid: life for fid, life in {**lives, **exposed}.items() if fid in scope}, now, scope)
             if self.notifier is not None and fresh:
                 self._observe_latency(batch, fresh)
             # The gauges cost a pass over the whole report: at most every SUMMARY_SECONDS, the
@@ -492,9 +492,10 @@ class Daemon:
 
     def _record_judged(
         self, judged: frozenset[tuple[str, str, str]], partial: Report, merged: Report, now: datetime
-    ) -> tuple[dict[str, FindingLife], dict[str, FindingLife], dict[str, FindingLife]]:
+    ) -> tuple[dict[str, FindingLife], dict[str, FindingLife], dict[str, FindingLife], set[str]]:
         """Record the judged groups' findings and exposed interfaces, leaving every other one as it
-        is; returns all open findings, all open exposed interfaces, and what is new among them."""
+        is; returns all open findings, all open exposed interfaces, what is new among them, and
+        the ids judged (open before or after)."""
         kept_lives, kept_exposed = self._open
         fresh_lives = self.state.record(partial, now, groups=judged)
 
@@ -506,6 +507,7 @@ class Daemon:
             )
 
         lives = {fid: life for fid, life in kept_lives.items() if group_of(life) not in judged}
+        scope = {*(kept_lives.keys() - lives.keys()), *fresh_lives}
         lives.update(fresh_lives)
         # An interface has one group set: every group of a set holding a judged group is judged,
         # so the facts naming a judged group are exactly those this partial report speaks for.
@@ -525,6 +527,7 @@ class Daemon:
         fresh_exposed = self.state.record_exposed(facts, reach.judged_regions(scoped), now, candidates)
         exposed = {fid: life for fid, life in kept_exposed.items() if fid not in candidates}
         exposed.update(fresh_exposed)
+        scope |= candidates | fresh_exposed.keys()
         self._open = (lives, exposed)
         with self.telemetry.lock:
             self.telemetry.exposed_interfaces = Counter(str(life.data.get("severity")) for life in exposed.values())
@@ -540,7 +543,7 @@ class Daemon:
                 severity=life.data.get("severity"),
                 security_group_id=life.data.get("security_group_id"),
             )
-        return lives, exposed, fresh
+        return lives, exposed, fresh, scope
 
     def flush_summary(self) -> None:
         """The gauges after re-reads: the merged report, dated as the scan it builds on."""
@@ -583,7 +586,8 @@ class Daemon:
             self._alert_db = open_database(self.state.path)
         return build_notifier(channels, self._alert_db, self.clock)
 
-    def _notify(self, lives: dict[str, Any], now: datetime) -> None:
+    def _notify(self, lives: dict[str, Any], now: datetime, scope: set[str] | None = None) -> None:
+        """``scope``: the ids a re-read judged; ``lives`` are those of them still open."""
         if self.notifier is None:
             return
         active = [{**life.data, "first_seen": timestamps.iso(life.first_seen)} for life in lives.values()]
@@ -591,7 +595,7 @@ class Daemon:
             try:
                 # `lives` comes from the state, which keeps the findings of unread groups open,
                 # so a region that failed to scan does not read as resolved here either.
-                self.notifier.process(active, now)
+                self.notifier.process(active, now, scope=scope)
             except Exception:  # the outbox keeps what it queued; the next scan tries again
                 log.exception("notification pass failed")
         self.deliver()

@@ -541,3 +541,19 @@ def test_the_emulator_filters_members_by_id_as_the_api_does() -> None:
     assert [i["InstanceId"] for i in members.instance_list({"InstanceIds": '["i-1"]'})] == ["i-1"]
     with pytest.raises(MalformedFilter):
         members.instance_list({"InstanceIds": "i-1"})
+
+
+def test_a_scoped_notification_pass_leaves_other_alerts_alone(tmp_path: Path, receiver: Receiver) -> None:
+    from tests.alertfixtures import Clock, finding
+    from tests.test_alerting_lifecycle import make
+
+    clock = Clock()
+    notifier = make(receiver, clock, send_resolved=True)
+    a, b = finding("fa", group="sg-a"), finding("fb", group="sg-b")
+    notifier.process([a, b], clock())
+    # A re-read of sg-b that finds it fixed: sg-a, outside the pass's scope, is not resolved.
+    notifier.process([], clock(), scope={b["id"]})
+    notifier.deliver_pending(clock())
+    delivered = [(e["event"], e["finding"]["id"]) for req in receiver.requests for e in req.json()["events"]]
+    assert ("resolved", b["id"]) in delivered
+    assert ("resolved", a["id"]) not in delivered
