@@ -205,6 +205,7 @@ def main() -> int:
                     "regions": [region],
                     "accounts": [account],
                     "events": {"actiontrail": True},  # events on: full scans every hour
+                    "limits": {"max_input_bytes": 1 << 30},  # 20,000 groups' baseline is one large file
                     "notifications": [{"type": "webhook", "name": "hook", "url": receiver.url, "min_severity": "info"}],
                 },
             ),

@@ -377,6 +377,7 @@ def test_a_reread_resolves_no_finding_of_a_group_it_did_not_read(
     submit(daemon, event("AuthorizeSecurityGroup", SecurityGroupId=GROUP))
     assert others <= set(daemon.state.open_findings())
     assert daemon.state.resolved_since(datetime.fromtimestamp(0, UTC)) == []
+    assert [a for a in alerted(receiver) if a[0] == "resolved"] == []
 
 
 def test_an_event_during_a_full_scan_is_not_undone_by_the_scan(
