@@ -42,13 +42,14 @@ from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
 from sgwatch.errors import AuthError, InputError, SgwatchError
-from sgwatch.events import attribution
+from sgwatch.events import attribution, reassess
+from sgwatch.events.handler import Batch, EventHandler
 from sgwatch.events.intake import Accepted, Handler, Intake
 from sgwatch.events.listener import EventsServer
 from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
-from sgwatch.sources.live_settings import LiveSettings
+from sgwatch.sources.live_settings import AccountSettings, LiveSettings
 from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError
 
 if TYPE_CHECKING:
@@ -59,11 +60,13 @@ log = structlog.get_logger("sgwatch.daemon")
 SHUTDOWN_GRACE_SECONDS = 8.0  # SIGTERM to exit within 10 s, in-flight scan included
 WATCH_SECONDS = 5.0
 DELIVER_SECONDS = 15.0
+SUMMARY_SECONDS = 10.0  # the gauges lag change events by at most this
 
 _SCHEDULER_EVENTS = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed", EVENT_JOB_MAX_INSTANCES: "max_instances"}
 
 Clock = Callable[[], datetime]
 Scanner = Callable[[config_file.Config], Any]  # returns a Snapshot; injected by tests
+UidLearner = Callable[[AccountSettings], str]  # an account's UID (STS GetCallerIdentity); injected
 
 
 def utcnow() -> datetime:
@@ -193,6 +196,11 @@ def _mtime(path: Path) -> float:
         return -1.0
 
 
+def scan_interval(cfg: config_file.Config) -> float:
+    """Seconds between full scans: with change events on, they are the safety net, run seldom."""
+    return float(cfg.events.full_scan_interval) if cfg.events.enabled else float(cfg.interval)
+
+
 def live_snapshot(cfg: config_file.Config) -> Any:
     from sgwatch.sources import live
     from sgwatch.sources.snapshot import parse_scan
@@ -210,16 +218,19 @@ class Daemon:
         clock: Clock = utcnow,
         scanner: Callable[[config_file.Config], Any] = live_snapshot,
         event_handler: Handler | None = None,
+        uid_learner: UidLearner | None = None,
     ) -> None:
         self.options = options
         self.clock = clock
         self.scanner = scanner
+        # events name accounts by UID: learn the ones the config does not give, through STS
+        self.uid_learner = uid_learner if uid_learner is not None else self._caller_uid
         self.loaded = load(options)
         cfg = self.loaded.config
         logs.register_secret(*config_file.secrets(cfg))
         built = build(cfg)
         self.state = State(cfg.state)
-        self.telemetry = Telemetry(interval=cfg.interval)
+        self.telemetry = Telemetry(interval=scan_interval(cfg))
         # The state outlives the process: a restart neither resets these to "never" nor hides their age.
         for attr, moment in (
             ("last_success", self.state.last_success()),
@@ -229,7 +240,7 @@ class Daemon:
         self.server = Server(cfg.listen, registry_for(self.telemetry, cfg.sharding.to_shard()), self.health, self.ready)
         self.scheduler = BlockingScheduler(
             timezone=UTC,
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": max(1, int(cfg.interval))},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": max(1, int(scan_interval(cfg)))},
         )
         self.scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self.scan_attempted = threading.Event()
@@ -242,7 +253,7 @@ class Daemon:
         self.notifier = self._notifier(built.channels)
         # Change events: accepted ones go to event_handler (the targeted re-read plugs in here).
         self.learned_uids: dict[str, str] = {}  # account name -> UID learned at run time (STS)
-        self.event_handler: Handler = event_handler or self._log_events
+        self.event_handler: Handler = event_handler or self._reread_accepted
         self.intake = Intake(
             lambda events: self.event_handler(events), self._event_accounts, counts=self.telemetry.events
         )
@@ -250,11 +261,24 @@ class Daemon:
         self.trail_poller = self._trail_poller(cfg)
         self._trail_idle = threading.Event()  # no poll in flight: the state file may close
         self._trail_idle.set()
+        # Change events (sgwatch.events): the last full picture, re-judged in part per event.
+        self._judge_lock = threading.Lock()  # one writer of the picture, the state and the alerts
+        self._last: tuple[Any, Report] | None = None  # (Snapshot, Report) of the last recorded scan
+        self._during_scan: list[tuple[Any, Any, frozenset[str]]] | None = None  # re-reads while a scan runs
+        self._deferred: list[Batch] = []  # events before any snapshot: read after the first scan
+        self._rereader: Any = None
+        # the open findings and exposed interfaces after the last record, kept so that a re-read
+        # of a few groups reads back only theirs
+        self._open: tuple[dict[str, FindingLife], dict[str, FindingLife]] = ({}, {})
+        self._summary_due = False  # re-reads changed the report since the gauges were built
+        self._summarised = 0.0  # monotonic time the gauges were last built from a re-read
+        self.events = EventHandler(self._on_events, self._knows, self._count_rereads)
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self, cfg: config_file.Config, first: bool) -> None:
-        jitter = cfg.jitter if cfg.jitter is not None else min(30.0, cfg.interval / 10)
-        trigger = IntervalTrigger(seconds=cfg.interval, jitter=int(jitter) or None, timezone=UTC)
+        interval = scan_interval(cfg)
+        jitter = cfg.jitter if cfg.jitter is not None else min(30.0, interval / 10)
+        trigger = IntervalTrigger(seconds=interval, jitter=int(jitter) or None, timezone=UTC)
         if first:
             self.scheduler.add_job(self.scan, trigger, id="scan", name="scan", next_run_time=self.clock())
             self.scheduler.add_job(self.watch, IntervalTrigger(seconds=WATCH_SECONDS), id="watch", name="watch")
@@ -268,9 +292,10 @@ class Daemon:
                     name="actiontrail",
                     next_run_time=self.clock(),
                 )
+            self.scheduler.add_job(self.flush_summary, IntervalTrigger(seconds=SUMMARY_SECONDS), id="events-summary")
         else:
             self.scheduler.reschedule_job("scan", trigger=trigger)
-        self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(cfg.interval)))
+        self.scheduler.modify_job("scan", misfire_grace_time=max(1, int(interval)))
 
     def _on_event(self, event: JobEvent) -> None:
         kind = _SCHEDULER_EVENTS.get(event.code, "other")
@@ -292,22 +317,34 @@ class Daemon:
         structlog.contextvars.bind_contextvars(scan_id=scan_id)
         started, t0 = self.clock(), time.monotonic()
         loaded = self.loaded
+        with self._judge_lock:
+            self._during_scan = []
         try:
             log.info("scan started")
             raw, snap = self.scanner(loaded.config)
             if not isinstance(loaded.config.accounts, list):
                 self.learned_uids = dict(raw.account_uids)
             self.telemetry.add_stats(raw.stats)
-            with gc_paused():
-                report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
-            scope = snap.regions | set(snap.scope or ()) | {(e.account, e.region) for e in snap.errors}
-            self._finish(scan_id, started, time.monotonic() - t0, report, scope)
+            with self._judge_lock:
+                # What events re-read while the scan ran is at least as fresh as what it read.
+                for request, result, also in self._during_scan or ():
+                    snap = reassess.apply(snap, request, result, self._scan_uids(), also).snapshot
+                with gc_paused():
+                    report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
+                scope = snap.regions | set(snap.scope or ()) | {(e.account, e.region) for e in snap.errors}
+                self._finish(scan_id, started, time.monotonic() - t0, report, scope)
+                self._last = (snap, report)
         except (AuthError, SgwatchError) as exc:
             self._failed(scan_id, started, time.monotonic() - t0, str(exc))
         except Exception as exc:  # a bug must not kill the daemon; the next scan tries again
             log.exception("scan crashed")
             self._failed(scan_id, started, time.monotonic() - t0, f"{type(exc).__name__}: {exc}")
         finally:
+            with self._judge_lock:
+                self._during_scan = None
+                deferred, self._deferred = self._deferred, []
+            if deferred:
+                self.events.requeue(deferred)
             self.scan_attempted.set()
             structlog.contextvars.unbind_contextvars("scan_id")
             self._idle.set()
@@ -373,6 +410,7 @@ class Daemon:
             **{f"findings_{k}": v for k, v in report.counts().items() if v},
             errors=len(report.errors),
         )
+        self._open = (lives, exposed)
         self._notify({**lives, **exposed}, now)
 
     def _record_exposed(self, report: Report, now: datetime) -> dict[str, FindingLife]:
@@ -436,6 +474,204 @@ class Daemon:
         finally:
             self._trail_idle.set()
 
+    # -- change events -------------------------------------------------------------------------
+    def learn_uids(self) -> None:
+        """Each account's UID, once, where the config names none (events name accounts by UID)."""
+        if not self.loaded.config.events.enabled or not isinstance(self.loaded.config.accounts, list):
+            return  # discovered accounts are named by their UID
+        for account in self.loaded.config.live().accounts:
+            if account.uid or account.name in self.learned_uids:
+                continue
+            try:
+                self.learned_uids[account.name] = self.uid_learner(account)
+            except SgwatchError as exc:
+                log.warning(
+                    "account UID not learned: its events are not recognised", account=account.name, error=str(exc)
+                )
+
+    def _caller_uid(self, account: AccountSettings) -> str:
+        from sgwatch.sources import identity
+
+        cfg = self.loaded.config
+        # an endpoint override (a VPC endpoint, the emulator) serves STS too, or the learning fails
+        # with a warning and the account's events are recognised only by its config uid:
+        return identity.caller_uid(account.credentials, cfg.scan, cfg.endpoint, account=account.name)
+
+    def account_uids(self) -> dict[str, str]:
+        """{UID: account name} of the configured accounts whose UID is known (config, else learned)."""
+        out = {}
+        for account in self.loaded.config.live().accounts:
+            uid = account.uid or self.learned_uids.get(account.name)
+            if uid:
+                out[uid] = account.name
+        return out
+
+    def _scan_uids(self) -> dict[str, str]:
+        # as a full scan reads owners (RawScan.account_uids): the same rules, the same finding ids
+        return {a.name: a.uid for a in self.loaded.config.live().accounts if a.uid}
+
+    def _knows(self, account: str, region: str, group_id: str) -> bool:
+        last = self._last
+        return last is None or (account, region, group_id) in last[0].groups
+
+    def _count_rereads(self, result: str, n: int) -> None:
+        with self.telemetry.lock:
+            self.telemetry.reread.rereads[result] += n
+
+    def _reader(self, settings: LiveSettings) -> Any:
+        from sgwatch.sources.reread import Rereader
+
+        if self._rereader is None or self._rereader.settings != settings:
+            self._rereader = Rereader(settings)
+        return self._rereader
+
+    def _on_events(self, batch: Batch) -> None:
+        """Re-read what ``batch`` names, judge again what it touches, record and alert (the worker)."""
+        loaded = self.loaded
+        try:  # kept first, so the findings this batch leads to name who made the change
+            self.state.record_events(batch.account, [a.event for a in batch.arrivals], self.clock())
+        except StateWriteError as exc:
+            log.error("change events not kept for attribution", error=str(exc))
+        with self._judge_lock:
+            if self._last is None:  # no picture yet: the scan under way reads it, or the first one will
+                self._deferred.append(batch)
+                return
+            request = reassess.plan(self._last[0], batch)
+        # Outside the lock: a scan may record meanwhile; the answers are applied to what it leaves.
+        result = self._reader(loaded.config.live()).read(request)
+        self.telemetry.add_stats(result.stats)
+        with self._judge_lock:
+            assert self._last is not None
+            snap, full = self._last
+            if self._during_scan is not None:
+                self._during_scan.append((request, result, frozenset(batch.members_of)))
+            applied = reassess.apply(snap, request, result, self._scan_uids(), batch.members_of, loaded.baseline.groups)
+            now = self.clock()
+            settings = loaded.config.checks.to_settings()
+            with gc_paused():
+                partial = assess(loaded.baseline, applied.snapshot, settings, now, only=applied.judge)
+            desired = loaded.baseline.groups
+            added = len(applied.appeared - desired.keys()) - len(applied.vanished - desired.keys())
+            merged = reassess.merge(full, partial, applied.judge, applied.snapshot, added)
+            try:
+                lives, exposed, fresh, scope = self._record_judged(applied.judge, partial, merged, now)
+            except StateWriteError as exc:
+                log.error("re-read not recorded", error=str(exc))
+                self._count_rereads("failed", len(request.groups))
+                return
+            self._last = (applied.snapshot, merged)
+            self._count_rereads("gone", len(applied.vanished))
+            self._count_rereads("ok", len(applied.read) - len(applied.vanished))
+            self._count_rereads("failed", len(applied.failed))
+            if request.interfaces or request.instances:
+                self._count_rereads("failed" if applied.membership_failed else "ok", 1)
+            log.info(
+                "change events handled",
+                account=batch.account,
+                region=batch.region,
+                events=len(batch.arrivals),
+                reread=len(applied.read),
+                judged=len(applied.judge),
+                failed=len(applied.failed),
+                calls=result.calls,
+            )
+            self._notify({fid: life for fid, life in {**lives, **exposed}.items() if fid in scope}, now, scope)
+            if self.notifier is not None and fresh:
+                self._observe_latency(batch, fresh)
+            # The gauges cost a pass over the whole report: at most every SUMMARY_SECONDS, the
+            # rest caught up by the summary job.
+            self._summary_due = True
+        if time.monotonic() - self._summarised >= SUMMARY_SECONDS and not self.events.queued():
+            self.flush_summary()
+
+    def _record_judged(
+        self, judged: frozenset[tuple[str, str, str]], partial: Report, merged: Report, now: datetime
+    ) -> tuple[dict[str, FindingLife], dict[str, FindingLife], dict[str, FindingLife], set[str]]:
+        """Record the judged groups' findings and exposed interfaces, leaving every other one as it
+        is; returns all open findings, all open exposed interfaces, what is new among them, and
+        the ids judged (open before or after)."""
+        kept_lives, kept_exposed = self._open
+        attribution.attribute_report(partial, self.state.change_events, kept_lives)
+        fresh_lives = self.state.record(partial, now, groups=judged)
+
+        def group_of(life: FindingLife) -> tuple[str, str, str]:
+            return (
+                str(life.data.get("account")),
+                str(life.data.get("region")),
+                str(life.data.get("security_group_id")),
+            )
+
+        lives = {fid: life for fid, life in kept_lives.items() if group_of(life) not in judged}
+        scope = {*(kept_lives.keys() - lives.keys()), *fresh_lives}
+        lives.update(fresh_lives)
+        # An interface has one group set: every group of a set holding a judged group is judged,
+        # so the facts naming a judged group are exactly those this partial report speaks for.
+        cfg = self.loaded
+        scoped = Report(
+            now, partial.groups, exposures=partial.exposures, errors=merged.errors, membership=merged.membership
+        )
+        facts = reach.exposed_interfaces(scoped, cfg.config.checks.to_settings(), cfg.baseline.accepted)
+        facts = attribution.attribute_facts(facts, self.state.change_events, now, kept_exposed)
+        candidates = {
+            fid
+            for fid, life in kept_exposed.items()
+            if any(
+                (life.data.get("account"), life.data.get("region"), gid) in judged
+                for gid in life.data.get("security_group_ids") or ()
+            )
+        }
+        fresh_exposed = self.state.record_exposed(facts, reach.judged_regions(scoped), now, candidates)
+        exposed = {fid: life for fid, life in kept_exposed.items() if fid not in candidates}
+        exposed.update(fresh_exposed)
+        scope |= candidates | fresh_exposed.keys()
+        self._open = (lives, exposed)
+        with self.telemetry.lock:
+            self.telemetry.exposed_interfaces = Counter(str(life.data.get("severity")) for life in exposed.values())
+        fresh = {
+            fid: life
+            for fid, life in {**fresh_lives, **fresh_exposed}.items()
+            if fid not in kept_lives and fid not in kept_exposed
+        }
+        for fid, life in fresh.items():
+            log.warning(
+                "drift detected from a change event" if fid in fresh_lives else "interface exposed from a change event",
+                finding=fid,
+                severity=life.data.get("severity"),
+                security_group_id=life.data.get("security_group_id"),
+            )
+        return lives, exposed, fresh, scope
+
+    def flush_summary(self) -> None:
+        """The gauges after re-reads: the merged report, dated as the scan it builds on."""
+        with self._judge_lock:
+            if not self._summary_due or self._last is None:
+                return
+            self._summary_due = False
+            self._summarised = time.monotonic()
+            merged, lives, now = self._last[1], self._open[0], self.clock()
+        with self.telemetry.lock:
+            previous = self.telemetry.last
+            self.telemetry.last = ScanSummary.of(
+                merged,
+                previous.finished_at if previous else now.timestamp(),
+                previous.duration if previous else 0.0,
+                open_findings={fid: life.data for fid, life in lives.items()},
+                previous=previous,
+                regions=previous.regions if previous else {},
+            )
+
+    def _observe_latency(self, batch: Batch, fresh: dict[str, FindingLife]) -> None:
+        """Change to alert, per event that led to a new alert: its time, its arrival, to now."""
+        alerted = {str(life.data.get("security_group_id") or "") for life in fresh.values()}
+        alerted |= {g for life in fresh.values() for g in life.data.get("security_group_ids") or ()}
+        done, now = time.monotonic(), self.clock()
+        for arrival in batch.arrivals:
+            event = arrival.event
+            if event.touches == "group" and not alerted & set(event.targets.security_group_ids):
+                continue
+            self.telemetry.reread.change_to_alert.observe(max(0.0, (now - event.event_time).total_seconds()))
+            self.telemetry.reread.arrival_to_alert.observe(max(0.0, done - arrival.received))
+
     # -- notifications -------------------------------------------------------------------------
     def _notifier(self, channels: list[Any]) -> Any:
         if not channels:
@@ -446,7 +682,8 @@ class Daemon:
             self._alert_db = open_database(self.state.path)
         return build_notifier(channels, self._alert_db, self.clock)
 
-    def _notify(self, lives: dict[str, Any], now: datetime) -> None:
+    def _notify(self, lives: dict[str, Any], now: datetime, scope: set[str] | None = None) -> None:
+        """``scope``: the ids a re-read judged; ``lives`` are those of them still open."""
         if self.notifier is None:
             return
         active = [{**life.data, "first_seen": timestamps.iso(life.first_seen)} for life in lives.values()]
@@ -454,7 +691,7 @@ class Daemon:
             try:
                 # `lives` comes from the state, which keeps the findings of unread groups open,
                 # so a region that failed to scan does not read as resolved here either.
-                self.notifier.process(active, now)
+                self.notifier.process(active, now, scope=scope)
             except Exception:  # the outbox keeps what it queued; the next scan tries again
                 log.exception("notification pass failed")
         self.deliver()
@@ -500,8 +737,8 @@ class Daemon:
             self._replace_notifier(built.channels)
         # Scan settings, endpoint, accounts, regions and checks are read from the config at each scan.
         self.loaded = fresh
-        if (new.interval, new.jitter) != (old.interval, old.jitter):
-            self.telemetry.interval = new.interval
+        if (scan_interval(new), new.jitter) != (scan_interval(old), old.jitter):
+            self.telemetry.interval = scan_interval(new)
             self._schedule(new, first=False)
         if new.log_level != old.log_level and "log_level" not in self.options.overrides:
             logging.getLogger().setLevel(new.log_level.upper())
@@ -549,12 +786,16 @@ class Daemon:
             return dict(self.learned_uids)
         return {a.name: a.uid or self.learned_uids.get(a.name, "") for a in cfg.shard_accounts()}
 
-    def _log_events(self, events: Sequence[Accepted]) -> None:
-        """The handler until a targeted re-read is plugged in: the next full scan reads the change."""
+    def _reread_accepted(self, events: Sequence[Accepted]) -> None:
+        """The intake's handler: say what was taken, and queue it for its targeted re-read."""
         from sgwatch.events.poller import log_taken
 
+        by_account: dict[tuple[str, float], list[ChangeEvent]] = {}
         for accepted in events:
             log_taken(accepted.account, accepted.event, accepted.via)
+            by_account.setdefault((accepted.account, accepted.arrived), []).append(accepted.event)
+        for (account, arrived), taken in by_account.items():
+            self.events.submit(account, taken, arrived)
 
     # -- probes ----------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -592,13 +833,15 @@ class Daemon:
         self.server.start()
         if self.events_server is not None:
             self.events_server.start()
+        self.learn_uids()
+        self.events.start()
         self._schedule(self.loaded.config, first=True)
         log.info(
             "sgwatch started",
             listen=f"{self.loaded.config.listen}",
             port=self.server.port,
             events_port=self.events_server.port if self.events_server is not None else None,
-            interval=self.loaded.config.interval,
+            interval=scan_interval(self.loaded.config),
             baseline_groups=desired_state.group_count(self.loaded.baseline),
         )
         self.scheduler.start()  # blocks until a signal shuts the scheduler down
@@ -608,6 +851,7 @@ class Daemon:
         finished = self._idle.wait(SHUTDOWN_GRACE_SECONDS) and self._trail_idle.wait(
             max(0.0, grace_ends - time.monotonic())
         )
+        self.events.stop(timeout=1.0)
         self.server.stop()
         if not finished:
             # The scan's threads are still in SDK calls; nothing of this scan has been written.

@@ -67,6 +67,47 @@ def _scan_duration() -> Histogram:
     )
 
 
+# Targeted re-reads (sgwatch.events), per group or interface read: applied, confirmed deleted,
+# failed (left as it was), or dropped by the queue's bounds.
+REREAD_RESULTS = ("ok", "gone", "failed", "dropped")
+# From a change to its alert: seconds when EventBridge pushes events, minutes when they are
+# pulled from ActionTrail (queryable about 10 minutes after the call).
+CHANGE_TO_ALERT_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
+
+
+@dataclass
+class EventTelemetry:
+    """Change events (sgwatch.events): re-reads by result, and how long a change takes to alert."""
+
+    rereads: Counter[str] = field(default_factory=Counter)
+    change_to_alert: Histogram = field(
+        default_factory=lambda: Histogram(
+            "sgwatch_change_to_alert_seconds",
+            "From a change's event time (ActionTrail eventTime) to its notification being enqueued",
+            buckets=CHANGE_TO_ALERT_BUCKETS,
+            registry=None,
+        )
+    )
+    arrival_to_alert: Histogram = field(
+        default_factory=lambda: Histogram(
+            "sgwatch_event_arrival_to_alert_seconds",
+            "From a change event's arrival at sgwatch to its notification being enqueued",
+            buckets=CHANGE_TO_ALERT_BUCKETS,
+            registry=None,
+        )
+    )
+
+    def collect(self) -> Iterator[Metric]:
+        rereads = CounterMetricFamily(
+            "sgwatch_event_rereads", "Targeted re-reads of groups and interfaces, by result", labels=["result"]
+        )
+        for result in REREAD_RESULTS:
+            rereads.add_metric([result], self.rereads[result])
+        yield rereads
+        yield from self.change_to_alert.collect()
+        yield from self.arrival_to_alert.collect()
+
+
 class Fragment(NamedTuple):
     """One new exposure as the engine reports it: a port run of one rule's effect."""
 
@@ -270,6 +311,7 @@ class Telemetry:
     api_latency: Histogram = field(default_factory=_api_latency)
     scan_duration: Histogram = field(default_factory=_scan_duration)
     events: EventCounts = field(default_factory=EventCounts)
+    reread: EventTelemetry = field(default_factory=EventTelemetry)
 
     def add_stats(self, stats: ScanStats) -> None:
         with self.lock:
@@ -307,6 +349,7 @@ class SgwatchCollector(Collector):
             yield from t.api_latency.collect()
             yield from t.scan_duration.collect()
             yield from t.events.collect()
+            yield from t.reread.collect()
 
     def _process(self, t: Telemetry) -> Iterator[Metric]:
         info = GaugeMetricFamily("sgwatch_build_info", "sgwatch build information", labels=["version", "python"])

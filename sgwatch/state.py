@@ -234,12 +234,15 @@ class State:
         now: datetime,
         scope: Iterable[tuple[str, str]] = (),
         scan: ScanRecord | None = None,
+        groups: Collection[tuple[str, str, str]] | None = None,
     ) -> dict[str, FindingLife]:
         """Fold one scan's findings into their lives; returns the open findings by id.
 
         ``scope``: the (account, region) pairs the scan covered; those it read in full get
         ``now`` as their last read. ``scan``: its history row, written in the same transaction,
-        so a scan is recorded whole or not at all.
+        so a scan is recorded whole or not at all. ``groups``: the report covers only these
+        groups (a targeted re-read): open findings of every other group stay as they are, and
+        only those of ``groups`` are returned.
         """
         unread = Unread.of(report)
         stamp = iso(now)
@@ -249,7 +252,7 @@ class State:
                 "SELECT id, account, region, security_group_id FROM findings WHERE resolved_at IS NULL"
             ).fetchall()
             for fid, account, region, sg in open_rows:
-                if fid in current:
+                if fid in current or (groups is not None and (account, region, sg) not in groups):
                     continue
                 if unread.covers(account, region, sg):
                     continue  # not seen because not read: still open
@@ -285,15 +288,21 @@ class State:
                 )
             if scan is not None:
                 self._insert_scan(db, scan, report)
-        return self.open_findings()
+        return self.open_findings(groups)
 
     def record_exposed(
-        self, facts: Iterable[ExposedInterface], judged: Collection[tuple[str, str]], now: datetime
+        self,
+        facts: Iterable[ExposedInterface],
+        judged: Collection[tuple[str, str]],
+        now: datetime,
+        candidates: Collection[str] | None = None,
     ) -> dict[str, FindingLife]:
         """Fold one scan's exposed interfaces into their lives; returns the open ones by id.
 
         An open fact absent now is resolved only where ``judged`` says the scan could see it
         (:func:`sgwatch.core.reach.judged_regions`): elsewhere it was not seen because not read.
+        ``candidates``: the facts are those of a few groups (a targeted re-read): only these open
+        facts may be resolved, and only these and ``facts`` are returned.
         """
         stamp = iso(now)
         current = {f.id: f for f in facts}
@@ -301,6 +310,8 @@ class State:
             for fid, account, region in db.execute(
                 "SELECT id, account, region FROM exposed_interfaces WHERE resolved_at IS NULL"
             ).fetchall():
+                if candidates is not None and fid not in candidates:
+                    continue
                 if fid not in current and (account, region) in judged:
                     db.execute("UPDATE exposed_interfaces SET resolved_at=? WHERE id=?", (stamp, fid))
             for f in current.values():
@@ -315,21 +326,32 @@ class State:
                            resolved_at=NULL""",
                     (f.id, f.severity, f.account, f.region, stamp, stamp, _json(f.to_dict())),
                 )
-        return self.open_exposed()
+        return self.open_exposed(None if candidates is None else {*candidates, *current})
 
-    def open_exposed(self) -> dict[str, FindingLife]:
+    def open_exposed(self, ids: Collection[str] | None = None) -> dict[str, FindingLife]:
+        """The open facts (``ids``: of these only)."""
         with self._lock:
             rows = self.db.execute(
                 "SELECT id, first_seen, last_seen, data FROM exposed_interfaces WHERE resolved_at IS NULL"
             ).fetchall()
-        return {r[0]: FindingLife(r[0], parse_iso(r[1]), parse_iso(r[2]), None, json.loads(r[3])) for r in rows}
+        return {
+            r[0]: FindingLife(r[0], parse_iso(r[1]), parse_iso(r[2]), None, json.loads(r[3]))
+            for r in rows
+            if ids is None or r[0] in ids
+        }
 
-    def open_findings(self) -> dict[str, FindingLife]:
+    def open_findings(self, groups: Collection[tuple[str, str, str]] | None = None) -> dict[str, FindingLife]:
+        """The open findings (``groups``: of these groups only)."""
         with self._lock:
             rows = self.db.execute(
-                "SELECT id, first_seen, last_seen, resolved_at, data FROM findings WHERE resolved_at IS NULL"
+                "SELECT id, first_seen, last_seen, resolved_at, data, account, region, security_group_id "
+                "FROM findings WHERE resolved_at IS NULL"
             ).fetchall()
-        return {r[0]: FindingLife(r[0], parse_iso(r[1]), parse_iso(r[2]), None, json.loads(r[4])) for r in rows}
+        return {
+            r[0]: FindingLife(r[0], parse_iso(r[1]), parse_iso(r[2]), None, json.loads(r[4]))
+            for r in rows
+            if groups is None or (r[5], r[6], r[7]) in groups
+        }
 
     def resolved_since(self, since: datetime) -> list[FindingLife]:
         with self._lock:

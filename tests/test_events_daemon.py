@@ -13,6 +13,7 @@ import structlog
 
 from sgwatch.daemon import Daemon, RunOptions
 from sgwatch.emulator import Emulator
+from sgwatch.emulator.sts import uid_of
 from sgwatch.events.intake import Accepted
 from tests.eventfixtures import TOKEN, UID, cloudevent, post, record
 from tests.test_daemon_e2e import DEMO, estate, free_port, get, metrics, value, wait_for
@@ -48,14 +49,19 @@ def test_sgwatch_run_takes_a_pushed_event_once_and_refuses_a_wrong_token(tmp_pat
         wait_for(lambda: get(base + "/readyz")[0] == 200, what="/readyz")
         calls = dict(estate.calls)  # the first scan's, done (interval 3600: no other before the stop)
         assert calls
-        event = cloudevent(record(event_id="e2e-1", group="sg-web", user="alice"), account_uid=UID)
+        # the daemon learned the account's UID through STS GetCallerIdentity (the emulator's)
+        event = cloudevent(record(event_id="e2e-1", group="sg-web", user="alice"), account_uid=uid_of("default"))
         status, _, answer = post(url, event)
         assert (status, answer["accepted"]) == (202, 1)
+        reads = calls.get("DescribeSecurityGroupAttribute", 0)
+        wait_for(lambda: estate.calls["DescribeSecurityGroupAttribute"] == reads + 1, what="the event's one re-read")
+        calls = dict(estate.calls)
         status, _, answer = post(url, event)  # EventBridge's retry
         assert (status, answer["duplicate"]) == (202, 1)
         assert post(url, event, token="not-the-token-at-all-0000")[0] == 401
         assert post(url, b"[1]")[0] == 400
-        assert dict(estate.calls) == calls  # the listener made no API call
+        # a redelivery, a refused and a malformed request made no API call
+        assert dict(estate.calls) == calls
         m = metrics(base)
         assert value(m, "sgwatch_events_received_total", result="accepted") == 1
         assert value(m, "sgwatch_events_received_total", result="duplicate") == 1

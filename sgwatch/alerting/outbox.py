@@ -212,11 +212,14 @@ class Notifier:
         now: datetime | None = None,
         *,
         unscanned: Collection[tuple[str, str]] = (),
+        scope: Collection[str] | None = None,
     ) -> int:
         """Queue notifications for the findings active after a scan; returns how many were queued.
 
         ``unscanned`` lists (account, region) pairs the scan could not read: their findings are
         absent for lack of data, not resolved, so they are neither resolved nor forgotten.
+        ``scope``: the ids a partial pass judged (a targeted re-read): ``active_findings`` are
+        those of them still active; every other alert stays as it is.
         """
         now = now or self._clock()
         active: dict[str, dict[str, Any]] = {}
@@ -230,13 +233,18 @@ class Notifier:
         queued = 0
         with self._db, _tx(self._conn):
             for ch in self.channels.values():
-                queued += self._process_channel(ch, active, skip, now)
+                queued += self._process_channel(ch, active, skip, now, scope)
             queued += self._enqueue_reminders(now)
         self._refresh_pending()
         return queued
 
     def _process_channel(
-        self, ch: ChannelBase, active: dict[str, dict[str, Any]], skip: set[tuple[str, str]], now: datetime
+        self,
+        ch: ChannelBase,
+        active: dict[str, dict[str, Any]],
+        skip: set[tuple[str, str]],
+        now: datetime,
+        scope: Collection[str] | None = None,
     ) -> int:
         ts = now.timestamp()
         rows = self._conn.execute(
@@ -274,7 +282,7 @@ class Notifier:
                     (snapshot, ch.name, fid),
                 )
         for fid, (_, old_snapshot) in known.items():
-            if fid in active:
+            if fid in active or (scope is not None and fid not in scope):
                 continue
             finding = json.loads(old_snapshot)
             if (str(finding.get("account")), str(finding.get("region"))) in skip:

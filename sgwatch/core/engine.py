@@ -8,7 +8,7 @@ it and builds the report. Everything here is pure: the clock comes in as ``now``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
@@ -24,6 +24,7 @@ from sgwatch.core.model import (
     AcceptedExposure,
     Baseline,
     Group,
+    GroupKey,
     PeerKind,
     Rule,
     RuleKey,
@@ -274,8 +275,18 @@ def _region_sets(
     return out
 
 
-def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime) -> Report:
-    """The whole estate: every drift finding, every live exposure, every posture result."""
+def assess(
+    baseline: Baseline,
+    live: Snapshot,
+    settings: CheckSettings,
+    now: datetime,
+    only: Collection[GroupKey] | None = None,
+) -> Report:
+    """The whole estate: every drift finding, every live exposure, every posture result.
+
+    ``only``: assess just these groups, against the whole snapshot (their group sets and lists as
+    they are): what a targeted re-read changed, judged exactly as a full scan judges it.
+    """
     today = now.date()
     placed = managed.place(baseline, baseline.terraform, live) if baseline.terraform is not None else None
     if placed is not None:
@@ -287,7 +298,12 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     seen_regions = live.regions
     lists_of = _region_lists(live, baseline)
     sets_of = _region_sets(live, baseline, lists_of)
-    for key in sorted(live.groups.keys() | baseline.groups.keys()):
+    keys = (
+        live.groups.keys() | baseline.groups.keys()
+        if only is None
+        else {k for k in only if k in live.groups or k in baseline.groups}
+    )
+    for key in sorted(keys):
         account, region, _ = key
         if live.scope is not None and (account, region) not in live.scope:
             continue

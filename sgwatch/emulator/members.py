@@ -12,6 +12,7 @@ sgwatch's parser, so it does not borrow it.
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -127,6 +128,10 @@ class MemberError(ValueError):
     pass
 
 
+class MalformedFilter(ValueError):
+    """A filter parameter that is not what the API takes; its name is the message."""
+
+
 class Members:
     """One region's ENIs and instances, keyed by id, in the API's shapes."""
 
@@ -144,12 +149,24 @@ class Members:
             found = [e for e in found if e.get("InstanceId") == params["InstanceId"]]
         if params.get("Type"):
             found = [e for e in found if e.get("Type") == params["Type"]]
+        # NetworkInterfaceId.N: the ENIs named (up to 100), as the targeted re-read asks
+        wanted = {v for k, v in params.items() if k.startswith("NetworkInterfaceId.")}
+        if wanted:
+            found = [e for e in found if e.get("NetworkInterfaceId") in wanted]
         return found
 
     def instance_list(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         found = [self.instances[k] for k in sorted(self.instances)]
         if params.get("SecurityGroupId"):
             found = [i for i in found if params["SecurityGroupId"] in _groups(i)]
+        if params.get("InstanceIds"):  # a JSON array of up to 100 ids
+            try:
+                ids = json.loads(params["InstanceIds"])
+            except ValueError:
+                ids = None
+            if not isinstance(ids, list) or len(ids) > 100:
+                raise MalformedFilter("InstanceIds")
+            found = [i for i in found if i.get("InstanceId") in set(map(str, ids))]
         return found
 
     # -- changes, kept consistent as the cloud keeps them -----------------------------------------

@@ -41,7 +41,7 @@ from sgwatch.emulator.estate import (
     full_permission,
     random_id,
 )
-from sgwatch.emulator.members import MemberError, Members
+from sgwatch.emulator.members import MalformedFilter, MemberError, Members
 from sgwatch.emulator.resourcedirectory import DirectoryError, ResourceDirectory
 from sgwatch.emulator.signature import expected_signature, parse_authorization, signature_matches
 from sgwatch.sources.raw import DEFAULT_ACCOUNT
@@ -587,7 +587,10 @@ class Emulator:
         region = self.estate.region(account, region_id)
         members = region.members if region else Members()
         kind, cap = ("eni", self.interface_page_cap) if interfaces else ("instance", self.instance_page_cap)
-        found = members.eni_list(params) if interfaces else members.instance_list(params)
+        try:
+            found = members.eni_list(params) if interfaces else members.instance_list(params)
+        except MalformedFilter as exc:
+            raise ApiError(400, f"Invalid{exc}.Malformed", f"The specified parameter {exc} is not valid.") from None
         raw_size = params.get("MaxResults", "")
         try:
             size = int(raw_size) if raw_size else 10

@@ -179,6 +179,12 @@ class Dispatcher:
             self._parked.notify_all()
             self._work.notify_all()
 
+    def resume(self) -> None:
+        """Take calls again after :meth:`stop`: a re-reader (``sources.reread``) lives on after
+        one re-read's credentials were refused, and the next re-read must not find it stopped."""
+        with self._lock:
+            self._stopped = False
+
     # -- inside -------------------------------------------------------------------------------
     def _pair(self, pair: Hashable) -> _Pair:
         state = self._pairs.get(pair)
