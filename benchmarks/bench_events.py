@@ -5,8 +5,8 @@ The emulator (a separate process) serves N synthetic groups in one region. One f
 daemon's first picture; then every call costs ``--latency-ms`` (50 ms) and the daemon, in this
 process with its default politeness limit and a 1-hour full-scan interval, gets ``--changes``
 changes at random times over ``--seconds``: each one a world-open rule added through the
-emulator's control API, then its event handed to the daemon's event handler (as the listener
-does after it has taken a POST). A local webhook receiver records when each alert arrives.
+emulator's control API, then its event POSTed to the daemon's events listener as EventBridge
+delivers it (a CloudEvent with the bearer token). A local webhook receiver records when each alert arrives.
 
 Printed: change-to-alert latency from the event's arrival to the notification at the receiver
 (p50, p99, max; goal p99 < 5 s), ECS calls per change (goal <= 3), CPU per change (the events
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,8 +44,6 @@ from sgwatch import baseline
 from sgwatch import config as config_file
 from sgwatch.daemon import Daemon, RunOptions, scan_interval
 from sgwatch.emulator.control import EmulatorControl
-from sgwatch.events.model import ChangeEvent
-from sgwatch.events.record import parse_record
 from sgwatch.sources import live
 from sgwatch.sources.snapshot import parse_scan
 
@@ -98,30 +97,52 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
-def record(event_id: str, region: str, gid: str, port: int) -> ChangeEvent:
-    parsed = parse_record(
-        {
-            "eventId": event_id,
-            "eventName": "AuthorizeSecurityGroup",
-            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "eventType": "ApiCall",
-            "eventRW": "Write",
-            "acsRegion": region,
-            "serviceName": "Ecs",
-            "sourceIpAddress": "203.0.113.7",
-            "userAgent": "bench",
-            "userIdentity": {"type": "ram-user", "userName": "bench", "accountId": "1234567890"},
-            "requestParameters": {
-                "RegionId": region,
-                "SecurityGroupId": gid,
-                "IpProtocol": "tcp",
-                "PortRange": f"{port}/{port}",
-                "SourceCidrIp": "0.0.0.0/0",
-            },
-        }
+TOKEN = "bench-events-token-0123456789abcdef"
+
+
+def record(event_id: str, region: str, gid: str, port: int) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "eventName": "AuthorizeSecurityGroup",
+        "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventType": "ApiCall",
+        "eventRW": "Write",
+        "acsRegion": region,
+        "serviceName": "Ecs",
+        "sourceIpAddress": "203.0.113.7",
+        "userAgent": "bench",
+        "userIdentity": {"type": "ram-user", "userName": "bench", "accountId": "1234567890"},
+        "requestParameters": {
+            "RegionId": region,
+            "SecurityGroupId": gid,
+            "IpProtocol": "tcp",
+            "PortRange": f"{port}/{port}",
+            "SourceCidrIp": "0.0.0.0/0",
+        },
+    }
+
+
+def post_event(url: str, rec: dict[str, Any]) -> int:
+    """POST one EventBridge-shaped CloudEvent carrying ``rec``, as EventBridge's HTTP target does."""
+    body = {
+        "specversion": "1.0",
+        "id": rec["eventId"],
+        "source": "acs.actiontrail",
+        "type": "actiontrail:ActionTrail:ApiCall",
+        "subject": f"acs:ecs:{rec['acsRegion']}::securitygroup/{rec['requestParameters']['SecurityGroupId']}",
+        "time": rec["eventTime"],
+        "datacontenttype": "application/json;charset=utf-8",
+        "aliyunregionid": rec["acsRegion"],
+        "data": rec,
+    }
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/cloudevents+json", "Authorization": f"Bearer {TOKEN}"},
+        method="POST",
     )
-    assert isinstance(parsed, ChangeEvent)
-    return parsed
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return int(answer.status)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -141,7 +162,7 @@ def main() -> int:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(name, None)
     work = Path(tempfile.mkdtemp(prefix="sgwatch-bench-events-"))
-    port = free_port()
+    port, events_port = free_port(), free_port()
     emulator = subprocess.Popen(
         [
             sys.executable,
@@ -204,7 +225,8 @@ def main() -> int:
                     "endpoint": endpoint,
                     "regions": [region],
                     "accounts": [account],
-                    "events": {"actiontrail": True},  # events on: full scans every hour
+                    # the push path as EventBridge uses it; events on: full scans every hour
+                    "events": {"listen": f"127.0.0.1:{events_port}", "token": TOKEN},
                     "limits": {"max_input_bytes": 1 << 30},  # 20,000 groups' baseline is one large file
                     "notifications": [{"type": "webhook", "name": "hook", "url": receiver.url, "min_severity": "info"}],
                 },
@@ -214,6 +236,9 @@ def main() -> int:
         daemon.scan()
         full_scans = sum(daemon.telemetry.scans.values())
         daemon.events.start()
+        assert daemon.events_server is not None
+        daemon.events_server.start()
+        events_url = f"http://127.0.0.1:{events_port}/events"
         control.set_faults(latency_ms=args.latency_ms)
         control.reset_stats()
 
@@ -242,7 +267,9 @@ def main() -> int:
                 },
             )
             arrived = time.monotonic()
-            daemon.events.submit("default", [record(f"bench-{n}", region, gid, tcp_port)], arrived)
+            status = post_event(events_url, record(f"bench-{n}", region, gid, tcp_port))
+            if status != 202:
+                raise SystemExit(f"POST /events answered {status}")
             submitted[(gid, f"{tcp_port}/{tcp_port}")] = arrived
         daemon.events.wait_idle(120)
         deadline = time.monotonic() + 30
@@ -256,6 +283,8 @@ def main() -> int:
         rereads = dict(daemon.telemetry.reread.rereads)
     finally:
         if daemon is not None:
+            if daemon.events_server is not None:
+                daemon.events_server.stop()
             daemon.events.stop()
             daemon.state.close()
         emulator.terminate()
