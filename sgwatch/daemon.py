@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,11 +42,13 @@ from sgwatch.core.checks import CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
+from sgwatch.core.reuse import Reuse
 from sgwatch.errors import AuthError, InputError, SgwatchError
 from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
 from sgwatch.sources.live_settings import LiveSettings
+from sgwatch.sources.parsecache import ParseCache
 from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError
 
 log = structlog.get_logger("sgwatch.daemon")
@@ -157,13 +160,13 @@ def _mtime(path: Path) -> float:
         return -1.0
 
 
-def live_snapshot(cfg: config_file.Config) -> Any:
+def live_snapshot(cfg: config_file.Config, cache: ParseCache | None = None) -> Any:
     from sgwatch.sources import live
     from sgwatch.sources.snapshot import parse_scan
 
     raw = live.scan(cfg.live())
     with gc_paused():
-        return raw, parse_scan(raw)
+        return raw, parse_scan(raw, cache=cache)
 
 
 class Daemon:
@@ -172,11 +175,13 @@ class Daemon:
         options: RunOptions,
         *,
         clock: Clock = utcnow,
-        scanner: Callable[[config_file.Config], Any] = live_snapshot,
+        scanner: Callable[[config_file.Config], Any] | None = None,
     ) -> None:
         self.options = options
         self.clock = clock
-        self.scanner = scanner
+        # What the last scan worked out, reused for the groups whose answers and inputs are unchanged.
+        self.reuse = Reuse()
+        self.scanner = scanner or partial(live_snapshot, cache=ParseCache())
         self.loaded = load(options)
         cfg = self.loaded.config
         logs.register_secret(*config_file.secrets(cfg))
@@ -242,7 +247,7 @@ class Daemon:
             raw, snap = self.scanner(loaded.config)
             self.telemetry.add_stats(raw.stats)
             with gc_paused():
-                report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
+                report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock(), self.reuse)
             scope = snap.regions | set(snap.scope or ()) | {(e.account, e.region) for e in snap.errors}
             self._finish(scan_id, started, time.monotonic() - t0, report, scope)
         except (AuthError, SgwatchError) as exc:

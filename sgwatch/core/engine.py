@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 
 from sgwatch.core import addresses, exposure, membership, posture
@@ -20,6 +20,7 @@ from sgwatch.core.diff import Change, ListRef, diff_group
 from sgwatch.core.exposure import FAMILIES, Lists
 from sgwatch.core.findings import LATENT, Exposure, Finding, Report, describe_rule
 from sgwatch.core.groupsets import RegionSets
+from sgwatch.core.memo import same
 from sgwatch.core.model import (
     AcceptedExposure,
     Baseline,
@@ -31,6 +32,7 @@ from sgwatch.core.model import (
     Snapshot,
     span,
 )
+from sgwatch.core.reuse import GroupResult, Reuse
 
 _UNRESOLVED_CODES = {"prefix list": "PrefixListUnresolved", "port range list": "PortRangeListUnresolved"}
 
@@ -264,15 +266,75 @@ def _region_sets(
     return out
 
 
-def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime) -> Report:
-    """The whole estate: every drift finding, every live exposure, every posture result."""
+def _signature(
+    key: tuple[str, str, str], live: Snapshot, baseline: Baseline, lists: RegionLists, sets: RegionSets | None
+) -> tuple[object, ...]:
+    """All a group's results depend on besides the settings and the day (see :mod:`sgwatch.core.reuse`)."""
+    context = None
+    if sets is not None:
+        gid = key[2]
+        context = tuple(
+            (
+                gset,
+                sets.index.interfaces_in(gset),
+                tuple((sets.live.get(other), sets.baseline.get(other)) for other in gset if other != gid),
+            )
+            for gset in sets.index.sets_of(gid)
+        )
+    return (
+        live.groups.get(key),
+        key in live.untyped,
+        baseline.groups.get(key),
+        baseline.accepted.get(key, ()),
+        lists,
+        context,
+    )
+
+
+def _assess_key(
+    key: tuple[str, str, str],
+    lgroup: Group | None,
+    bgroup: Group | None,
+    accepted: Sequence[AcceptedExposure],
+    settings: CheckSettings,
+    today: date,
+    lists: RegionLists,
+    sets: RegionSets | None,
+) -> GroupResult:
+    unresolved: set[tuple[str, str]] = set()
+    active = [a for a in accepted if a.active(today)]
+    findings, exposures = assess_group(lgroup, bgroup, active, settings, lists, unresolved, sets)
+    results = posture.check_group(lgroup, exposures, settings) if lgroup is not None else []
+    results.extend(posture.expired(key, accepted, today, settings))
+    # The mixed sets among its own: found while evaluating them, needed again when reused.
+    mixed = (
+        frozenset(g for g in sets.index.sets_of(key[2]) if g in sets.mixed)
+        if sets is not None and sets.mixed
+        else frozenset()
+    )
+    return GroupResult(findings, exposures, frozenset(unresolved), results, mixed)
+
+
+def assess(
+    baseline: Baseline, live: Snapshot, settings: CheckSettings, now: datetime, reuse: Reuse | None = None
+) -> Report:
+    """The whole estate: every drift finding, every live exposure, every posture result.
+
+    ``reuse``: what the last scan worked out, kept for groups whose inputs are unchanged
+    (:class:`~sgwatch.core.reuse.Reuse`; the report is the same with or without). Pass it only
+    with whole scans: groups a scan did not assess are dropped from it.
+    """
     today = now.date()
+    if reuse is not None:
+        reuse.begin(settings, today)
     errors = list(live.errors)
     unreadable_regions = {(e.account, e.region) for e in errors if not e.security_group_id}
     unreadable_groups = {(e.account, e.region, e.security_group_id) for e in errors if e.security_group_id}
     report = Report(generated_at=now, groups=0, errors=errors)
     seen_regions = live.regions
     lists_of = _region_lists(live, baseline)
+    if reuse is not None:
+        lists_of = {where: same(reuse.lists, where, lists) for where, lists in lists_of.items()}
     sets_of = _region_sets(live, baseline, lists_of)
     for key in sorted(live.groups.keys() | baseline.groups.keys()):
         account, region, _ = key
@@ -301,17 +363,19 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
             if key[2] in listing:
                 continue  # listed but unread: the parser has recorded the error
         report.groups += 1
-        accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
-        unresolved: set[tuple[str, str]] = set()
-        findings, exposures = assess_group(
-            lgroup,
-            bgroup,
-            accepted,
-            settings,
-            lists_of.get((account, region), NO_REGION_LISTS),
-            unresolved,
-            sets_of.get((account, region)),
-        )
+        lists, sets = lists_of.get((account, region), NO_REGION_LISTS), sets_of.get((account, region))
+        accepted = baseline.accepted.get(key, ())
+        result = None
+        if reuse is not None:
+            signature = _signature(key, live, baseline, lists, sets)
+            result = reuse.groups.get(key, signature)
+            if result is None:
+                result = _assess_key(key, lgroup, bgroup, accepted, settings, today, lists, sets)
+                reuse.groups.put(key, signature, result)
+            elif sets is not None:
+                sets.mixed.update(result.mixed)
+        else:
+            result = _assess_key(key, lgroup, bgroup, accepted, settings, today, lists, sets)
         errors.extend(
             ScanError(
                 account,
@@ -320,13 +384,11 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
                 f"rules name {kind} {list_id}, whose entries were not read: what it lets in is unknown",
                 key[2],
             )
-            for kind, list_id in sorted(unresolved)
+            for kind, list_id in sorted(result.unresolved)
         )
-        report.findings.extend(findings)
-        report.exposures.extend(exposures)
-        if lgroup is not None:
-            report.posture.extend(posture.check_group(lgroup, exposures, settings))
-        report.posture.extend(posture.expired(key, baseline.accepted.get(key, ()), today, settings))
+        report.findings.extend(result.findings)
+        report.exposures.extend(result.exposures)
+        report.posture.extend(result.posture)
     expected = {(g.account, g.region) for g in baseline.groups.values()}
     if live.scope is not None:
         expected &= live.scope
@@ -348,6 +410,8 @@ def assess(baseline: Baseline, live: Snapshot, settings: CheckSettings, now: dat
     )
     report.findings.sort(key=lambda f: (-RANK[f.severity], f.account, f.region, f.security_group_id, f.kind))
     report.membership = membership.for_regions(live.membership, live.scope if live.scope is not None else seen_regions)
+    if reuse is not None:
+        reuse.end()
     return report
 
 
