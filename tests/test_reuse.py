@@ -90,6 +90,15 @@ def open_ssh(raw: RawScan, rng: random.Random) -> None:
     perms.append(opened)
 
 
+def add_drop(raw: RawScan, rng: random.Random) -> None:
+    """A drop shields every interface of the group: the other groups of its sets are judged again."""
+    perms = _perms(_attribute(raw, rng))
+    if perms:
+        dropped = copy.deepcopy(rng.choice(perms))
+        dropped.update(Policy="Drop", Priority=1, Description="drop")
+        perms.append(dropped)
+
+
 def remove_rule(raw: RawScan, rng: random.Random) -> None:
     perms = _perms(_attribute(raw, rng))
     if perms:
@@ -171,6 +180,7 @@ def prefix_entry(raw: RawScan, rng: random.Random) -> None:
 
 CHANGES: list[Callable[[RawScan, random.Random], None]] = [
     open_ssh,
+    add_drop,
     remove_rule,
     change_port,
     priority_true,

@@ -277,7 +277,7 @@ def _signature(
             (
                 gset,
                 sets.index.interfaces_in(gset),
-                tuple((sets.live.get(other), sets.baseline.get(other)) for other in gset if other != gid),
+                tuple(sets.part(other) for other in gset if other != gid),
             )
             for gset in sets.index.sets_of(gid)
         )

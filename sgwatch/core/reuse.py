@@ -4,11 +4,15 @@ Most groups are as they were at the last scan. A :class:`Reuse` passed to ``asse
 group's findings, exposures and posture results with what they were worked out from (its
 signature, built in the engine): the live group and its baseline, the accepted exposures the
 baseline gives it, its region's lists, and, where membership is known, each group set it sits
-in: the set's interfaces and the live and baseline state of every other group of the set. A
-group whose signature is equal to the last one's is not assessed again; one that changed, and
-every group sharing a set with it, is. The sources hand back the very objects of the last scan
-for an unchanged answer (:class:`~sgwatch.sources.parsecache.ParseCache`), which makes most of
-these comparisons identity checks.
+in: the set's interfaces and what the set's evaluation reads of every other group of it
+(:meth:`~sgwatch.core.groupsets.RegionSets.part`: the group as settled, without the accepts its
+baseline lacks, its type, its rules' local sides). A group whose signature is equal to the last
+one's is not assessed again; one that changed is, and so is every group sharing a set with a
+group whose part changed (a new drop, a type, a removed accept), not with one that only added
+an accept (that is its own new exposure, judged in its own group). The sources hand back the
+very objects of the last scan for an unchanged answer
+(:class:`~sgwatch.sources.parsecache.ParseCache`), which makes most of these comparisons
+identity checks.
 
 What every group depends on, the check settings and the day (accepted exposures expire), is
 compared once per scan: a change drops everything. A baseline reload gives groups new baseline
