@@ -13,17 +13,20 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sgwatch.baseline import capture
 from sgwatch.core.checks import CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.memo import Carried, same
 from sgwatch.core.model import AcceptedExposure, Baseline, Snapshot
 from sgwatch.core.reuse import Reuse
+from sgwatch.daemon import Daemon, RunOptions
 from sgwatch.emulator import Emulator, Estate
 from sgwatch.render.json import render
 from sgwatch.sources import live
@@ -241,11 +244,12 @@ def test_an_unchanged_scan_is_served_from_the_caches(scanned: RawScan) -> None:
 
 def test_a_changed_body_is_not_served_from_the_cache(scanned: RawScan) -> None:
     cache = ParseCache()
-    first = parse_scan(scanned, cache=cache)
     changed = copy.deepcopy(scanned)
     resp = _of(changed, "DescribeSecurityGroupAttribute")[0]
     perm = _perms(resp)[0]
     key = ("default", resp.region, resp.body["SecurityGroupId"])
+    perm["Priority"] = 1
+    first = parse_scan(changed, cache=cache)
     perm["Priority"] = True  # equal to 1 as a dict compares; not the same answer
     second = parse_scan(changed, cache=cache)
     assert key not in second.groups  # the bad rule makes the group unreadable, as without a cache
@@ -324,3 +328,26 @@ def test_digest_keeps_types_apart_and_ignores_request_ids() -> None:
     for other in (True, 1.0, "1"):
         assert digest(body) != digest({"Permissions": {"Permission": [{"Priority": other}]}})
     assert digest({"Permissions": lambda: None}) is None  # not a JSON value: never cached
+
+
+def test_the_daemon_keeps_the_engine_cache_across_scans(tmp_path: Path, scanned: RawScan) -> None:
+    cache = ParseCache()
+    baseline = tmp_path / "baseline"
+    capture(parse_scan(scanned), baseline)
+    overrides = {"baseline": str(baseline), "state": str(tmp_path / "state.sqlite"), "listen": "127.0.0.1:0"}
+    seen: list[Snapshot] = []
+
+    def scanner(_: object) -> tuple[RawScan, Snapshot]:
+        raw = _changed(scanned, [(CHANGES.index(request_ids), len(seen))])
+        seen.append(parse_scan(raw, cache=cache))
+        return raw, seen[-1]
+
+    daemon = Daemon(RunOptions(config_path=None, overrides=overrides), clock=lambda: NOW, scanner=scanner)
+    try:
+        daemon.scan()
+        assert daemon.reuse.groups.misses == len(seen[0].groups) > 0
+        daemon.scan()
+        assert daemon.reuse.groups.hits == len(seen[1].groups) and daemon.reuse.groups.misses == 0
+        assert daemon.telemetry.last is not None and daemon.telemetry.last_result == "complete"
+    finally:
+        daemon.state.close()
