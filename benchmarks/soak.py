@@ -24,6 +24,7 @@ import argparse
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -220,6 +221,7 @@ def main() -> int:
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
