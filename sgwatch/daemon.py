@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ from sgwatch.core.checks import CheckSettings
 from sgwatch.core.engine import assess
 from sgwatch.core.findings import Report
 from sgwatch.core.model import Baseline
+from sgwatch.core.reuse import Reuse
 from sgwatch.errors import AuthError, InputError, SgwatchError
 from sgwatch.events import attribution, reassess
 from sgwatch.events.handler import Batch, EventHandler
@@ -50,6 +52,7 @@ from sgwatch.listen import ListenAddress, parse_listen
 from sgwatch.metrics import ScanSummary, Telemetry, registry_for
 from sgwatch.server import Server
 from sgwatch.sources.live_settings import AccountSettings, LiveSettings
+from sgwatch.sources.parsecache import ParseCache
 from sgwatch.state import FindingLife, ScanRecord, State, StateWriteError
 
 if TYPE_CHECKING:
@@ -201,13 +204,13 @@ def scan_interval(cfg: config_file.Config) -> float:
     return float(cfg.events.full_scan_interval) if cfg.events.enabled else float(cfg.interval)
 
 
-def live_snapshot(cfg: config_file.Config) -> Any:
+def live_snapshot(cfg: config_file.Config, cache: ParseCache | None = None) -> Any:
     from sgwatch.sources import live
     from sgwatch.sources.snapshot import parse_scan
 
     raw = live.scan(cfg.live())
     with gc_paused():
-        return raw, parse_scan(raw)
+        return raw, parse_scan(raw, cache=cache)
 
 
 class Daemon:
@@ -216,13 +219,15 @@ class Daemon:
         options: RunOptions,
         *,
         clock: Clock = utcnow,
-        scanner: Callable[[config_file.Config], Any] = live_snapshot,
+        scanner: Callable[[config_file.Config], Any] | None = None,
         event_handler: Handler | None = None,
         uid_learner: UidLearner | None = None,
     ) -> None:
         self.options = options
         self.clock = clock
-        self.scanner = scanner
+        # What the last scan worked out, reused for the groups whose answers and inputs are unchanged.
+        self.reuse = Reuse()
+        self.scanner = scanner or partial(live_snapshot, cache=ParseCache())
         # events name accounts by UID: learn the ones the config does not give, through STS
         self.uid_learner = uid_learner if uid_learner is not None else self._caller_uid
         self.loaded = load(options)
@@ -330,7 +335,7 @@ class Daemon:
                 for request, result, also in self._during_scan or ():
                     snap = reassess.apply(snap, request, result, self._scan_uids(), also).snapshot
                 with gc_paused():
-                    report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock())
+                    report = assess(loaded.baseline, snap, loaded.config.checks.to_settings(), self.clock(), self.reuse)
                 scope = snap.regions | set(snap.scope or ()) | {(e.account, e.region) for e in snap.errors}
                 self._finish(scan_id, started, time.monotonic() - t0, report, scope)
                 self._last = (snap, report)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 
 from sgwatch.core import addresses, exposure, managed, membership, posture
@@ -20,6 +20,7 @@ from sgwatch.core.diff import Change, ListRef, diff_group
 from sgwatch.core.exposure import FAMILIES, Lists
 from sgwatch.core.findings import LATENT, Exposure, Finding, Report, describe_rule
 from sgwatch.core.groupsets import RegionSets
+from sgwatch.core.memo import same
 from sgwatch.core.model import (
     AcceptedExposure,
     Baseline,
@@ -32,6 +33,7 @@ from sgwatch.core.model import (
     Snapshot,
     span,
 )
+from sgwatch.core.reuse import GroupResult, Reuse
 
 _UNRESOLVED_CODES = {"prefix list": "PrefixListUnresolved", "port range list": "PortRangeListUnresolved"}
 
@@ -275,19 +277,77 @@ def _region_sets(
     return out
 
 
+def _signature(
+    key: tuple[str, str, str], live: Snapshot, baseline: Baseline, lists: RegionLists, sets: RegionSets | None
+) -> tuple[object, ...]:
+    """All a group's results depend on besides the settings and the day (see :mod:`sgwatch.core.reuse`)."""
+    context = None
+    if sets is not None:
+        gid = key[2]
+        context = tuple(
+            (
+                gset,
+                sets.index.interfaces_in(gset),
+                tuple(sets.part(other) for other in gset if other != gid),
+            )
+            for gset in sets.index.sets_of(gid)
+        )
+    return (
+        live.groups.get(key),
+        key in live.untyped,
+        baseline.groups.get(key),
+        baseline.accepted.get(key, ()),
+        lists,
+        context,
+    )
+
+
+def _assess_key(
+    key: tuple[str, str, str],
+    lgroup: Group | None,
+    bgroup: Group | None,
+    accepted: Sequence[AcceptedExposure],
+    settings: CheckSettings,
+    today: date,
+    lists: RegionLists,
+    sets: RegionSets | None,
+    terraform: bool,
+) -> GroupResult:
+    unresolved: set[tuple[str, str]] = set()
+    active = [a for a in accepted if a.active(today)]
+    findings, exposures = assess_group(lgroup, bgroup, active, settings, lists, unresolved, sets, terraform)
+    results = posture.check_group(lgroup, exposures, settings) if lgroup is not None else []
+    results.extend(posture.expired(key, accepted, today, settings))
+    # The mixed sets among its own: found while evaluating them, needed again when reused.
+    mixed = (
+        frozenset(g for g in sets.index.sets_of(key[2]) if g in sets.mixed)
+        if sets is not None and sets.mixed
+        else frozenset()
+    )
+    return GroupResult(findings, exposures, frozenset(unresolved), results, mixed)
+
+
 def assess(
     baseline: Baseline,
     live: Snapshot,
     settings: CheckSettings,
     now: datetime,
+    reuse: Reuse | None = None,
     only: Collection[GroupKey] | None = None,
 ) -> Report:
     """The whole estate: every drift finding, every live exposure, every posture result.
 
+    ``reuse``: what the last scan worked out, kept for groups whose inputs are unchanged
+    (:class:`~sgwatch.core.reuse.Reuse`; the report is the same with or without). Pass it only
+    with whole scans: groups a scan did not assess are dropped from it.
     ``only``: assess just these groups, against the whole snapshot (their group sets and lists as
     they are): what a targeted re-read changed, judged exactly as a full scan judges it.
     """
+    if only is not None and reuse is not None:
+        raise ValueError("reuse is for whole scans: a partial assessment would drop the rest of it")
     today = now.date()
+    if reuse is not None:
+        reuse.begin(settings, today)
     placed = managed.place(baseline, baseline.terraform, live) if baseline.terraform is not None else None
     if placed is not None:
         baseline = placed.baseline
@@ -297,6 +357,8 @@ def assess(
     report = Report(generated_at=now, groups=0, errors=errors)
     seen_regions = live.regions
     lists_of = _region_lists(live, baseline)
+    if reuse is not None:
+        lists_of = {where: same(reuse.lists, where, lists) for where, lists in lists_of.items()}
     sets_of = _region_sets(live, baseline, lists_of)
     keys = (
         live.groups.keys() | baseline.groups.keys()
@@ -333,20 +395,22 @@ def assess(
         if unmanaged and placed is not None and placed.managed_only:
             continue
         report.groups += 1
-        accepted = [a for a in baseline.accepted.get(key, ()) if a.active(today)]
-        unresolved: set[tuple[str, str]] = set()
-        findings, exposures = assess_group(
-            lgroup,
-            bgroup,
-            accepted,
-            settings,
-            lists_of.get((account, region), NO_REGION_LISTS),
-            unresolved,
-            sets_of.get((account, region)),
-            unmanaged or (placed is not None and key in placed.managed),
-        )
+        lists, sets = lists_of.get((account, region), NO_REGION_LISTS), sets_of.get((account, region))
+        accepted = baseline.accepted.get(key, ())
+        terraform = unmanaged or (placed is not None and key in placed.managed)
+        result = None
+        if reuse is not None:
+            signature = (*_signature(key, live, baseline, lists, sets), terraform)
+            result = reuse.groups.get(key, signature)
+            if result is None:
+                result = _assess_key(key, lgroup, bgroup, accepted, settings, today, lists, sets, terraform)
+                reuse.groups.put(key, signature, result)
+            elif sets is not None:
+                sets.mixed.update(result.mixed)
+        else:
+            result = _assess_key(key, lgroup, bgroup, accepted, settings, today, lists, sets, terraform)
         if placed is not None:
-            placed.name(findings)
+            placed.name(result.findings)
         errors.extend(
             ScanError(
                 account,
@@ -355,14 +419,12 @@ def assess(
                 f"rules name {kind} {list_id}, whose entries were not read: what it lets in is unknown",
                 key[2],
             )
-            for kind, list_id in sorted(unresolved)
+            for kind, list_id in sorted(result.unresolved)
         )
-        report.findings.extend(findings)
-        report.exposures.extend(exposures)
-        if lgroup is not None:
-            report.posture.extend(posture.check_group(lgroup, exposures, settings))
-        report.posture.extend(posture.expired(key, baseline.accepted.get(key, ()), today, settings))
-    if placed is not None:
+        report.findings.extend(result.findings)
+        report.exposures.extend(result.exposures)
+        report.posture.extend(result.posture)
+    if placed is not None and only is None:  # a partial assessment speaks only for the groups it judged
         for gone in placed.removed:
             report.groups += 1
             findings, _ = assess_group(None, gone, (), settings)
@@ -389,6 +451,8 @@ def assess(
     )
     report.findings.sort(key=lambda f: (-RANK[f.severity], f.account, f.region, f.security_group_id, f.kind))
     report.membership = membership.for_regions(live.membership, live.scope if live.scope is not None else seen_regions)
+    if reuse is not None:
+        reuse.end()
     return report
 
 

@@ -166,6 +166,22 @@ class RegionSets:
         self._cache: dict[tuple[GroupSet, int, str, str], Questions] = {}
         # (group id, "live" or "base") -> a settled group's own questions where no local side applies
         self._own: dict[tuple[str, str], Questions] = {}
+        self._parts: dict[str, tuple[object, ...]] = {}
+
+    def part(self, group_id: str) -> tuple[object, ...]:
+        """All the evaluation of a set reads of ``group_id`` when it judges another group of the set.
+
+        The group as settled (an accept its baseline lacks is its own drift, not the set's), its
+        type (the set's default) and the local sides of its live and baseline rules (the set's
+        variants). Equal parts: the other group's views are what they were (core.reuse).
+        """
+        found = self._parts.get(group_id)
+        if found is None:
+            live, base = self.live.get(group_id), self.baseline.get(group_id)
+            local = frozenset(r.key.local for g in (live, base) if g is not None for r in g.rules if r.key.local)
+            found = (None, None, local) if live is None else (self._settle(live), live.type, local)
+            self._parts[group_id] = found
+        return found
 
     def _settle(self, group: Group) -> Group:
         """The group as now, without the accept rules its baseline lacks."""

@@ -20,23 +20,26 @@ region's listing / the group's rules are unreadable (:func:`sgwatch.sources.pagi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from operator import eq, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sgwatch import inputlimits
 from sgwatch.core import normalize
 from sgwatch.core.membership import Interface, Membership, MembershipUnknown
+from sgwatch.core.memo import Carried
 from sgwatch.core.model import Group, GroupKey, Policy, Rule, RuleKey, ScanError, Snapshot
 from sgwatch.core.normalize import NormalizeError
 from sgwatch.errors import InputError
 from sgwatch.sources import ecs_rules, identifiers, interfaces, paging
+from sgwatch.sources.parsecache import Digest, MembershipSource, ParseCache, digest
 from sgwatch.sources.raw import DEFAULT_ACCOUNT, MEMBERSHIP_ERRORS_FILE, Action, RawResponse, RawScan, classify
 
 ERRORS_FILE = "errors.json"
+_T = TypeVar("_T")
 MEMBERSHIP_ACTIONS: tuple[Action, ...] = ("DescribeNetworkInterfaces", "DescribeInstances")
 
 
@@ -49,6 +52,8 @@ class _Partial:
     rules: list[Rule] = field(default_factory=list)
     pages: list[paging.Page] = field(default_factory=list)
     failed: bool = False
+    # the digests of its pages, while all of them have one (ParseCache): None once one has not
+    digests: list[Digest] | None = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -60,6 +65,8 @@ class _Members:
     # action -> its pages as read: a listing is whole only by the one paging rule
     pages: dict[str, list[paging.Page]] = field(default_factory=dict)
     failed: MembershipUnknown | None = None
+    # action -> the digests of its pages (ParseCache); a page without one takes its action out
+    digests: dict[str, list[Digest] | None] = field(default_factory=dict)
 
 
 class _Fault:
@@ -99,9 +106,12 @@ class SnapshotBuilder:
         vanished: Iterable[GroupKey] = (),
         membership_failures: Mapping[tuple[str, str], MembershipUnknown] | None = None,
         uids: Mapping[str, str] | None = None,
+        cache: ParseCache | None = None,
     ) -> None:
         # account name -> its UID: the owner a rule names for the account's own groups
         self._own = dict(uids or {})
+        self._cache = cache
+        self._meta_digests: dict[GroupKey, Digest | None] = {}
         self.snap = Snapshot(errors=list(errors))
         self.vanished = set(vanished)
         self._members: dict[tuple[str, str], _Members] = {}
@@ -146,7 +156,9 @@ class SnapshotBuilder:
                     fault(self.snap.errors, account, region, "", f"{where}.SecurityGroupId", str(exc))
                     continue
                 listing.add(sg)
-                self._meta[(account, region, sg)] = {k: v for k, v in item.items() if k != "Permissions"}
+                meta = self._meta[(account, region, sg)] = {k: v for k, v in item.items() if k != "Permissions"}
+                if self._cache is not None:
+                    self._meta_digests[(account, region, sg)] = digest(meta)
         elif resp.action == "DescribeSecurityGroupAttribute":
             try:
                 sg = identifiers.check("security group", body.get("SecurityGroupId"))
@@ -157,11 +169,23 @@ class SnapshotBuilder:
             part.attrs.update({k: v for k, v in body.items() if k not in ("Permissions", "RequestId", "NextToken")})
             perms, before = _list(body, "Permissions", "Permission"), len(part.rules)
             part.pages.append(paging.Page.of(body, len(perms), origin or ""))
+            owner = self._own.get(account, account)
+            cache, page = self._cache, None
+            if cache is not None and (page := digest(body)) is not None:
+                kept = cache.rules.get(page, owner)
+                if kept is not None:
+                    part.rules.extend(kept)
+                    part.digests = _noted(part.digests, page)
+                    return
             try:  # all at once, the loop in C; on a bad entry, again one by one to say which
-                part.rules.extend(map(ecs_rules.rule_from_api, perms, repeat(self._own.get(account, account))))
+                part.rules.extend(map(ecs_rules.rule_from_api, perms, repeat(owner)))
+                if cache is not None and page is not None:
+                    cache.rules.put(page, owner, tuple(part.rules[before:]))
+                part.digests = _noted(part.digests, page)
                 return
             except (NormalizeError, AttributeError):
                 del part.rules[before:]
+            part.digests = None
             for i, perm in enumerate(perms):
                 try:
                     try:
@@ -206,21 +230,25 @@ class SnapshotBuilder:
 
     def _member_page(self, action: Action, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
         members = self._members.setdefault((account, region), _Members())
+        cache, page = self._cache, None
         held = 0
         try:
             if action == "DescribeNetworkInterfaces":
-                enis = interfaces.enis_of_page(body)
+                enis, page = _parsed(None if cache is None else cache.enis, body, interfaces.enis_of_page)
                 members.enis.extend(enis)
                 held = len(enis)
             else:
-                instances = interfaces.instances_of_page(body)
+                kept = None if cache is None else cache.instances
+                instances, page = _parsed(kept, body, interfaces.instances_of_page)
                 members.instances.extend(instances)
                 held = len(instances)
         except interfaces.InterfaceError as exc:
             if fault.origin is not None:
                 raise InputError(f"{fault.origin}: {exc}") from None
             self.membership_failed((account, region), MembershipUnknown("InvalidResponse", f"{action}: {exc}"))
+            page = None
         members.pages.setdefault(action, []).append(paging.Page.of(body, held, fault.origin or ""))
+        members.digests[action] = _noted(members.digests.setdefault(action, []), page)
 
     def _membership(self, account: str, region: str, members: _Members) -> Membership:
         if members.failed is not None:
@@ -232,7 +260,15 @@ class SnapshotBuilder:
             if (missing := paging.missing_page(members.pages[action])) is not None:
                 why = MembershipUnknown("ListingIncomplete", f"{action}: {missing}", (f"ecs:{action}",))
                 return Membership.unknown_because(account, region, why)
-        return interfaces.assemble(account, region, members.enis, members.instances)
+        pages = [members.digests.get(action) for action in MEMBERSHIP_ACTIONS]
+        if self._cache is None or pages[0] is None or pages[1] is None:
+            return interfaces.assemble(account, region, members.enis, members.instances)
+        source: MembershipSource = (tuple(pages[0]), tuple(pages[1]))
+        kept = self._cache.memberships.get((account, region), source)
+        if kept is None:
+            kept = interfaces.assemble(account, region, members.enis, members.instances)
+            self._cache.memberships.put((account, region), source, kept)
+        return kept
 
     def _prefix_list(self, body: Mapping[str, Any], account: str, region: str, fault: _Fault) -> None:
         try:
@@ -319,6 +355,21 @@ class SnapshotBuilder:
         return snap
 
     def _group(self, key: GroupKey, part: _Partial) -> Group:
+        """The group, the very one of the last scan when its pages and listing entry are as then (ParseCache)."""
+        cache, source = self._cache, None
+        listed = self._meta_digests.get(key)
+        if cache is not None and part.digests is not None and (listed is not None or key not in self._meta):
+            owner = self._own.get(part.account, part.account)
+            source = (tuple(part.digests), owner, listed)
+            kept = cache.groups.get(key, source)
+            if kept is not None:
+                return kept
+        group = self._build_group(key, part)
+        if cache is not None and source is not None:
+            cache.groups.put(key, source, group)
+        return group
+
+    def _build_group(self, key: GroupKey, part: _Partial) -> Group:
         item = self._meta.get(key, {})
         tags = tuple(
             (str(t.get("TagKey", "")), str(t.get("TagValue", "")))
@@ -344,15 +395,48 @@ class SnapshotBuilder:
         )
 
 
-def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None) -> Snapshot:
-    """Turn raw responses into a snapshot. ``origins`` maps response index to its file name."""
-    builder = SnapshotBuilder(raw.errors, raw.vanished, raw.membership_failures, raw.account_uids)
+def parse_scan(raw: RawScan, origins: Mapping[int, str] | None = None, cache: ParseCache | None = None) -> Snapshot:
+    """Turn raw responses into a snapshot. ``origins`` maps response index to its file name.
+
+    ``cache``: what the last scan worked out, reused where a response says what it said then
+    (:class:`~sgwatch.sources.parsecache.ParseCache`; the snapshot is the same with or without).
+    Pass it only with whole scans: what a scan did not see is dropped from it.
+    """
+    if cache is not None:
+        cache.begin()
+    builder = SnapshotBuilder(raw.errors, raw.vanished, raw.membership_failures, raw.account_uids, cache)
     for n, resp in enumerate(raw.responses):
         builder.add(resp, (origins or {}).get(n))
     snap = builder.finish()
+    if cache is not None:
+        cache.end()
     if raw.regions:
         snap.scope = frozenset(raw.regions)
     return snap
+
+
+def _parsed(
+    carried: Carried[Digest, None, tuple[_T, ...]] | None,
+    body: Mapping[str, Any],
+    parse: Callable[[Mapping[str, Any]], Sequence[_T]],
+) -> tuple[tuple[_T, ...], Digest | None]:
+    """``parse(body)``, or what it gave for an equal body last scan; and the body's digest (None: not cached)."""
+    page = digest(body) if carried is not None else None
+    if carried is None or page is None:
+        return tuple(parse(body)), None
+    kept = carried.get(page, None)
+    if kept is None:
+        kept = tuple(parse(body))  # raises before anything is kept
+        carried.put(page, None, kept)
+    return kept, page
+
+
+def _noted(digests: list[Digest] | None, page: Digest | None) -> list[Digest] | None:
+    """The digests of what was built so far, with ``page``'s; None once a page has none (not cached)."""
+    if digests is None or page is None:
+        return None
+    digests.append(page)
+    return digests
 
 
 def _dedupe(rules: Sequence[Rule]) -> tuple[Rule, ...]:
