@@ -220,6 +220,16 @@ _config_opt = click.option(
     envvar="SGWATCH_CONFIG",
     help="Config YAML (default: none; SGWATCH_CONFIG).",
 )
+_baseline_opt = click.option(
+    "--baseline",
+    "baseline_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Baseline YAML file or folder, or a Terraform state; repeat for several (or `baseline:` in the config).",
+)
+_managed_only_opt = click.option(
+    "--managed-only", is_flag=True, default=False, help="With Terraform states: leave out groups no state manages."
+)
 _region_opt = click.option("--region", "regions", multiple=True, help="Region to scan live (repeatable).")
 _endpoint_opt = click.option(
     "--endpoint",
@@ -231,16 +241,8 @@ _endpoint_opt = click.option(
 
 
 @cli.command()
-@click.option(
-    "--baseline",
-    "baseline_paths",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="Baseline YAML file or folder, or a Terraform state; repeat for several (or `baseline:` in the config).",
-)
-@click.option(
-    "--managed-only", is_flag=True, default=False, help="With Terraform states: leave out groups no state manages."
-)
+@_baseline_opt
+@_managed_only_opt
 @click.option(
     "--snapshot",
     "snapshot_dir",
@@ -392,16 +394,8 @@ def checks(fmt: str) -> None:
 
 @cli.command()
 @_config_opt
-@click.option(
-    "--baseline",
-    "baseline_paths",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="Baseline file or folder, or a Terraform state; repeat for several.",
-)
-@click.option(
-    "--managed-only", is_flag=True, default=False, help="With Terraform states: leave out groups no state manages."
-)
+@_baseline_opt
+@_managed_only_opt
 @_region_opt
 @_endpoint_opt
 @click.option("--interval", type=click.FloatRange(min=1), default=None, help="Seconds between scans (default 300).")
@@ -455,7 +449,7 @@ def run(
 
 @cli.command()
 @_config_opt
-@click.option("--baseline", "baseline_paths", type=click.Path(path_type=Path), multiple=True)
+@_baseline_opt
 def validate(config_path: Path | None, baseline_paths: tuple[Path, ...]) -> None:
     """Check the config and the baseline: build all that `run` and `report` build; exit 0 or 2."""
     from sgwatch.daemon import RunOptions, build, load
