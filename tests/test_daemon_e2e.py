@@ -65,7 +65,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "cond
 
 class Daemon:
     def __init__(self, config: Path, log: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SGWATCH_", "HTTP", "http"))}
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}  # the user's SGWATCH_* stay
         env.update(
             ALIBABA_CLOUD_ACCESS_KEY_ID=AK_ID,
             ALIBABA_CLOUD_ACCESS_KEY_SECRET=AK_SECRET,
