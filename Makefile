@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-deps lint typecheck test demo bench bench-scan bench-org bench-baseline soak fuzz clean
+.PHONY: install system-deps lint typecheck test demo bench bench-scan bench-org bench-baseline bench-terraform bench-events bench-attribution soak fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ bench-org: install
 
 bench-baseline: install
 	$(BIN)/python benchmarks/bench_baseline_memory.py
+
+bench-events: install
+	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy $(BIN)/python benchmarks/bench_events.py
+
+bench-attribution: install
+	$(BIN)/python benchmarks/bench_attribution.py
 
 bench-terraform: install
 	$(BIN)/python benchmarks/bench_terraform.py
